@@ -1,0 +1,390 @@
+//! The daemon: source → decode → route → per-destination pools, with offsets
+//! committed as deliveries become final, and a bounded graceful stop.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::message::Message;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Common, Config};
+use crate::deadletter::{DeadLetter, DeadLetters, Origin};
+use crate::delivery::{Inbound, Job, Pool, RetryPolicy, Shared};
+use crate::http::{self, Health, Metrics};
+use crate::model::{decode, Event};
+use crate::notifiers::Notifier;
+use crate::routing;
+use crate::source::tracker::{Limits, Ticket, Tp, Tracker};
+use crate::source::{self, KafkaConsumer, SourceContext};
+
+struct Route {
+    common: Common,
+    notifier: Arc<dyn Notifier>,
+    pool: Pool,
+}
+
+/// Runs until SIGTERM or SIGINT, then stops within the grace period.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(Health::default());
+    let stop_http = CancellationToken::new();
+    let http_task = http::serve(
+        config.http.listen,
+        metrics.clone(),
+        health.clone(),
+        stop_http.clone(),
+    )
+    .await?;
+
+    let k = &config.kafka;
+    let tracker = Arc::new(Tracker::new(Limits {
+        per_partition: k.max_in_flight_per_partition,
+        total: k.max_in_flight,
+    }));
+    let ctx = SourceContext {
+        tracker: tracker.clone(),
+        metrics: metrics.clone(),
+        health: health.clone(),
+    };
+    let consumer = Arc::new(source::consumer(k, ctx)?);
+    {
+        let (c, topic) = (consumer.clone(), k.dead_letter_topic.clone());
+        tokio::task::spawn_blocking(move || {
+            source::require_topic(
+                &c,
+                &topic,
+                "kafka.dead_letter_topic",
+                Duration::from_secs(10),
+            )
+        })
+        .await??;
+    }
+    let dead_letters = Arc::new(DeadLetters::new(
+        source::producer(k)?,
+        k.dead_letter_topic.clone(),
+        metrics.clone(),
+    ));
+
+    let abandon = CancellationToken::new();
+    let shared = Shared {
+        metrics: metrics.clone(),
+        dead_letters: dead_letters.clone(),
+        abandon: abandon.clone(),
+        failure_log_interval: config.log.failure_log_interval.0,
+        retry: RetryPolicy::default(),
+    };
+    let routes: Vec<Route> = config
+        .destinations
+        .iter()
+        .map(|d| Route {
+            common: d.common.clone(),
+            notifier: d.notifier.clone(),
+            pool: Pool::start(d, shared.clone()),
+        })
+        .collect();
+    tracing::info!(
+        destinations = routes.len(),
+        listen = %config.http.listen,
+        startup_ms = started.elapsed().as_millis() as u64,
+        "herald started"
+    );
+
+    let stop_consuming = CancellationToken::new();
+    let commit_task = tokio::spawn(commit_loop(
+        consumer.clone(),
+        tracker.clone(),
+        metrics.clone(),
+        k.commit_interval.0,
+        stop_consuming.clone(),
+    ));
+    let signal_task = tokio::spawn(wait_for_signal(stop_consuming.clone()));
+
+    let dispatcher = Dispatcher {
+        consumer: consumer.clone(),
+        tracker: tracker.clone(),
+        metrics: metrics.clone(),
+        dead_letters: dead_letters.clone(),
+        abandon: abandon.clone(),
+        routes,
+        max_message_bytes: k.max_message_bytes,
+        max_alert_age: k.max_alert_age.map(|d| d.0),
+    };
+    dispatcher.consume(&stop_consuming).await;
+
+    // Graceful stop: drain what is in flight within the grace period, then
+    // abandon the rest (uncommitted, so it is consumed again) and commit.
+    tracing::info!(
+        in_flight = tracker.total(),
+        "stopping: draining in-flight deliveries"
+    );
+    let deadline = tokio::time::Instant::now() + config.shutdown_grace;
+    loop {
+        let drained = tracker.drained.notified();
+        if tracker.total() == 0 {
+            break;
+        }
+        if tokio::time::timeout_at(deadline, drained).await.is_err() {
+            tracing::warn!(
+                abandoned = tracker.total(),
+                "grace period over; abandoning unfinished deliveries"
+            );
+            break;
+        }
+    }
+    abandon.cancel();
+    let _ = commit_task.await;
+    signal_task.abort();
+    let final_marks = tracker.commit_candidates();
+    let c = consumer.clone();
+    let committed = tokio::task::spawn_blocking(move || {
+        if final_marks.is_empty() {
+            return Ok(Vec::new());
+        }
+        c.commit(&source::to_tpl(&final_marks), CommitMode::Sync)
+            .map(|_| final_marks)
+    });
+    match tokio::time::timeout(Duration::from_secs(5), committed).await {
+        Ok(Ok(Ok(marks))) => {
+            consumer.context().record_commits(&marks);
+            tracing::info!(partitions = marks.len(), "final offsets committed");
+        }
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "final commit failed"),
+        _ => tracing::warn!("final commit did not finish in time"),
+    }
+    let d = dead_letters.clone();
+    let _ = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::task::spawn_blocking(move || d.flush(Duration::from_secs(4))),
+    )
+    .await;
+    drop(dispatcher);
+    // Closing a consumer can hang in librdkafka (known rust-rdkafka issue);
+    // bound it so the process always exits.
+    let close = tokio::task::spawn_blocking(move || {
+        consumer.unsubscribe();
+        drop(consumer);
+    });
+    if tokio::time::timeout(Duration::from_secs(5), close)
+        .await
+        .is_err()
+    {
+        tracing::warn!("kafka consumer close did not finish in 5s; exiting anyway");
+    }
+    stop_http.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(2), http_task).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal(stop: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+    stop.cancel();
+}
+
+/// Commits each partition's watermark every `interval` until `stop`.
+async fn commit_loop(
+    consumer: Arc<KafkaConsumer>,
+    tracker: Arc<Tracker>,
+    metrics: Arc<Metrics>,
+    interval: Duration,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        for (tp, in_flight, paused) in tracker.snapshot() {
+            let labels = [tp.topic.as_ref(), &tp.partition.to_string()];
+            metrics
+                .partition_in_flight
+                .with_label_values(&labels)
+                .set(in_flight as i64);
+            metrics
+                .partition_paused
+                .with_label_values(&labels)
+                .set(paused as i64);
+        }
+        metrics.in_flight_messages.set(tracker.total() as i64);
+        let marks = tracker.commit_candidates();
+        if marks.is_empty() {
+            continue;
+        }
+        let c = consumer.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            c.commit(&source::to_tpl(&marks), CommitMode::Sync)
+                .map(|_| marks)
+        })
+        .await;
+        match result {
+            Ok(Ok(marks)) => consumer.context().record_commits(&marks),
+            Ok(Err(e)) => {
+                metrics.commit_failures.inc();
+                tracing::warn!(error = %e, "offset commit failed; will retry");
+            }
+            Err(e) => tracing::error!(error = %e, "commit task failed"),
+        }
+    }
+}
+
+struct Dispatcher {
+    consumer: Arc<KafkaConsumer>,
+    tracker: Arc<Tracker>,
+    metrics: Arc<Metrics>,
+    dead_letters: Arc<DeadLetters>,
+    abandon: CancellationToken,
+    routes: Vec<Route>,
+    max_message_bytes: usize,
+    max_alert_age: Option<Duration>,
+}
+
+impl Dispatcher {
+    async fn consume(&self, stop: &CancellationToken) {
+        loop {
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => return,
+                _ = self.tracker.resume.notified() => self.apply_resumes(),
+                msg = self.consumer.recv() => match msg {
+                    Ok(m) => {
+                        let origin = Origin {
+                            topic: m.topic().to_string(),
+                            partition: m.partition(),
+                            offset: m.offset(),
+                            key: m.key().map(<[u8]>::to_vec),
+                            value: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                        };
+                        drop(m);
+                        self.handle(origin, stop).await;
+                        self.apply_pauses();
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "kafka consume error");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+            }
+        }
+    }
+
+    fn apply_pauses(&self) {
+        let tps = self.tracker.to_pause();
+        if tps.is_empty() {
+            return;
+        }
+        match self.consumer.pause(&source::partitions_tpl(&tps)) {
+            Ok(()) => tracing::debug!(partitions = tps.len(), "paused for backpressure"),
+            Err(e) => tracing::warn!(error = %e, "pause failed"),
+        }
+    }
+
+    fn apply_resumes(&self) {
+        let tps = self.tracker.to_resume();
+        if tps.is_empty() {
+            return;
+        }
+        match self.consumer.resume(&source::partitions_tpl(&tps)) {
+            Ok(()) => tracing::debug!(partitions = tps.len(), "resumed"),
+            Err(e) => tracing::warn!(error = %e, "resume failed"),
+        }
+    }
+
+    async fn handle(&self, origin: Origin, stop: &CancellationToken) {
+        let tp = Tp::new(&origin.topic, origin.partition);
+        self.metrics
+            .messages_consumed
+            .with_label_values(&[&origin.topic, &origin.partition.to_string()])
+            .inc();
+        let Some(token) = self.tracker.begin(&tp, origin.offset) else {
+            tracing::debug!(topic = %origin.topic, partition = origin.partition, "message of an unassigned partition");
+            return;
+        };
+        let event = match decode(&origin.value, self.max_message_bytes) {
+            Ok(e) => e,
+            Err(invalid) => {
+                self.metrics
+                    .invalid_messages
+                    .with_label_values(&[invalid.reason.as_str()])
+                    .inc();
+                tracing::warn!(
+                    topic = %origin.topic,
+                    partition = origin.partition,
+                    offset = origin.offset,
+                    reason = invalid.reason.as_str(),
+                    detail = %invalid.detail,
+                    "invalid message; dead-lettering"
+                );
+                let ticket = Ticket::split(self.tracker.clone(), token, 1)
+                    .pop()
+                    .expect("one ticket");
+                let record = DeadLetter::new("invalid_input", invalid.to_string(), &origin);
+                let (dl, abandon) = (self.dead_letters.clone(), self.abandon.clone());
+                tokio::spawn(async move {
+                    if dl.write(&record, origin.key.as_deref(), &abandon).await {
+                        ticket.done();
+                    }
+                });
+                return;
+            }
+        };
+        if let (Some(max_age), Event::Alert(a)) = (self.max_alert_age, &event) {
+            if let Some(t) = a.fields.time {
+                let age = chrono::Utc::now().signed_duration_since(t.0);
+                if age.to_std().is_ok_and(|age| age > max_age) {
+                    self.metrics
+                        .alerts_skipped
+                        .with_label_values(&["too_old"])
+                        .inc();
+                    tracing::debug!(alert = %a.fields.id, "alert older than max_alert_age; skipped");
+                    Ticket::split(self.tracker.clone(), token, 0);
+                    return;
+                }
+            }
+        }
+        let chosen: Vec<&Route> = self
+            .routes
+            .iter()
+            .filter(
+                |r| match routing::decide(&r.common, r.notifier.can_resolve(), &event) {
+                    Ok(()) => true,
+                    Err(why) => {
+                        tracing::trace!(destination = %r.common.name, reason = %why, "not routed");
+                        false
+                    }
+                },
+            )
+            .collect();
+        let tickets = Ticket::split(self.tracker.clone(), token, chosen.len());
+        if chosen.is_empty() {
+            self.metrics
+                .alerts_skipped
+                .with_label_values(&["no_route"])
+                .inc();
+            return;
+        }
+        let inbound = Arc::new(Inbound { origin, event });
+        for (route, ticket) in chosen.into_iter().zip(tickets) {
+            route
+                .pool
+                .enqueue(
+                    Job {
+                        message: inbound.clone(),
+                        ticket,
+                        enqueued: Instant::now(),
+                    },
+                    stop,
+                )
+                .await;
+        }
+    }
+}

@@ -1,0 +1,687 @@
+//! Configuration: one TOML file, `HERALD__SECTION__KEY` environment overrides,
+//! `${VAR}` substitution and `*_file` secrets. Every error names its field.
+
+mod load;
+mod types;
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+
+pub use load::{field, join, section, Parsed};
+pub use types::{redact_url, Dur, Secret};
+
+use crate::notifiers::{self, Notifier};
+use crate::routing::{Filter, RawFilter};
+
+/// One configuration problem, printed as `path: message`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// Every problem found in one file.
+#[derive(Debug, Default)]
+pub struct Errors {
+    pub list: Vec<ConfigError>,
+}
+
+impl Errors {
+    pub fn push(&mut self, path: &str, message: impl Into<String>) {
+        self.list.push(ConfigError {
+            path: path.to_string(),
+            message: message.into(),
+        });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+}
+
+impl fmt::Display for Errors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.list.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Errors {}
+
+#[derive(Debug)]
+pub struct Config {
+    pub kafka: KafkaConfig,
+    pub http: HttpConfig,
+    pub log: LogConfig,
+    /// How long SIGTERM waits for in-flight deliveries before abandoning them.
+    pub shutdown_grace: Duration,
+    pub destinations: Vec<Destination>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StartFrom {
+    Latest,
+    Earliest,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct KafkaConfig {
+    pub brokers: String,
+    pub group_id: String,
+    pub topics: Vec<String>,
+    pub dead_letter_topic: String,
+    /// Static membership id; defaults to `herald-<hostname>`.
+    #[serde(default)]
+    pub group_instance_id: Option<String>,
+    #[serde(default = "default_start_from")]
+    pub start_from: StartFrom,
+    /// Alerts whose `time` is older are counted and skipped.
+    #[serde(default)]
+    pub max_alert_age: Option<Dur>,
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: usize,
+    #[serde(default = "default_commit_interval")]
+    pub commit_interval: Dur,
+    #[serde(default = "default_in_flight_per_partition")]
+    pub max_in_flight_per_partition: usize,
+    #[serde(default = "default_in_flight")]
+    pub max_in_flight: usize,
+    #[serde(default = "default_session_timeout")]
+    pub session_timeout: Dur,
+    #[serde(default)]
+    pub tls: Option<KafkaTls>,
+    #[serde(default)]
+    pub sasl: Option<KafkaSasl>,
+    /// Extra librdkafka properties, for settings herald does not name.
+    #[serde(default)]
+    pub properties: IndexMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct KafkaTls {
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    #[serde(default)]
+    pub key_password: Option<Secret>,
+    #[serde(default)]
+    pub key_password_file: Option<PathBuf>,
+    #[serde(default)]
+    pub skip_verify: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum SaslMechanism {
+    #[serde(rename = "PLAIN")]
+    Plain,
+    #[serde(rename = "SCRAM-SHA-256")]
+    ScramSha256,
+    #[serde(rename = "SCRAM-SHA-512")]
+    ScramSha512,
+}
+
+impl SaslMechanism {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SaslMechanism::Plain => "PLAIN",
+            SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
+            SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct KafkaSasl {
+    pub mechanism: SaslMechanism,
+    pub username: String,
+    #[serde(default)]
+    pub password: Option<Secret>,
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct HttpConfig {
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: default_listen(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LogConfig {
+    #[serde(default = "default_log_level")]
+    pub level: String,
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A failing destination logs one summary per interval, not one line per alert.
+    #[serde(default = "default_failure_log_interval")]
+    pub failure_log_interval: Dur,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: default_log_level(),
+            format: LogFormat::Text,
+            failure_log_interval: default_failure_log_interval(),
+        }
+    }
+}
+
+/// One configured destination: settings every type shares, and its notifier.
+#[derive(Debug)]
+pub struct Destination {
+    pub common: Common,
+    pub notifier: Arc<dyn Notifier>,
+}
+
+/// Settings every destination type has.
+#[derive(Debug, Clone)]
+pub struct Common {
+    pub name: String,
+    pub id: String,
+    pub kind: String,
+    pub ui_endpoint: String,
+    pub audit: bool,
+    pub timeout: Duration,
+    pub workers: usize,
+    pub queue_size: usize,
+    pub filter: Filter,
+}
+
+#[derive(Deserialize)]
+struct RawCommon {
+    name: String,
+    #[serde(default)]
+    id: String,
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    ui_endpoint: String,
+    #[serde(default)]
+    audit: Option<bool>,
+    #[serde(default = "default_timeout")]
+    timeout: Dur,
+    #[serde(default = "default_workers")]
+    workers: usize,
+    #[serde(default = "default_queue_size")]
+    queue_size: usize,
+    #[serde(default)]
+    all_alerts: bool,
+    #[serde(default)]
+    min_severity: Option<String>,
+    #[serde(default)]
+    lifecycle_stages: Vec<String>,
+    #[serde(default)]
+    clusters: Vec<String>,
+    #[serde(default)]
+    namespaces: Vec<String>,
+    #[serde(default)]
+    policies: Vec<String>,
+    #[serde(default)]
+    categories: Vec<String>,
+}
+
+fn default_start_from() -> StartFrom {
+    StartFrom::Latest
+}
+fn default_max_message_bytes() -> usize {
+    4 << 20
+}
+fn default_commit_interval() -> Dur {
+    Dur(Duration::from_secs(1))
+}
+fn default_in_flight_per_partition() -> usize {
+    1000
+}
+fn default_in_flight() -> usize {
+    10_000
+}
+fn default_session_timeout() -> Dur {
+    Dur(Duration::from_secs(45))
+}
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9464))
+}
+fn default_log_level() -> String {
+    "info".into()
+}
+fn default_failure_log_interval() -> Dur {
+    Dur(Duration::from_secs(60))
+}
+fn default_timeout() -> Dur {
+    Dur(Duration::from_secs(5))
+}
+fn default_workers() -> usize {
+    4
+}
+fn default_queue_size() -> usize {
+    1000
+}
+fn default_shutdown_grace() -> Dur {
+    Dur(Duration::from_secs(10))
+}
+
+impl Config {
+    /// Reads and validates the file, with the process environment.
+    pub fn load(path: &Path) -> Result<Config, Errors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            let mut errs = Errors::default();
+            errs.push("(file)", format!("cannot read {}: {e}", path.display()));
+            errs
+        })?;
+        let vars: HashMap<String, String> = std::env::vars().collect();
+        Config::parse(&text, &vars)
+    }
+
+    /// Validates `text` against `vars` (the environment), reporting every error.
+    pub fn parse(text: &str, vars: &HashMap<String, String>) -> Result<Config, Errors> {
+        let mut errs = Errors::default();
+        let mut root: toml::Table = match toml::from_str(text) {
+            Ok(t) => t,
+            Err(e) => {
+                let at = e
+                    .span()
+                    .map(|s| line_col(text, s.start))
+                    .unwrap_or_else(|| "(toml)".into());
+                errs.push(&at, format!("TOML syntax: {}", e.message().trim()));
+                return Err(errs);
+            }
+        };
+        load::apply_env_overrides(&mut root, vars);
+        let mut tree = toml::Value::Table(root);
+        load::substitute_env(&mut tree, "", vars, &mut errs);
+        let toml::Value::Table(mut root) = tree else {
+            unreachable!()
+        };
+
+        let kafka = match root.remove("kafka") {
+            Some(v) => section::<KafkaConfig>(v, "kafka", &mut errs),
+            None => {
+                errs.push("kafka", "is required");
+                None
+            }
+        };
+        if let Some(k) = &kafka {
+            validate_kafka(k, &mut errs);
+        }
+        let http = root
+            .remove("http")
+            .map(|v| section::<HttpConfig>(v, "http", &mut errs))
+            .unwrap_or_else(|| Some(HttpConfig::default()));
+        let log = root
+            .remove("log")
+            .map(|v| section::<LogConfig>(v, "log", &mut errs))
+            .unwrap_or_else(|| Some(LogConfig::default()));
+        if let Some(l) = &log {
+            if tracing_subscriber::EnvFilter::try_new(&l.level).is_err() {
+                errs.push(
+                    "log.level",
+                    format!("invalid level or filter {:?}", l.level),
+                );
+            }
+        }
+        let shutdown_grace = root
+            .remove("shutdown_grace")
+            .and_then(|v| field::<Dur>(v, "shutdown_grace", &mut errs).map(|p| p.value))
+            .unwrap_or_else(default_shutdown_grace);
+
+        let mut destinations = Vec::new();
+        match root.remove("destinations") {
+            None => {}
+            Some(toml::Value::Array(items)) => {
+                for (i, item) in items.into_iter().enumerate() {
+                    if let Some(d) =
+                        parse_destination(item, &format!("destinations[{i}]"), &mut errs)
+                    {
+                        destinations.push(d);
+                    }
+                }
+            }
+            Some(_) => errs.push(
+                "destinations",
+                "must be an array of tables ([[destinations]])",
+            ),
+        }
+        let mut seen = HashSet::new();
+        for (i, d) in destinations.iter().enumerate() {
+            if !seen.insert(d.common.name.clone()) {
+                errs.push(
+                    &format!("destinations[{i}].name"),
+                    format!("duplicate destination name {:?}", d.common.name),
+                );
+            }
+        }
+        for key in root.keys() {
+            errs.push(key, "unknown key");
+        }
+
+        match (kafka, http, log) {
+            (Some(kafka), Some(http), Some(log)) if errs.is_empty() => Ok(Config {
+                kafka,
+                http,
+                log,
+                shutdown_grace: shutdown_grace.0,
+                destinations,
+            }),
+            _ => Err(errs),
+        }
+    }
+
+    pub fn destination(&self, name: &str) -> Option<&Destination> {
+        self.destinations.iter().find(|d| d.common.name == name)
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> String {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    format!("line {line} column {col}")
+}
+
+fn validate_kafka(k: &KafkaConfig, errs: &mut Errors) {
+    if k.brokers.trim().is_empty() {
+        errs.push("kafka.brokers", "must not be empty");
+    }
+    if k.group_id.trim().is_empty() {
+        errs.push("kafka.group_id", "must not be empty");
+    }
+    if k.topics.is_empty() {
+        errs.push("kafka.topics", "must list at least one topic");
+    }
+    for (i, t) in k.topics.iter().enumerate() {
+        if t.trim().is_empty() {
+            errs.push(&format!("kafka.topics[{i}]"), "must not be empty");
+        }
+    }
+    if k.dead_letter_topic.trim().is_empty() {
+        errs.push("kafka.dead_letter_topic", "must not be empty");
+    } else if k.topics.contains(&k.dead_letter_topic) {
+        errs.push(
+            "kafka.dead_letter_topic",
+            "must differ from the input topics",
+        );
+    }
+    if k.max_message_bytes == 0 {
+        errs.push("kafka.max_message_bytes", "must be at least 1");
+    }
+    if k.max_in_flight_per_partition == 0 {
+        errs.push("kafka.max_in_flight_per_partition", "must be at least 1");
+    }
+    if k.max_in_flight == 0 {
+        errs.push("kafka.max_in_flight", "must be at least 1");
+    }
+    if k.commit_interval.0.is_zero() {
+        errs.push("kafka.commit_interval", "must be greater than 0");
+    }
+    if let Some(sasl) = &k.sasl {
+        secret_pair(
+            &sasl.password,
+            &sasl.password_file,
+            "kafka.sasl.password",
+            true,
+            errs,
+        );
+    }
+    if let Some(tls) = &k.tls {
+        for (name, file) in [
+            ("ca_file", &tls.ca_file),
+            ("cert_file", &tls.cert_file),
+            ("key_file", &tls.key_file),
+        ] {
+            if let Some(f) = file {
+                if !f.is_file() {
+                    errs.push(
+                        &format!("kafka.tls.{name}"),
+                        format!("{} is not a readable file", f.display()),
+                    );
+                }
+            }
+        }
+        if tls.cert_file.is_some() != tls.key_file.is_some() {
+            errs.push(
+                "kafka.tls.key_file",
+                "cert_file and key_file must be given together",
+            );
+        }
+        secret_pair(
+            &tls.key_password,
+            &tls.key_password_file,
+            "kafka.tls.key_password",
+            false,
+            errs,
+        );
+    }
+}
+
+/// Checks that a secret is given once, inline or as `<field>_file`, and that
+/// the file is readable.
+fn secret_pair(
+    inline: &Option<Secret>,
+    file: &Option<PathBuf>,
+    path: &str,
+    required: bool,
+    errs: &mut Errors,
+) {
+    match (inline, file) {
+        (Some(_), Some(_)) => {
+            errs.push(path, format!("give either {path} or {path}_file, not both"))
+        }
+        (None, None) if required => errs.push(path, "is required (inline or as a _file)"),
+        (None, Some(f)) => {
+            if let Err(e) = std::fs::read_to_string(f) {
+                errs.push(
+                    &format!("{path}_file"),
+                    format!("cannot read {}: {e}", f.display()),
+                );
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Resolves a secret given inline or as a file (trailing newline trimmed).
+/// Call after validation; an unreadable file becomes an error at `path`.
+pub fn read_secret(
+    inline: &Option<Secret>,
+    file: &Option<PathBuf>,
+    path: &str,
+    errs: &mut Errors,
+) -> Option<Secret> {
+    match (inline, file) {
+        (Some(_), Some(_)) => {
+            errs.push(path, format!("give either {path} or {path}_file, not both"));
+            None
+        }
+        (Some(s), None) => Some(s.clone()),
+        (None, Some(f)) => match std::fs::read_to_string(f) {
+            Ok(s) => Some(Secret::new(s.trim_end_matches(['\r', '\n']))),
+            Err(e) => {
+                errs.push(
+                    &format!("{path}_file"),
+                    format!("cannot read {}: {e}", f.display()),
+                );
+                None
+            }
+        },
+        (None, None) => None,
+    }
+}
+
+impl KafkaConfig {
+    /// The SASL password, from inline or file (validated at load).
+    pub fn sasl_password(&self) -> Option<String> {
+        let sasl = self.sasl.as_ref()?;
+        let mut errs = Errors::default();
+        read_secret(
+            &sasl.password,
+            &sasl.password_file,
+            "kafka.sasl.password",
+            &mut errs,
+        )
+        .map(|s| s.expose().to_string())
+    }
+
+    pub fn tls_key_password(&self) -> Option<String> {
+        let tls = self.tls.as_ref()?;
+        let mut errs = Errors::default();
+        read_secret(
+            &tls.key_password,
+            &tls.key_password_file,
+            "kafka.tls.key_password",
+            &mut errs,
+        )
+        .map(|s| s.expose().to_string())
+    }
+}
+
+fn parse_destination(item: toml::Value, path: &str, errs: &mut Errors) -> Option<Destination> {
+    let toml::Value::Table(table) = &item else {
+        errs.push(path, "must be a table");
+        return None;
+    };
+    let kind = match table.get("type") {
+        Some(toml::Value::String(s)) => s.clone(),
+        Some(_) => {
+            errs.push(&join(path, "type"), "must be a string");
+            return None;
+        }
+        None => {
+            errs.push(&join(path, "type"), "is required");
+            return None;
+        }
+    };
+    let Some(entry) = notifiers::lookup(&kind) else {
+        errs.push(
+            &join(path, "type"),
+            format!(
+                "unknown type {kind:?} (expected one of: {})",
+                notifiers::type_names().join(", ")
+            ),
+        );
+        return None;
+    };
+
+    let before = errs.list.len();
+    let raw = field::<RawCommon>(item.clone(), path, errs)?;
+    let common = validate_common(raw.value, entry.default_audit, path, errs)?;
+    let (notifier, type_ignored) = (entry.parse)(item, path, &common, errs)?;
+
+    // A key is unknown when neither the shared settings nor the type's own know it.
+    let nested = |p: &str| p.contains(['.', '[']);
+    let type_top: HashSet<&String> = type_ignored.iter().filter(|p| !nested(p)).collect();
+    for p in &raw.ignored {
+        if nested(p) || type_top.contains(p) {
+            errs.push(&join(path, p), "unknown key");
+        }
+    }
+    // serde_ignored reports an unknown key once, without descending, so a nested
+    // path means its parent table belongs to that pass.
+    for p in type_ignored.iter().filter(|p| nested(p)) {
+        errs.push(&join(path, p), "unknown key");
+    }
+    if errs.list.len() > before {
+        return None;
+    }
+    Some(Destination { common, notifier })
+}
+
+fn validate_common(
+    raw: RawCommon,
+    default_audit: bool,
+    path: &str,
+    errs: &mut Errors,
+) -> Option<Common> {
+    let before = errs.list.len();
+    let valid_name = !raw.name.is_empty()
+        && raw
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if !valid_name {
+        errs.push(
+            &join(path, "name"),
+            "must be non-empty and use only a-z, 0-9, _ and -",
+        );
+    }
+    if raw.id.is_empty() && !raw.all_alerts && raw.audit != Some(true) && !default_audit {
+        errs.push(
+            &join(path, "id"),
+            "is required unless all_alerts = true (policies route alerts by notifier id)",
+        );
+    }
+    if raw.timeout.0.is_zero() {
+        errs.push(&join(path, "timeout"), "must be greater than 0");
+    }
+    if raw.workers == 0 || raw.workers > 256 {
+        errs.push(&join(path, "workers"), "must be 1..256");
+    }
+    if raw.queue_size == 0 {
+        errs.push(&join(path, "queue_size"), "must be at least 1");
+    }
+    let filter = Filter::build(
+        &RawFilter {
+            all_alerts: raw.all_alerts,
+            min_severity: raw.min_severity.clone(),
+            lifecycle_stages: raw.lifecycle_stages.clone(),
+            clusters: raw.clusters.clone(),
+            namespaces: raw.namespaces.clone(),
+            policies: raw.policies.clone(),
+            categories: raw.categories.clone(),
+        },
+        path,
+        errs,
+    );
+    if errs.list.len() > before {
+        return None;
+    }
+    Some(Common {
+        name: raw.name,
+        id: raw.id,
+        kind: raw.kind,
+        ui_endpoint: raw.ui_endpoint,
+        audit: raw.audit.unwrap_or(default_audit),
+        timeout: raw.timeout.0,
+        workers: raw.workers,
+        queue_size: raw.queue_size,
+        filter: filter?,
+    })
+}

@@ -1,0 +1,5 @@
+//! Pure formatters: an event and a destination's settings in, bytes out.
+//! Each is golden-tested against the wire rules of `spec/rhacs-notifiers.md`.
+
+pub mod gojson;
+pub mod webhook;

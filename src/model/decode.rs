@@ -1,0 +1,291 @@
+//! Message value → [`Event`], or the reason it is not one.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
+
+use super::json::minify;
+use super::{Alert, AlertFields, Audit, AuditFields, Event};
+
+/// Why a message value is not an event; the label is used in metrics and
+/// dead-letter records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum InvalidReason {
+    TooLarge,
+    NotUtf8,
+    NotJson,
+    NotObject,
+    UnknownShape,
+    InvalidAlert,
+    InvalidAudit,
+}
+
+impl InvalidReason {
+    pub const ALL: [InvalidReason; 7] = [
+        InvalidReason::TooLarge,
+        InvalidReason::NotUtf8,
+        InvalidReason::NotJson,
+        InvalidReason::NotObject,
+        InvalidReason::UnknownShape,
+        InvalidReason::InvalidAlert,
+        InvalidReason::InvalidAudit,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InvalidReason::TooLarge => "too_large",
+            InvalidReason::NotUtf8 => "not_utf8",
+            InvalidReason::NotJson => "not_json",
+            InvalidReason::NotObject => "not_object",
+            InvalidReason::UnknownShape => "unknown_shape",
+            InvalidReason::InvalidAlert => "invalid_alert",
+            InvalidReason::InvalidAudit => "invalid_audit",
+        }
+    }
+}
+
+/// A message that is not an RHACS alert or audit event. `detail` never holds
+/// the payload itself, only where and why it failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidMessage {
+    pub reason: InvalidReason,
+    pub detail: String,
+}
+
+impl fmt::Display for InvalidMessage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.reason.as_str(), self.detail)
+    }
+}
+
+fn invalid(reason: InvalidReason, detail: impl Into<String>) -> InvalidMessage {
+    InvalidMessage {
+        reason,
+        detail: detail.into(),
+    }
+}
+
+/// Decodes one Kafka message value: the generic-webhook envelope
+/// `{"alert": …}` / `{"audit": …}` (other top-level keys are the sender's extra
+/// fields and are ignored), or a bare alert object.
+pub fn decode(value: &[u8], max_bytes: usize) -> Result<Event, InvalidMessage> {
+    if value.len() > max_bytes {
+        return Err(invalid(
+            InvalidReason::TooLarge,
+            format!(
+                "{} bytes exceeds the limit of {max_bytes} bytes",
+                value.len()
+            ),
+        ));
+    }
+    let text = std::str::from_utf8(value).map_err(|e| {
+        invalid(
+            InvalidReason::NotUtf8,
+            format!("invalid UTF-8 at byte {}", e.valid_up_to()),
+        )
+    })?;
+    if text.trim().is_empty() {
+        return Err(invalid(InvalidReason::NotJson, "empty message"));
+    }
+    let top: &RawValue = serde_json::from_str(text).map_err(|e| {
+        invalid(
+            InvalidReason::NotJson,
+            format!("line {} column {}: {}", e.line(), e.column(), category(&e)),
+        )
+    })?;
+    if !top.get().starts_with('{') {
+        return Err(invalid(
+            InvalidReason::NotObject,
+            format!("top-level value is {}", json_kind(top.get())),
+        ));
+    }
+    let members: HashMap<String, &RawValue> = serde_json::from_str(top.get())
+        .map_err(|e| invalid(InvalidReason::NotObject, e.to_string()))?;
+
+    match (members.get("alert"), members.get("audit")) {
+        (Some(_), Some(_)) => Err(invalid(
+            InvalidReason::UnknownShape,
+            "both \"alert\" and \"audit\" keys present",
+        )),
+        (Some(alert), None) => decode_alert(alert, "alert"),
+        (None, Some(audit)) => decode_audit(audit),
+        (None, None) if members.contains_key("id") && members.contains_key("policy") => {
+            decode_alert(top, "")
+        }
+        (None, None) => Err(invalid(
+            InvalidReason::UnknownShape,
+            "expected {\"alert\": …}, {\"audit\": …} or an alert object with \"id\" and \"policy\"",
+        )),
+    }
+}
+
+fn decode_alert(raw: &RawValue, prefix: &str) -> Result<Event, InvalidMessage> {
+    let fail = |detail: String| invalid(InvalidReason::InvalidAlert, detail);
+    if !raw.get().starts_with('{') {
+        return Err(fail(format!(
+            "{prefix}: is {}, not an object",
+            json_kind(raw.get())
+        )));
+    }
+    let fields: AlertFields = typed(raw, prefix).map_err(fail)?;
+    if fields.id.is_empty() {
+        return Err(fail(join(prefix, "id: missing or empty")));
+    }
+    Ok(Event::Alert(Alert {
+        raw: minified(raw),
+        fields: Box::new(fields),
+    }))
+}
+
+fn decode_audit(raw: &RawValue) -> Result<Event, InvalidMessage> {
+    let fail = |detail: String| invalid(InvalidReason::InvalidAudit, detail);
+    if !raw.get().starts_with('{') {
+        return Err(fail(format!(
+            "audit: is {}, not an object",
+            json_kind(raw.get())
+        )));
+    }
+    let fields: AuditFields = typed(raw, "audit").map_err(fail)?;
+    Ok(Event::Audit(Audit {
+        raw: minified(raw),
+        fields: Box::new(fields),
+    }))
+}
+
+fn typed<T: DeserializeOwned>(raw: &RawValue, prefix: &str) -> Result<T, String> {
+    let mut de = serde_json::Deserializer::from_str(raw.get());
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        let what = e.into_inner();
+        join(
+            prefix,
+            &format!("{path}: {}", strip_position(&what.to_string())),
+        )
+    })
+}
+
+fn minified(raw: &RawValue) -> Box<RawValue> {
+    RawValue::from_string(minify(raw.get())).expect("minified JSON stays valid")
+}
+
+fn join(prefix: &str, rest: &str) -> String {
+    match (prefix.is_empty(), rest.starts_with(':')) {
+        (true, true) => format!("(root){rest}"),
+        (true, false) => rest.to_string(),
+        (false, true) => format!("{prefix}{rest}"),
+        (false, false) => format!("{prefix}.{rest}"),
+    }
+}
+
+/// serde_json appends "at line L column C"; the path already says where.
+fn strip_position(msg: &str) -> &str {
+    msg.find(" at line ").map_or(msg, |i| &msg[..i])
+}
+
+fn category(e: &serde_json::Error) -> &'static str {
+    match e.classify() {
+        serde_json::error::Category::Eof => "unexpected end of input",
+        serde_json::error::Category::Syntax => "syntax error",
+        serde_json::error::Category::Data => "invalid data",
+        serde_json::error::Category::Io => "read error",
+    }
+}
+
+fn json_kind(text: &str) -> &'static str {
+    match text.as_bytes().first() {
+        Some(b'[') => "an array",
+        Some(b'"') => "a string",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'n') => "null",
+        _ => "a number",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{AlertState, LifecycleStage, Severity};
+
+    const MAX: usize = 4 << 20;
+
+    fn reason(input: &[u8]) -> InvalidReason {
+        decode(input, MAX).unwrap_err().reason
+    }
+
+    #[test]
+    fn accepts_envelope_and_bare_alert() {
+        let bare = br#"{"id":"a1","policy":{"name":"P","severity":"HIGH_SEVERITY","notifiers":["n1"]},"lifecycleStage":"RUNTIME","state":"RESOLVED"}"#;
+        let Event::Alert(a) = decode(bare, MAX).unwrap() else {
+            panic!("not an alert")
+        };
+        assert_eq!(a.fields.id, "a1");
+        assert_eq!(a.fields.policy.severity, Severity::High);
+        assert_eq!(a.fields.lifecycle_stage, LifecycleStage::Runtime);
+        assert_eq!(a.fields.state, AlertState::Resolved);
+
+        let env = br#"{"source":"x", "alert" : {"id":"a2", "policy":{"severity":3}}}"#;
+        let Event::Alert(a) = decode(env, MAX).unwrap() else {
+            panic!("not an alert")
+        };
+        assert_eq!(a.raw.get(), r#"{"id":"a2","policy":{"severity":3}}"#);
+        assert_eq!(a.fields.policy.severity, Severity::High);
+    }
+
+    #[test]
+    fn accepts_audit() {
+        let env = br#"{"audit":{"time":"2024-05-01T12:10:02.118356Z","status":"REQUEST_SUCCEEDED","user":{"username":"admin","roles":[{"name":"Admin"}]}}}"#;
+        let Event::Audit(a) = decode(env, MAX).unwrap() else {
+            panic!("not audit")
+        };
+        assert_eq!(a.fields.user.unwrap().roles[0].name, "Admin");
+    }
+
+    #[test]
+    fn classifies_invalid_messages() {
+        assert_eq!(reason(b"\xff\xfe"), InvalidReason::NotUtf8);
+        assert_eq!(reason(b""), InvalidReason::NotJson);
+        assert_eq!(reason(b"{\"alert\":"), InvalidReason::NotJson);
+        assert_eq!(reason(b"[1,2]"), InvalidReason::NotObject);
+        assert_eq!(reason(b"\"text\""), InvalidReason::NotObject);
+        assert_eq!(reason(b"{\"hello\":1}"), InvalidReason::UnknownShape);
+        assert_eq!(
+            reason(b"{\"alert\":{},\"audit\":{}}"),
+            InvalidReason::UnknownShape
+        );
+        assert_eq!(reason(b"{\"alert\":[]}"), InvalidReason::InvalidAlert);
+        assert_eq!(
+            reason(b"{\"alert\":{\"policy\":{}}}"),
+            InvalidReason::InvalidAlert
+        );
+        assert_eq!(reason(b"{\"audit\":5}"), InvalidReason::InvalidAudit);
+        assert_eq!(
+            decode(&[b' '; 11], 10).unwrap_err().reason,
+            InvalidReason::TooLarge
+        );
+    }
+
+    #[test]
+    fn invalid_detail_names_the_field_not_the_payload() {
+        let err = decode(
+            br#"{"alert":{"id":"x","policy":{"severity":"SECRET_LEVEL"}}}"#,
+            MAX,
+        )
+        .unwrap_err();
+        assert_eq!(err.reason, InvalidReason::InvalidAlert);
+        assert!(
+            err.detail.starts_with("alert.policy.severity: "),
+            "{}",
+            err.detail
+        );
+
+        let err = decode(br#"{"id":"x","policy":{},"time":"yesterday"}"#, MAX).unwrap_err();
+        assert!(
+            err.detail.starts_with("time: invalid timestamp"),
+            "{}",
+            err.detail
+        );
+    }
+}

@@ -1,0 +1,304 @@
+//! Typed views of the fields herald reads. Unknown fields are ignored here; they
+//! stay in the raw JSON. Enums accept the protojson name or the number.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+
+/// Declares a protojson enum: deserialised from its name or its number, with the
+/// proto number available for Go-JSON output.
+macro_rules! proto_enum {
+    ($(#[$m:meta])* $name:ident { $($variant:ident = $num:literal => $text:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+        pub enum $name {
+            #[default]
+            $($variant),+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The protojson (proto enum value) name.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            /// The proto enum number.
+            pub fn number(self) -> i32 {
+                match self { $($name::$variant => $num),+ }
+            }
+
+            pub fn from_name(s: &str) -> Option<Self> {
+                match s { $($text => Some($name::$variant),)+ _ => None }
+            }
+
+            pub fn from_number(n: i64) -> Option<Self> {
+                match n { $($num => Some($name::$variant),)+ _ => None }
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let v = serde_json::Value::deserialize(d)?;
+                let found = match &v {
+                    serde_json::Value::String(s) => $name::from_name(s),
+                    serde_json::Value::Number(n) => n.as_i64().and_then($name::from_number),
+                    _ => None,
+                };
+                found.ok_or_else(|| de::Error::custom(format!(
+                    "unknown {} value {}", stringify!($name), v
+                )))
+            }
+        }
+    };
+}
+
+proto_enum!(
+    /// `storage.Severity`.
+    Severity {
+        Unset = 0 => "UNSET_SEVERITY",
+        Low = 1 => "LOW_SEVERITY",
+        Medium = 2 => "MEDIUM_SEVERITY",
+        High = 3 => "HIGH_SEVERITY",
+        Critical = 4 => "CRITICAL_SEVERITY",
+    }
+);
+
+proto_enum!(
+    /// `storage.LifecycleStage`; absent means DEPLOY.
+    LifecycleStage {
+        Deploy = 0 => "DEPLOY",
+        Build = 1 => "BUILD",
+        Runtime = 2 => "RUNTIME",
+    }
+);
+
+proto_enum!(
+    /// `storage.ViolationState`; absent means ACTIVE.
+    AlertState {
+        Active = 0 => "ACTIVE",
+        Snoozed = 1 => "SNOOZED",
+        Resolved = 2 => "RESOLVED",
+        Attempted = 3 => "ATTEMPTED",
+    }
+);
+
+impl Severity {
+    /// Central's `SeverityString` (spec §0.2).
+    pub fn title(self) -> &'static str {
+        match self {
+            Severity::Unset => "Unset",
+            Severity::Low => "Low",
+            Severity::Medium => "Medium",
+            Severity::High => "High",
+            Severity::Critical => "Critical",
+        }
+    }
+
+    /// Parses the short config spelling (`low`, `medium`, `high`, `critical`).
+    pub fn from_config(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "unset" => Some(Severity::Unset),
+            "low" => Some(Severity::Low),
+            "medium" => Some(Severity::Medium),
+            "high" => Some(Severity::High),
+            "critical" => Some(Severity::Critical),
+            _ => None,
+        }
+    }
+}
+
+impl LifecycleStage {
+    pub fn from_config(s: &str) -> Option<Self> {
+        Self::from_name(&s.to_ascii_uppercase())
+    }
+}
+
+/// A protobuf Timestamp in its protojson form (RFC 3339, UTC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Timestamp(pub DateTime<Utc>);
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        DateTime::parse_from_rfc3339(&s)
+            .map(|t| Timestamp(t.with_timezone(&Utc)))
+            .map_err(|e| de::Error::custom(format!("invalid timestamp {s:?}: {e}")))
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AlertFields {
+    pub id: String,
+    pub policy: Policy,
+    pub lifecycle_stage: LifecycleStage,
+    pub cluster_id: String,
+    pub cluster_name: String,
+    pub namespace: String,
+    pub namespace_id: String,
+    pub deployment: Option<Deployment>,
+    pub image: Option<ContainerImage>,
+    pub resource: Option<Resource>,
+    pub node: Option<Node>,
+    pub violations: Vec<Violation>,
+    pub process_violation: Option<ProcessViolation>,
+    pub time: Option<Timestamp>,
+    pub first_occurred: Option<Timestamp>,
+    pub resolved_at: Option<Timestamp>,
+    pub state: AlertState,
+}
+
+impl AlertFields {
+    /// The cluster name from the entity, falling back to the top-level copy.
+    pub fn cluster_name(&self) -> &str {
+        let from_entity = match (&self.deployment, &self.resource, &self.node) {
+            (Some(d), _, _) => d.cluster_name.as_str(),
+            (_, Some(r), _) => r.cluster_name.as_str(),
+            (_, _, Some(n)) => n.cluster_name.as_str(),
+            _ => "",
+        };
+        if from_entity.is_empty() {
+            &self.cluster_name
+        } else {
+            from_entity
+        }
+    }
+
+    /// The namespace from the entity, falling back to the top-level copy.
+    pub fn namespace(&self) -> &str {
+        let from_entity = match (&self.deployment, &self.resource) {
+            (Some(d), _) => d.namespace.as_str(),
+            (_, Some(r)) => r.namespace.as_str(),
+            _ => "",
+        };
+        if from_entity.is_empty() {
+            &self.namespace
+        } else {
+            from_entity
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Policy {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub rationale: String,
+    pub remediation: String,
+    pub categories: Vec<String>,
+    pub lifecycle_stages: Vec<LifecycleStage>,
+    pub severity: Severity,
+    pub notifiers: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Deployment {
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub namespace: String,
+    pub namespace_id: String,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub cluster_id: String,
+    pub cluster_name: String,
+    pub containers: Vec<Container>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Container {
+    pub image: Option<ContainerImage>,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ContainerImage {
+    pub id: String,
+    pub name: Option<ImageName>,
+    pub id_v2: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ImageName {
+    pub registry: String,
+    pub remote: String,
+    pub tag: String,
+    pub full_name: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Resource {
+    pub resource_type: String,
+    pub name: String,
+    pub cluster_id: String,
+    pub cluster_name: String,
+    pub namespace: String,
+    pub namespace_id: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Node {
+    pub id: String,
+    pub name: String,
+    pub cluster_id: String,
+    pub cluster_name: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Violation {
+    pub message: String,
+    pub time: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ProcessViolation {
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AuditFields {
+    pub time: Option<Timestamp>,
+    pub status: String,
+    pub status_reason: String,
+    pub user: Option<AuditUser>,
+    pub request: Option<AuditRequest>,
+    pub method: String,
+    pub interaction: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AuditUser {
+    pub username: String,
+    pub friendly_name: String,
+    pub roles: Vec<AuditRole>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AuditRole {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AuditRequest {
+    pub endpoint: String,
+    pub method: String,
+}

@@ -1,0 +1,187 @@
+//! What every HTTP destination shares: the client (TLS, proxy, timeout) and the
+//! mapping from a response to a delivery outcome.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::{Client, StatusCode};
+
+use crate::config::{join, Errors};
+use crate::delivery::{DeliveryError, FailureReason};
+
+/// TLS settings of an HTTP destination.
+pub struct TlsSettings<'a> {
+    pub ca_file: &'a Option<PathBuf>,
+    pub skip_tls_verify: bool,
+}
+
+/// Builds the client: rustls with the system and Mozilla roots plus `ca_file`,
+/// `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` from the environment, and the
+/// destination's whole-request timeout.
+pub fn client(
+    tls: TlsSettings<'_>,
+    timeout: Duration,
+    path: &str,
+    errs: &mut Errors,
+) -> Option<Client> {
+    let mut b = Client::builder()
+        .use_rustls_tls()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")))
+        .danger_accept_invalid_certs(tls.skip_tls_verify);
+    if let Some(ca) = tls.ca_file {
+        let at = join(path, "ca_file");
+        match std::fs::read(ca) {
+            Ok(pem) => match reqwest::Certificate::from_pem_bundle(&pem) {
+                Ok(certs) if !certs.is_empty() => {
+                    for c in certs {
+                        b = b.add_root_certificate(c);
+                    }
+                }
+                Ok(_) => {
+                    errs.push(&at, format!("{} holds no PEM certificate", ca.display()));
+                    return None;
+                }
+                Err(e) => {
+                    errs.push(
+                        &at,
+                        format!("{} is not a valid PEM certificate: {e}", ca.display()),
+                    );
+                    return None;
+                }
+            },
+            Err(e) => {
+                errs.push(&at, format!("cannot read {}: {e}", ca.display()));
+                return None;
+            }
+        }
+    }
+    match b.build() {
+        Ok(c) => Some(c),
+        Err(e) => {
+            errs.push(path, format!("cannot build HTTP client: {e}"));
+            None
+        }
+    }
+}
+
+/// Central's endpoint rule: `https://` unless the URL starts with `http`.
+pub fn with_scheme(url: &str) -> String {
+    let url = url.trim();
+    if url.starts_with("http") {
+        url.to_string()
+    } else {
+        format!("https://{url}")
+    }
+}
+
+/// Maps a transport error to an outcome; `target` is the redacted URL, since
+/// reqwest's own message would carry the full one.
+pub fn transport_error(e: &reqwest::Error, target: &str) -> DeliveryError {
+    let (reason, what) = if e.is_timeout() {
+        (FailureReason::Timeout, "timed out")
+    } else if e.is_connect() {
+        (FailureReason::Connect, "connection failed")
+    } else {
+        (FailureReason::Connect, "request failed")
+    };
+    let mut detail = String::new();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        detail = s.to_string();
+        source = s.source();
+    }
+    let message = if detail.is_empty() {
+        format!("{what} to {target}")
+    } else {
+        format!("{what} to {target}: {detail}")
+    };
+    DeliveryError::retryable(reason, message)
+}
+
+/// Maps a response status to an outcome: 2xx delivered; 408, 429 and 5xx
+/// retryable (honouring `Retry-After`); 401/403 and other 4xx permanent.
+pub fn status_outcome(
+    status: StatusCode,
+    headers: &HeaderMap,
+    target: &str,
+) -> Result<(), DeliveryError> {
+    if status.is_success() {
+        return Ok(());
+    }
+    let message = format!("{target} answered {status}");
+    let code = status.as_u16();
+    Err(match code {
+        429 => DeliveryError::retryable(FailureReason::RateLimited, message),
+        408 => DeliveryError::retryable(FailureReason::Timeout, message),
+        500..=599 => DeliveryError::retryable(FailureReason::ServerError, message),
+        401 | 403 => DeliveryError::permanent(FailureReason::AuthError, message),
+        _ => DeliveryError::permanent(FailureReason::ClientError, message),
+    }
+    .with_retry_after(retry_after(headers)))
+}
+
+/// `Retry-After` in delta-seconds or HTTP-date form.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    let delta = when.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    Some(delta.to_std().unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    #[test]
+    fn classifies_statuses() {
+        let h = HeaderMap::new();
+        assert!(status_outcome(StatusCode::NO_CONTENT, &h, "t").is_ok());
+        let cases = [
+            (429, FailureReason::RateLimited, true),
+            (408, FailureReason::Timeout, true),
+            (503, FailureReason::ServerError, true),
+            (500, FailureReason::ServerError, true),
+            (401, FailureReason::AuthError, false),
+            (403, FailureReason::AuthError, false),
+            (400, FailureReason::ClientError, false),
+            (404, FailureReason::ClientError, false),
+        ];
+        for (code, reason, retryable) in cases {
+            let e =
+                status_outcome(StatusCode::from_u16(code).unwrap(), &h, "https://x").unwrap_err();
+            assert_eq!((e.reason, e.retryable), (reason, retryable), "{code}");
+        }
+    }
+
+    #[test]
+    fn reads_retry_after_in_both_forms() {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, HeaderValue::from_static("3"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
+        let later = (chrono::Utc::now() + chrono::Duration::seconds(120)).to_rfc2822();
+        h.insert(RETRY_AFTER, HeaderValue::from_str(&later).unwrap());
+        let d = retry_after(&h).unwrap();
+        assert!(
+            d > Duration::from_secs(100) && d <= Duration::from_secs(120),
+            "{d:?}"
+        );
+        h.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        assert_eq!(retry_after(&h), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn adds_scheme_like_central() {
+        assert_eq!(with_scheme("example.com/hook"), "https://example.com/hook");
+        assert_eq!(with_scheme("http://x/y/"), "http://x/y/");
+    }
+}

@@ -1,0 +1,88 @@
+//! Destinations: one module per type, registered in [`TYPES`].
+//!
+//! A notifier formats (purely, through `crate::formats`) and sends one event to
+//! one destination, and says whether a failure is worth retrying. Retries, rate
+//! limits, timeouts and metrics live once, in `crate::delivery`.
+
+pub mod http;
+pub mod webhook;
+
+use std::fmt;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use serde::de::DeserializeOwned;
+
+use crate::config::{field, Common, Errors};
+use crate::delivery::DeliveryError;
+use crate::model::Event;
+
+/// What formatting may depend on besides the event and the settings.
+#[derive(Debug, Clone, Copy)]
+pub struct RenderContext {
+    pub now: DateTime<Utc>,
+}
+
+/// Formats and sends events to one destination.
+pub trait Notifier: Send + Sync + fmt::Debug {
+    /// Whether RESOLVED alerts go to this destination (PagerDuty, Jira with a
+    /// resolve transition); Central drops them for every other type.
+    fn can_resolve(&self) -> bool {
+        false
+    }
+
+    /// Exactly the bytes herald sends for `event`: the request body of an HTTP
+    /// destination, the whole frame of a stream, the whole message of email.
+    fn render(&self, event: &Event, ctx: &RenderContext) -> Result<Vec<u8>, String>;
+
+    /// Sends a payload made by [`Notifier::render`] for `event`.
+    fn send<'a>(
+        &'a self,
+        event: &'a Event,
+        payload: &'a [u8],
+    ) -> BoxFuture<'a, Result<(), DeliveryError>>;
+}
+
+/// A type's own settings: deserialised from the destination's table and built
+/// into its notifier, reporting errors by path.
+pub trait Settings: DeserializeOwned {
+    fn build(self, common: &Common, path: &str, errs: &mut Errors) -> Option<Arc<dyn Notifier>>;
+}
+
+type ParseFn =
+    fn(toml::Value, &str, &Common, &mut Errors) -> Option<(Arc<dyn Notifier>, Vec<String>)>;
+
+/// One row of the registry.
+pub struct NotifierType {
+    pub name: &'static str,
+    /// Whether audit events go to it unless `audit` says otherwise.
+    pub default_audit: bool,
+    pub parse: ParseFn,
+}
+
+fn parse_as<S: Settings>(
+    table: toml::Value,
+    path: &str,
+    common: &Common,
+    errs: &mut Errors,
+) -> Option<(Arc<dyn Notifier>, Vec<String>)> {
+    let parsed = field::<S>(table, path, errs)?;
+    let notifier = parsed.value.build(common, path, errs)?;
+    Some((notifier, parsed.ignored))
+}
+
+/// The registry: adding a destination type adds a row here.
+pub static TYPES: &[NotifierType] = &[NotifierType {
+    name: "webhook",
+    default_audit: false,
+    parse: parse_as::<webhook::Settings>,
+}];
+
+pub fn lookup(name: &str) -> Option<&'static NotifierType> {
+    TYPES.iter().find(|t| t.name == name)
+}
+
+pub fn type_names() -> Vec<&'static str> {
+    TYPES.iter().map(|t| t.name).collect()
+}

@@ -1,0 +1,178 @@
+//! Generic webhook (spec §2.3): the way to QRadar, ServiceNow and any JSON receiver.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use indexmap::IndexMap;
+use reqwest::header::{HeaderName, HeaderValue, CONTENT_TYPE};
+use serde::Deserialize;
+
+use super::http::{self, TlsSettings};
+use super::{Notifier, RenderContext};
+use crate::config::{join, read_secret, redact_url, Common, Errors, Secret};
+use crate::delivery::DeliveryError;
+use crate::formats;
+use crate::model::Event;
+
+#[derive(Deserialize)]
+pub struct Settings {
+    #[serde(default)]
+    url: Option<Secret>,
+    #[serde(default)]
+    url_file: Option<PathBuf>,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    password: Option<Secret>,
+    #[serde(default)]
+    password_file: Option<PathBuf>,
+    /// Added after `Content-Type`, as Central does; values may hold tokens.
+    #[serde(default)]
+    headers: IndexMap<String, Secret>,
+    #[serde(default)]
+    ca_file: Option<PathBuf>,
+    #[serde(default)]
+    skip_tls_verify: bool,
+    #[serde(default)]
+    extra_fields: IndexMap<String, String>,
+}
+
+pub struct Webhook {
+    client: reqwest::Client,
+    url: Secret,
+    target: String,
+    basic_auth: Option<(String, Secret)>,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    extra_fields: Vec<(String, String)>,
+}
+
+impl fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Webhook")
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
+impl super::Settings for Settings {
+    fn build(self, common: &Common, path: &str, errs: &mut Errors) -> Option<Arc<dyn Notifier>> {
+        let before = errs.list.len();
+        let url = match read_secret(&self.url, &self.url_file, &join(path, "url"), errs) {
+            Some(u) if !u.expose().trim().is_empty() => {
+                let full = http::with_scheme(u.expose());
+                if reqwest::Url::parse(&full).is_err() {
+                    errs.push(
+                        &join(path, "url"),
+                        format!("not a valid URL ({})", redact_url(&full)),
+                    );
+                }
+                Some(Secret::new(full))
+            }
+            Some(_) | None => {
+                if !errs.list[before..]
+                    .iter()
+                    .any(|e| e.path.starts_with(&join(path, "url")))
+                {
+                    errs.push(&join(path, "url"), "is required");
+                }
+                None
+            }
+        };
+        let password = read_secret(
+            &self.password,
+            &self.password_file,
+            &join(path, "password"),
+            errs,
+        );
+        let basic_auth = match (self.username.filter(|u| !u.is_empty()), password) {
+            (Some(u), Some(p)) => Some((u, p)),
+            (None, None) => None,
+            (Some(_), None) => {
+                errs.push(&join(path, "password"), "is required when username is set");
+                None
+            }
+            (None, Some(_)) => {
+                errs.push(&join(path, "username"), "is required when password is set");
+                None
+            }
+        };
+        let mut headers = Vec::new();
+        for (k, v) in &self.headers {
+            let at = format!("{}.{k}", join(path, "headers"));
+            match (
+                HeaderName::from_bytes(k.as_bytes()),
+                HeaderValue::from_str(v.expose()),
+            ) {
+                (Ok(name), Ok(mut value)) if !v.expose().is_empty() => {
+                    value.set_sensitive(true);
+                    headers.push((name, value));
+                }
+                (Err(_), _) => errs.push(&at, "not a valid header name"),
+                _ => errs.push(&at, "value must be non-empty printable ASCII"),
+            }
+        }
+        for (k, v) in &self.extra_fields {
+            if k.is_empty() || v.is_empty() {
+                errs.push(
+                    &join(path, "extra_fields"),
+                    "all extra fields must have both a key and a value",
+                );
+                break;
+            }
+        }
+        let tls = TlsSettings {
+            ca_file: &self.ca_file,
+            skip_tls_verify: self.skip_tls_verify,
+        };
+        let client = http::client(tls, common.timeout, path, errs);
+        if errs.list.len() > before {
+            return None;
+        }
+        let url = url?;
+        Some(Arc::new(Webhook {
+            client: client?,
+            target: redact_url(url.expose()),
+            url,
+            basic_auth,
+            headers,
+            extra_fields: self.extra_fields.into_iter().collect(),
+        }))
+    }
+}
+
+impl Notifier for Webhook {
+    fn render(&self, event: &Event, _ctx: &RenderContext) -> Result<Vec<u8>, String> {
+        let extra = self
+            .extra_fields
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()));
+        Ok(formats::webhook::body(event, extra))
+    }
+
+    fn send<'a>(
+        &'a self,
+        _event: &'a Event,
+        payload: &'a [u8],
+    ) -> BoxFuture<'a, Result<(), DeliveryError>> {
+        Box::pin(async move {
+            let mut req = self
+                .client
+                .post(self.url.expose())
+                .header(CONTENT_TYPE, "application/json");
+            for (name, value) in &self.headers {
+                req = req.header(name.clone(), value.clone());
+            }
+            if let Some((user, pass)) = &self.basic_auth {
+                req = req.basic_auth(user, Some(pass.expose()));
+            }
+            let resp = req
+                .body(payload.to_vec())
+                .send()
+                .await
+                .map_err(|e| http::transport_error(&e, &self.target))?;
+            http::status_outcome(resp.status(), resp.headers(), &self.target)
+        })
+    }
+}
