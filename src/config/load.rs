@@ -176,7 +176,9 @@ pub fn field<T: DeserializeOwned>(
                 }
             }
             let msg = e.into_inner().to_string();
-            errs.list.push(describe(at, &msg));
+            // toml appends "in `key`" on a second line; the path says that already.
+            errs.list
+                .push(describe(at, msg.lines().next().unwrap_or("").trim()));
             None
         }
     }

@@ -19,9 +19,9 @@ impl fmt::Debug for Dur {
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        humantime::parse_duration(s.trim()).map(Dur).map_err(|e| {
+        humantime::parse_duration(s.trim()).map(Dur).map_err(|_| {
             de::Error::custom(format!(
-                "invalid duration {s:?} ({e}); write it like \"250ms\", \"5s\" or \"24h\""
+                "invalid duration {s:?}; write it like \"250ms\", \"5s\" or \"24h\""
             ))
         })
     }

@@ -1,0 +1,404 @@
+//! The shared test kit: the real broker, a recording HTTP receiver, and herald
+//! as a child process. Every integration test builds on these.
+
+#![allow(dead_code)]
+
+pub mod receiver;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+
+pub use receiver::Receiver;
+
+/// The broker `make test` starts (scripts/kafka.sh).
+pub fn brokers() -> String {
+    std::env::var("HERALD_TEST_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+pub fn fixture_text(name: &str) -> String {
+    std::fs::read_to_string(fixture(name)).expect("fixture")
+}
+
+/// A name no other test (or earlier run) uses.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{prefix}-{}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        nanos % 1_000_000_000
+    )
+}
+
+/// Creates a topic on the real broker and waits until it is usable.
+pub async fn create_topic(name: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .expect("admin client");
+    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let res = admin
+        .create_topics(
+            [&topic],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(20))),
+        )
+        .await
+        .expect("create_topics");
+    for r in res {
+        r.expect("topic created");
+    }
+    let name = name.to_string();
+    tokio::task::spawn_blocking(move || {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers())
+            .create()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let md = c
+                .fetch_metadata(Some(&name), Duration::from_secs(5))
+                .unwrap();
+            let t = &md.topics()[0];
+            if t.error().is_none()
+                && t.partitions().len() == partitions as usize
+                && t.partitions().iter().all(|p| p.leader() >= 0)
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "topic {name} not ready");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    })
+    .await
+    .unwrap();
+}
+
+pub fn producer() -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer")
+}
+
+/// Produces one value; returns (partition, offset).
+pub async fn produce(
+    p: &FutureProducer,
+    topic: &str,
+    key: Option<&str>,
+    value: &[u8],
+) -> (i32, i64) {
+    let mut rec = FutureRecord::<str, [u8]>::to(topic).payload(value);
+    if let Some(k) = key {
+        rec = rec.key(k);
+    }
+    let d = p
+        .send(rec, Duration::from_secs(10))
+        .await
+        .map_err(|(e, _)| e)
+        .expect("produce");
+    (d.partition, d.offset)
+}
+
+/// Produces to one partition (tests that reason about one watermark).
+pub async fn produce_to(p: &FutureProducer, topic: &str, partition: i32, value: &[u8]) -> i64 {
+    let rec = FutureRecord::<str, [u8]>::to(topic)
+        .partition(partition)
+        .payload(value);
+    p.send(rec, Duration::from_secs(10))
+        .await
+        .map_err(|(e, _)| e)
+        .expect("produce")
+        .offset
+}
+
+/// The group's committed offset per partition (`-1` when none).
+pub async fn committed(group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    let (group, topic) = (group.to_string(), topic.to_string());
+    tokio::task::spawn_blocking(move || {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers())
+            .set("group.id", &group)
+            .create()
+            .unwrap();
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition(&topic, p);
+        }
+        let got = c
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .expect("committed offsets");
+        (0..partitions)
+            .map(
+                |p| match got.find_partition(&topic, p).map(|e| e.offset()) {
+                    Some(Offset::Offset(o)) => o,
+                    _ => -1,
+                },
+            )
+            .collect()
+    })
+    .await
+    .unwrap()
+}
+
+/// Reads `n` records of a topic from the beginning (all partitions).
+pub async fn read_records(topic: &str, n: usize, timeout: Duration) -> Vec<Vec<u8>> {
+    let topic = topic.to_string();
+    tokio::task::spawn_blocking(move || {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers())
+            .set("group.id", unique("reader"))
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        c.subscribe(&[&topic]).unwrap();
+        let deadline = Instant::now() + timeout;
+        let mut out = Vec::new();
+        while out.len() < n && Instant::now() < deadline {
+            if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
+                out.push(m.payload().unwrap_or_default().to_vec());
+            }
+        }
+        out
+    })
+    .await
+    .unwrap()
+}
+
+/// Polls `cond` until it holds or `timeout` passes; returns whether it held.
+pub async fn eventually<F, Fut>(timeout: Duration, mut cond: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// herald as a child process with its own config file and log.
+pub struct Herald {
+    pub child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub http_port: u16,
+    log: PathBuf,
+}
+
+pub fn herald_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_herald")
+}
+
+impl Herald {
+    /// Writes `config` (with `{http}` replaced by a free listen address) and starts `herald run`.
+    pub fn start(config: &str) -> Herald {
+        let dir = tempfile::tempdir().unwrap();
+        let http_port = free_port();
+        let path = dir.path().join("herald.toml");
+        std::fs::write(
+            &path,
+            config.replace("{http}", &format!("127.0.0.1:{http_port}")),
+        )
+        .unwrap();
+        let mut h = Herald {
+            child: None,
+            log: dir.path().join("herald.log"),
+            config: path,
+            dir,
+            http_port,
+        };
+        h.spawn();
+        h
+    }
+
+    /// Starts (again) with the same config and state.
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(herald_bin())
+            .args(["run", "--config"])
+            .arg(&self.config)
+            .env("RUST_LOG", "info,herald=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn herald");
+        self.child = Some(child);
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().expect("running").id() as i32
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.http_port)
+    }
+
+    /// Waits until `/readyz` answers 200 (partitions assigned).
+    pub async fn wait_ready(&mut self, timeout: Duration) {
+        let url = self.url("/readyz");
+        let ok = eventually(timeout, || {
+            let url = url.clone();
+            async move { matches!(reqwest::get(&url).await, Ok(r) if r.status() == 200) }
+        })
+        .await;
+        if !ok {
+            panic!("herald not ready within {timeout:?}; log:\n{}", self.log());
+        }
+    }
+
+    pub fn log(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    pub async fn metrics(&self) -> String {
+        reqwest::get(self.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// The value of one sample, e.g. `herald_deliveries_total{destination="a",outcome="delivered"}`.
+    pub async fn metric(&self, series: &str) -> f64 {
+        metric_value(&self.metrics().await, series)
+    }
+
+    pub fn signal(&self, sig: i32) {
+        let rc = unsafe { libc::kill(self.pid(), sig) };
+        assert_eq!(rc, 0, "kill({sig})");
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Waits for exit, at most `timeout`; `None` if still running.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut()?;
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                self.child = None;
+                return Some(st);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
+    }
+}
+
+impl Drop for Herald {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Parses one sample out of an exposition (0 when absent).
+pub fn metric_value(exposition: &str, series: &str) -> f64 {
+    exposition
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0.0)
+}
+
+/// A minimal valid config for one input topic and a list of destination tables.
+pub fn config(
+    topic: &str,
+    dlq: &str,
+    group: &str,
+    extra_kafka: &str,
+    destinations: &str,
+) -> String {
+    format!(
+        r#"shutdown_grace = "5s"
+[kafka]
+brokers = "{brokers}"
+group_id = "{group}"
+group_instance_id = "{group}-1"
+topics = ["{topic}"]
+dead_letter_topic = "{dlq}"
+start_from = "earliest"
+commit_interval = "200ms"
+session_timeout = "10s"
+{extra_kafka}
+[http]
+listen = "{{http}}"
+[log]
+failure_log_interval = "1s"
+{destinations}
+"#,
+        brokers = brokers()
+    )
+}
+
+/// An alert with the given id, routed to notifier id `n1`, as one line of JSON.
+pub fn alert(id: &str, extra: &str) -> String {
+    format!(
+        r#"{{"id":"{id}","policy":{{"id":"p1","name":"Test Policy","severity":"HIGH_SEVERITY","notifiers":["n1"]}},"clusterName":"c1","namespace":"ns1","deployment":{{"name":"d1","namespace":"ns1"}}{extra}}}"#
+    )
+}

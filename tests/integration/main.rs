@@ -1,0 +1,8 @@
+//! Integration tests against the real stack: a real Kafka broker (started by
+//! `make test` through scripts/kafka.sh), real HTTP receivers, and the herald
+//! binary as a child process.
+
+mod cli;
+mod kit;
+mod source;
+mod webhook;

@@ -1,0 +1,166 @@
+//! Generic webhook end to end: bodies byte for byte as Central builds them
+//! (spec §2.3), auth and headers, and `render` printing the same bytes.
+
+use std::time::Duration;
+
+use crate::kit::{self, Herald, Receiver};
+
+/// Compact JSON keeping key order, computed independently of herald.
+fn compact(pretty: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(pretty).unwrap();
+    serde_json::to_string(&v).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_are_byte_exact_and_render_matches() {
+    let topic = kit::unique("wh-in");
+    let dlq = kit::unique("wh-dlq");
+    kit::create_topic(&topic, 1).await;
+    kit::create_topic(&dlq, 1).await;
+    let rx = Receiver::start().await;
+    let destinations = format!(
+        r#"
+[[destinations]]
+name = "plain"
+id = "3c1e0f64-6d2b-4f7a-9d0e-5a8b7c6d5e4f"
+type = "webhook"
+url = "{plain}"
+[[destinations]]
+name = "extra"
+id = "3c1e0f64-6d2b-4f7a-9d0e-5a8b7c6d5e4f"
+type = "webhook"
+url = "{extra}"
+extra_fields = {{ source = "rhacs", env = "prod<&>", Cluster = "east" }}
+username = "herald"
+password = "s3cret-pass"
+headers = {{ X-Team = "soc", Authorization-Extra = "Bearer tok" }}
+audit = true
+"#,
+        plain = rx.url("/plain"),
+        extra = rx.url("/extra"),
+    );
+    let cfg = kit::config(&topic, &dlq, &kit::unique("wh-g"), "", &destinations);
+    let mut herald = Herald::start(&cfg);
+    herald.wait_ready(Duration::from_secs(30)).await;
+
+    // A pretty-printed alert and an audit event, as a producer might write them.
+    let alert_text = kit::fixture_text("alert-deployment-runtime.json");
+    let audit_text = kit::fixture_text("audit-notifier-create.json");
+    let p = kit::producer();
+    kit::produce(&p, &topic, Some("8f2a6c1e"), alert_text.as_bytes()).await;
+    kit::produce(&p, &topic, None, audit_text.as_bytes()).await;
+
+    let got = rx.wait_delivered(3, Duration::from_secs(20)).await;
+    let at = |path: &str, needle: &str| {
+        got.iter()
+            .find(|r| r.path == path && r.text().contains(needle))
+            .unwrap_or_else(|| panic!("no {needle} at {path}"))
+            .clone()
+    };
+    let alert = compact(&alert_text);
+    let audit_obj: serde_json::Value = serde_json::from_str(&audit_text).unwrap();
+    let audit = serde_json::to_string(&audit_obj["audit"]).unwrap();
+
+    let plain = at("/plain", "\"alert\"");
+    assert_eq!(plain.text(), format!("{{\"alert\": {alert}}}"));
+    let with_extra = at("/extra", "\"alert\"");
+    assert_eq!(
+        with_extra.text(),
+        format!(
+            r#"{{"Cluster":"east","env":"prod\u003c\u0026\u003e","source":"rhacs","alert": {alert}}}"#
+        )
+    );
+    let audit_body = at("/extra", "\"audit\"");
+    assert_eq!(
+        audit_body.text(),
+        format!(
+            r#"{{"Cluster":"east","env":"prod\u003c\u0026\u003e","source":"rhacs","audit": {audit}}}"#
+        )
+    );
+    for r in [&plain, &with_extra, &audit_body] {
+        assert!(!r.body.contains(&b'\n'), "newline in body");
+        assert_eq!(
+            r.header("content-type").as_deref(),
+            Some("application/json")
+        );
+    }
+    // The audit event did not go to the destination with audit off.
+    assert_eq!(got.iter().filter(|r| r.path == "/plain").count(), 1);
+    // Basic auth and custom headers as configured.
+    assert_eq!(
+        with_extra.header("authorization").as_deref(),
+        Some("Basic aGVyYWxkOnMzY3JldC1wYXNz") // base64("herald:s3cret-pass")
+    );
+    assert_eq!(with_extra.header("x-team").as_deref(), Some("soc"));
+    assert_eq!(
+        with_extra.header("authorization-extra").as_deref(),
+        Some("Bearer tok")
+    );
+    assert_eq!(plain.header("authorization"), None);
+
+    // `render` prints exactly what the receiver got, for the same input.
+    for (dest, fixture, expected) in [
+        ("plain", "alert-deployment-runtime.json", &plain),
+        ("extra", "alert-deployment-runtime.json", &with_extra),
+        ("extra", "audit-notifier-create.json", &audit_body),
+    ] {
+        let out = std::process::Command::new(kit::herald_bin())
+            .args(["render", "--config"])
+            .arg(&herald.config)
+            .args(["--destination", dest, "--input"])
+            .arg(kit::fixture(fixture))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.stdout, expected.body, "render {dest} {fixture}");
+    }
+
+    // No secret in the log.
+    let log = herald.log();
+    assert!(
+        !log.contains("s3cret-pass") && !log.contains("Bearer tok"),
+        "secret in log"
+    );
+    assert_eq!(
+        herald
+            .metric(r#"herald_deliveries_total{destination="extra",outcome="delivered"}"#)
+            .await,
+        2.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumes_over_sasl_scram() {
+    let topic = kit::unique("sasl-in");
+    let dlq = kit::unique("sasl-dlq");
+    kit::create_topic(&topic, 1).await;
+    kit::create_topic(&dlq, 1).await;
+    let rx = Receiver::start().await;
+    let sasl_brokers =
+        std::env::var("HERALD_TEST_SASL_BROKERS").unwrap_or_else(|_| "127.0.0.1:9094".into());
+    let cfg = kit::config(
+        &topic,
+        &dlq,
+        &kit::unique("sasl-g"),
+        "[kafka.sasl]\nmechanism = \"SCRAM-SHA-512\"\nusername = \"herald\"\npassword = \"${HERALD_TEST_SASL_PASSWORD}\"\n",
+        &format!("[[destinations]]\nname = \"w\"\nid = \"n1\"\ntype = \"webhook\"\nurl = \"{}\"\n", rx.url("/")),
+    )
+    .replace(&format!("brokers = \"{}\"", kit::brokers()), &format!("brokers = \"{sasl_brokers}\""));
+    std::env::set_var("HERALD_TEST_SASL_PASSWORD", "herald-secret");
+    let mut herald = Herald::start(&cfg);
+    herald.wait_ready(Duration::from_secs(30)).await;
+    kit::produce(
+        &kit::producer(),
+        &topic,
+        None,
+        kit::alert("sasl-1", "").as_bytes(),
+    )
+    .await;
+    let got = rx.wait_delivered(1, Duration::from_secs(20)).await;
+    assert!(got[0].text().contains(r#""id":"sasl-1""#));
+    assert!(!herald.log().contains("herald-secret"));
+}
