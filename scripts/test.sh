@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The whole test suite, as `make test` and CI run it: installs what is
+# missing, starts the real Kafka broker if it is not running (and stops it
+# again at the end), checks formatting and lints, then runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/deps.sh
+started=0
+cleanup() {
+  if [[ $started == 1 ]]; then scripts/kafka.sh stop || true; fi
+}
+trap cleanup EXIT
+if ! scripts/kafka.sh status >/dev/null 2>&1; then
+  scripts/kafka.sh start
+  started=1
+fi
+
+cargo fmt --all -- --check
+cargo clippy --all-targets --locked -- -D warnings
+cargo test --locked --no-fail-fast 2>&1 | tee target/test-output.txt
