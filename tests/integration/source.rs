@@ -59,10 +59,14 @@ impl Setup {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivered_but_uncommitted_is_delivered_again_after_a_crash() {
     let s = setup("alo").await;
-    // Commits only every hour: the delivery happens, the commit does not.
+    // Commits only every hour: the delivery happens, the commit does not. A
+    // long session timeout shows static membership: the restarted instance
+    // gets its partitions back without waiting for the old session to expire.
     let cfg = s
         .config("", "")
-        .replace("commit_interval = \"200ms\"", "commit_interval = \"1h\"");
+        .replace("commit_interval = \"200ms\"", "commit_interval = \"1h\"")
+        .replace("session_timeout = \"10s\"", "session_timeout = \"45s\"")
+        .replace("[log]", "[log]\nformat = \"json\"");
     let mut herald = Herald::start(&cfg);
     herald.wait_ready(Duration::from_secs(30)).await;
     let p = kit::producer();
@@ -71,10 +75,28 @@ async fn delivered_but_uncommitted_is_delivered_again_after_a_crash() {
     assert_eq!(s.committed().await, -1, "nothing committed yet");
 
     herald.kill9();
+    let restarted = Instant::now();
     herald.spawn();
-    let got = s.rx.wait_delivered(2, Duration::from_secs(30)).await;
+    let got = s.rx.wait_delivered(2, Duration::from_secs(40)).await;
+    let took = restarted.elapsed();
+    println!("redelivered {took:?} after the restart");
+    assert!(
+        took < Duration::from_secs(25),
+        "partitions not reclaimed at once: {took:?}"
+    );
     assert_eq!(got.len(), 2);
     assert_eq!(got[0].body, got[1].body, "the same alert, delivered again");
+    // Logs were JSON, one object per line.
+    let log = herald.log();
+    assert!(log.lines().count() > 3);
+    for line in log.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(
+            v["level"].is_string() && v["timestamp"].is_string(),
+            "{line}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

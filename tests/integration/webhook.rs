@@ -164,3 +164,92 @@ async fn consumes_over_sasl_scram() {
     assert!(got[0].text().contains(r#""id":"sasl-1""#));
     assert!(!herald.log().contains("herald-secret"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_trusts_ca_file_or_skip_verify_and_rejects_unknown_issuers() {
+    let topic = kit::unique("tls-in");
+    let dlq = kit::unique("tls-dlq");
+    kit::create_topic(&topic, 1).await;
+    kit::create_topic(&dlq, 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let certs = kit::tls::certs(dir.path());
+    let rx = Receiver::start_tls(&certs).await;
+    let destinations = format!(
+        r#"
+[[destinations]]
+name = "with-ca"
+id = "n1"
+type = "webhook"
+url = "{u}/ca"
+ca_file = "{ca}"
+[[destinations]]
+name = "skip-verify"
+id = "n1"
+type = "webhook"
+url = "{u}/skip"
+skip_tls_verify = true
+[[destinations]]
+name = "untrusted"
+id = "n1"
+type = "webhook"
+url = "{u}/untrusted"
+"#,
+        u = rx.url(""),
+        ca = certs.ca.display()
+    );
+    let mut herald = Herald::start(&kit::config(
+        &topic,
+        &dlq,
+        &kit::unique("tls-g"),
+        "",
+        &destinations,
+    ));
+    herald.wait_ready(Duration::from_secs(30)).await;
+    kit::produce(
+        &kit::producer(),
+        &topic,
+        None,
+        kit::alert("tls-1", "").as_bytes(),
+    )
+    .await;
+    let got = rx.wait_delivered(2, Duration::from_secs(20)).await;
+    let mut paths: Vec<&str> = got.iter().map(|r| r.path.as_str()).collect();
+    paths.sort();
+    assert_eq!(paths, vec!["/ca", "/skip"]);
+    // The untrusted destination keeps failing at the handshake (retryable)
+    // and never reaches the receiver.
+    let failures = r#"herald_delivery_failures_total{destination="untrusted",reason="connect"}"#;
+    assert!(
+        kit::eventually(Duration::from_secs(10), || async {
+            herald.metric(failures).await >= 2.0
+        })
+        .await
+    );
+    assert_eq!(rx.arrived(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn honours_http_proxy_from_the_environment() {
+    let topic = kit::unique("px-in");
+    let dlq = kit::unique("px-dlq");
+    kit::create_topic(&topic, 1).await;
+    kit::create_topic(&dlq, 1).await;
+    // The recording receiver plays the proxy: a proxied plain-HTTP request
+    // arrives with the absolute URL of the real target.
+    let proxy = Receiver::start().await;
+    let destinations = "[[destinations]]\nname = \"w\"\nid = \"n1\"\ntype = \"webhook\"\nurl = \"http://receiver.invalid/rhacs\"\n";
+    let cfg = kit::config(&topic, &dlq, &kit::unique("px-g"), "", destinations);
+    let proxy_url = proxy.url("");
+    let mut herald = Herald::start_with_env(&cfg, &[("HTTP_PROXY", &proxy_url), ("NO_PROXY", "")]);
+    herald.wait_ready(Duration::from_secs(30)).await;
+    kit::produce(
+        &kit::producer(),
+        &topic,
+        None,
+        kit::alert("px-1", "").as_bytes(),
+    )
+    .await;
+    let got = proxy.wait_delivered(1, Duration::from_secs(20)).await;
+    assert_eq!(got[0].uri, "http://receiver.invalid/rhacs");
+    assert!(got[0].text().contains("\"px-1\""));
+}

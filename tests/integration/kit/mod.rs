@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod receiver;
+pub mod tls;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -221,6 +222,7 @@ pub struct Herald {
     pub config: PathBuf,
     pub http_port: u16,
     log: PathBuf,
+    env: Vec<(String, String)>,
 }
 
 pub fn herald_bin() -> &'static str {
@@ -230,6 +232,11 @@ pub fn herald_bin() -> &'static str {
 impl Herald {
     /// Writes `config` (with `{http}` replaced by a free listen address) and starts `herald run`.
     pub fn start(config: &str) -> Herald {
+        Herald::start_with_env(config, &[])
+    }
+
+    /// As [`Herald::start`], with extra environment variables for the process.
+    pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Herald {
         let dir = tempfile::tempdir().unwrap();
         let http_port = free_port();
         let path = dir.path().join("herald.toml");
@@ -244,6 +251,10 @@ impl Herald {
             config: path,
             dir,
             http_port,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         h.spawn();
         h
@@ -260,6 +271,7 @@ impl Herald {
             .args(["run", "--config"])
             .arg(&self.config)
             .env("RUST_LOG", "info,herald=debug")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

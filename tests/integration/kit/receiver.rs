@@ -14,6 +14,8 @@ use tokio::sync::watch;
 #[derive(Debug, Clone)]
 pub struct Recorded {
     pub path: String,
+    /// The request target as sent: absolute-form when the client used a proxy.
+    pub uri: String,
     pub headers: HeaderMap,
     pub body: Vec<u8>,
     pub status: u16,
@@ -54,10 +56,20 @@ struct Inner {
 pub struct Receiver {
     inner: Arc<Inner>,
     pub addr: std::net::SocketAddr,
+    scheme: &'static str,
 }
 
 impl Receiver {
     pub async fn start() -> Receiver {
+        Receiver::serve(None).await
+    }
+
+    /// An HTTPS receiver with the given server certificate.
+    pub async fn start_tls(certs: &super::tls::Certs) -> Receiver {
+        Receiver::serve(Some(super::tls::acceptor(certs))).await
+    }
+
+    async fn serve(tls: Option<tokio_rustls::TlsAcceptor>) -> Receiver {
         let (release, _) = watch::channel(false);
         let inner = Arc::new(Inner {
             behavior: Mutex::new(Behavior::Accept),
@@ -68,14 +80,30 @@ impl Receiver {
         let app = Router::new().fallback(handle).with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let scheme = if tls.is_some() { "https" } else { "http" };
         tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
+            match tls {
+                None => axum::serve(listener, app).await.unwrap(),
+                Some(acceptor) => axum::serve(
+                    super::tls::TlsListener {
+                        tcp: listener,
+                        acceptor,
+                    },
+                    app,
+                )
+                .await
+                .unwrap(),
+            }
         });
-        Receiver { inner, addr }
+        Receiver {
+            inner,
+            addr,
+            scheme,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        format!("{}://{}{path}", self.scheme, self.addr)
     }
 
     pub fn set(&self, b: Behavior) {
@@ -143,6 +171,7 @@ async fn handle(
     };
     inner.answered.lock().unwrap().push(Recorded {
         path: uri.path().to_string(),
+        uri: uri.to_string(),
         headers,
         body: body.to_vec(),
         status,
