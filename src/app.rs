@@ -8,21 +8,15 @@ use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::Message;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Common, Config};
+use crate::config::Config;
 use crate::deadletter::{DeadLetter, DeadLetters, Origin};
-use crate::delivery::{Inbound, Job, Pool, RetryPolicy, Shared};
+use crate::delivery::{Inbound, Job, Pool, Shared};
 use crate::http::{self, Health, Metrics};
+use crate::ledger::Ledger;
 use crate::model::{decode, Event};
-use crate::notifiers::Notifier;
 use crate::routing;
 use crate::source::tracker::{Limits, Ticket, Tp, Tracker};
 use crate::source::{self, KafkaConsumer, SourceContext};
-
-struct Route {
-    common: Common,
-    notifier: Arc<dyn Notifier>,
-    pool: Pool,
-}
 
 /// Runs until SIGTERM or SIGINT, then stops within the grace period.
 pub async fn run(config: Config) -> anyhow::Result<()> {
@@ -64,26 +58,39 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let dead_letters = Arc::new(DeadLetters::new(
         source::producer(k)?,
         k.dead_letter_topic.clone(),
+        k.dead_letter_file.clone(),
         metrics.clone(),
-    ));
+    )?);
+    let ledger = if config.ledger.enabled {
+        Some(Ledger::open(&config.state_dir, metrics.clone())?)
+    } else {
+        tracing::warn!("ledger disabled: at-least-once only (no notify-once, no parking)");
+        None
+    };
 
     let abandon = CancellationToken::new();
     let shared = Shared {
         metrics: metrics.clone(),
         dead_letters: dead_letters.clone(),
+        ledger: ledger.clone(),
         abandon: abandon.clone(),
         failure_log_interval: config.log.failure_log_interval.0,
-        retry: RetryPolicy::default(),
     };
-    let routes: Vec<Route> = config
+    let routes: Vec<Pool> = config
         .destinations
         .iter()
-        .map(|d| Route {
-            common: d.common.clone(),
-            notifier: d.notifier.clone(),
-            pool: Pool::start(d, shared.clone()),
-        })
+        .map(|d| Pool::start(d, shared.clone()))
         .collect();
+    if let Some(l) = &ledger {
+        tokio::spawn(ledger_upkeep(
+            l.clone(),
+            config.ledger.retention(),
+            config.ledger.sweep_interval.0,
+            metrics.clone(),
+            health.clone(),
+            abandon.clone(),
+        ));
+    }
     tracing::info!(
         destinations = routes.len(),
         listen = %config.http.listen,
@@ -178,6 +185,46 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Expires old ledger entries and keeps the ledger gauges and `/readyz` current.
+async fn ledger_upkeep(
+    ledger: Ledger,
+    retention: crate::ledger::Retention,
+    sweep_every: Duration,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    stop: CancellationToken,
+) {
+    let mut last_sweep = Instant::now();
+    let mut first = true;
+    loop {
+        if first || last_sweep.elapsed() >= sweep_every {
+            first = false;
+            last_sweep = Instant::now();
+            match ledger
+                .sweep(chrono::Utc::now().timestamp_millis(), retention)
+                .await
+            {
+                Ok(n) if n > 0 => tracing::info!(expired = n, "ledger entries expired"),
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "ledger sweep failed"),
+            }
+        }
+        let healthy = ledger.healthy();
+        health
+            .store_failed
+            .store(!healthy, std::sync::atomic::Ordering::Relaxed);
+        metrics.ledger_healthy.set(healthy as i64);
+        if let Ok(n) = ledger.len() {
+            metrics.ledger_entries.set(n as i64);
+        }
+        metrics.ledger_file_size.set(ledger.file_size() as i64);
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
 async fn wait_for_signal(stop: CancellationToken) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
@@ -243,7 +290,7 @@ struct Dispatcher {
     metrics: Arc<Metrics>,
     dead_letters: Arc<DeadLetters>,
     abandon: CancellationToken,
-    routes: Vec<Route>,
+    routes: Vec<Pool>,
     max_message_bytes: usize,
     max_alert_age: Option<Duration>,
 }
@@ -351,18 +398,19 @@ impl Dispatcher {
                 }
             }
         }
-        let chosen: Vec<&Route> = self
+        let chosen: Vec<&Pool> = self
             .routes
             .iter()
-            .filter(
-                |r| match routing::decide(&r.common, r.notifier.can_resolve(), &event) {
+            .filter(|p| {
+                let d = &p.deliverer;
+                match routing::decide(&d.common, d.can_resolve(), &event) {
                     Ok(()) => true,
                     Err(why) => {
-                        tracing::trace!(destination = %r.common.name, reason = %why, "not routed");
+                        tracing::trace!(destination = %d.common.name, reason = %why, "not routed");
                         false
                     }
-                },
-            )
+                }
+            })
             .collect();
         let tickets = Ticket::split(self.tracker.clone(), token, chosen.len());
         if chosen.is_empty() {
@@ -373,18 +421,16 @@ impl Dispatcher {
             return;
         }
         let inbound = Arc::new(Inbound { origin, event });
-        for (route, ticket) in chosen.into_iter().zip(tickets) {
-            route
-                .pool
-                .enqueue(
-                    Job {
-                        message: inbound.clone(),
-                        ticket,
-                        enqueued: Instant::now(),
-                    },
-                    stop,
-                )
-                .await;
+        for (pool, ticket) in chosen.into_iter().zip(tickets) {
+            pool.enqueue(
+                Job {
+                    message: inbound.clone(),
+                    ticket,
+                    enqueued: Instant::now(),
+                },
+                stop,
+            )
+            .await;
         }
     }
 }

@@ -78,16 +78,39 @@ impl DeadLetter {
 pub struct DeadLetters {
     producer: FutureProducer,
     topic: String,
+    /// Optional local copy, one JSON record per line.
+    file: Option<std::sync::Mutex<std::fs::File>>,
     metrics: Arc<Metrics>,
 }
 
 impl DeadLetters {
-    pub fn new(producer: FutureProducer, topic: String, metrics: Arc<Metrics>) -> DeadLetters {
-        DeadLetters {
+    pub fn new(
+        producer: FutureProducer,
+        topic: String,
+        file: Option<std::path::PathBuf>,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<DeadLetters> {
+        let file = match file {
+            Some(path) => Some(std::sync::Mutex::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .map_err(|e| {
+                        anyhow::anyhow!(
+                            "kafka.dead_letter_file: cannot open {}: {e}",
+                            path.display()
+                        )
+                    })?,
+            )),
+            None => None,
+        };
+        Ok(DeadLetters {
             producer,
             topic,
+            file,
             metrics,
-        }
+        })
     }
 
     /// Returns `true` once the broker acknowledged the record, `false` if
@@ -123,6 +146,15 @@ impl DeadLetters {
         tokio::select! {
             r = retried => {
                 r.expect("retries without limit");
+                if let Some(f) = &self.file {
+                    use std::io::Write;
+                    let mut f = f.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut line = payload.clone();
+                    line.push(b'\n');
+                    if let Err(e) = f.write_all(&line).and_then(|_| f.sync_data()) {
+                        tracing::error!(error = %e, "cannot append to dead_letter_file");
+                    }
+                }
                 self.metrics.dead_letters.with_label_values(&[&record.kind]).inc();
                 self.metrics.dead_letter_write_duration.observe(started.elapsed().as_secs_f64());
                 true

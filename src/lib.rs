@@ -12,6 +12,7 @@ pub mod deadletter;
 pub mod delivery;
 pub mod formats;
 pub mod http;
+pub mod ledger;
 pub mod model;
 pub mod notifiers;
 pub mod routing;

@@ -73,7 +73,92 @@ pub struct Config {
     pub log: LogConfig,
     /// How long SIGTERM waits for in-flight deliveries before abandoning them.
     pub shutdown_grace: Duration,
+    /// Where the ledger (and its lock) live.
+    pub state_dir: PathBuf,
+    pub ledger: LedgerConfig,
     pub destinations: Vec<Destination>,
+}
+
+impl Default for DeliveryPolicy {
+    fn default() -> Self {
+        DeliveryPolicy {
+            renotify_runtime_updates: false,
+            rate_limit: None,
+            retry_max_attempts: default_retry_attempts(),
+            retry_max_pass: default_retry_pass().0,
+            retry_min_delay: default_retry_min().0,
+            retry_max_delay: default_retry_max().0,
+            retry_statuses: Vec::new(),
+            permanent_statuses: Vec::new(),
+            breaker_failures: default_breaker_failures(),
+            breaker_cooldown: default_breaker_cooldown().0,
+            park_max_age: default_park_max_age().0,
+            park_retry_min: default_park_retry_min().0,
+            park_retry_max: default_park_retry_max().0,
+            park_queue_wait: default_park_queue_wait().0,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LedgerConfig {
+    /// Off: at-least-once only, no notify-once and no parking (benchmarks).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Entries expire this long after the alert was last seen …
+    #[serde(default = "default_retention")]
+    pub retention: Dur,
+    /// … or this long after it was resolved, whichever comes first.
+    #[serde(default = "default_resolved_retention")]
+    pub resolved_retention: Dur,
+    #[serde(default = "default_audit_retention")]
+    pub audit_retention: Dur,
+    #[serde(default = "default_sweep_interval")]
+    pub sweep_interval: Dur,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        LedgerConfig {
+            enabled: true,
+            retention: default_retention(),
+            resolved_retention: default_resolved_retention(),
+            audit_retention: default_audit_retention(),
+            sweep_interval: default_sweep_interval(),
+        }
+    }
+}
+
+impl LedgerConfig {
+    pub fn retention(&self) -> crate::ledger::Retention {
+        crate::ledger::Retention {
+            alerts: self.retention.0,
+            resolved: self.resolved_retention.0,
+            audit: self.audit_retention.0,
+        }
+    }
+}
+
+/// How the delivery layer treats one destination.
+#[derive(Debug, Clone)]
+pub struct DeliveryPolicy {
+    /// Re-notify RUNTIME alerts carrying newer violations (Central's NOTIFY_EVERY_RUNTIME_EVENT).
+    pub renotify_runtime_updates: bool,
+    /// Deliveries per second and burst.
+    pub rate_limit: Option<(u32, u32)>,
+    pub retry_max_attempts: u32,
+    pub retry_max_pass: Duration,
+    pub retry_min_delay: Duration,
+    pub retry_max_delay: Duration,
+    /// HTTP statuses to retry, or to give up on, whatever the default class.
+    pub retry_statuses: Vec<u16>,
+    pub permanent_statuses: Vec<u16>,
+    pub breaker_failures: u32,
+    pub breaker_cooldown: Duration,
+    pub park_max_age: Duration,
+    pub park_retry_min: Duration,
+    pub park_retry_max: Duration,
+    pub park_queue_wait: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -89,6 +174,9 @@ pub struct KafkaConfig {
     pub group_id: String,
     pub topics: Vec<String>,
     pub dead_letter_topic: String,
+    /// Dead letters are also appended to this JSONL file when set.
+    #[serde(default)]
+    pub dead_letter_file: Option<PathBuf>,
     /// Static membership id; defaults to `herald-<hostname>`.
     #[serde(default)]
     pub group_instance_id: Option<String>,
@@ -224,6 +312,7 @@ pub struct Common {
     pub workers: usize,
     pub queue_size: usize,
     pub filter: Filter,
+    pub policy: DeliveryPolicy,
 }
 
 #[derive(Deserialize)]
@@ -257,6 +346,36 @@ struct RawCommon {
     policies: Vec<String>,
     #[serde(default)]
     categories: Vec<String>,
+    #[serde(default)]
+    renotify_runtime_updates: bool,
+    #[serde(default)]
+    rate_limit: Option<u32>,
+    #[serde(default)]
+    rate_burst: Option<u32>,
+    #[serde(default = "default_retry_attempts")]
+    retry_max_attempts: u32,
+    #[serde(default = "default_retry_pass")]
+    retry_max_pass: Dur,
+    #[serde(default = "default_retry_min")]
+    retry_min_delay: Dur,
+    #[serde(default = "default_retry_max")]
+    retry_max_delay: Dur,
+    #[serde(default)]
+    retry_statuses: Vec<u16>,
+    #[serde(default)]
+    permanent_statuses: Vec<u16>,
+    #[serde(default = "default_breaker_failures")]
+    breaker_failures: u32,
+    #[serde(default = "default_breaker_cooldown")]
+    breaker_cooldown: Dur,
+    #[serde(default = "default_park_max_age")]
+    park_max_age: Dur,
+    #[serde(default = "default_park_retry_min")]
+    park_retry_min: Dur,
+    #[serde(default = "default_park_retry_max")]
+    park_retry_max: Dur,
+    #[serde(default = "default_park_queue_wait")]
+    park_queue_wait: Dur,
 }
 
 fn default_start_from() -> StartFrom {
@@ -294,6 +413,57 @@ fn default_workers() -> usize {
 }
 fn default_queue_size() -> usize {
     1000
+}
+fn yes() -> bool {
+    true
+}
+fn days(n: u64) -> Dur {
+    Dur(Duration::from_secs(n * 86_400))
+}
+fn default_retention() -> Dur {
+    days(30)
+}
+fn default_resolved_retention() -> Dur {
+    days(1)
+}
+fn default_audit_retention() -> Dur {
+    days(7)
+}
+fn default_sweep_interval() -> Dur {
+    Dur(Duration::from_secs(600))
+}
+fn default_retry_attempts() -> u32 {
+    5
+}
+fn default_retry_pass() -> Dur {
+    Dur(Duration::from_secs(30))
+}
+fn default_retry_min() -> Dur {
+    Dur(Duration::from_millis(250))
+}
+fn default_retry_max() -> Dur {
+    Dur(Duration::from_secs(10))
+}
+fn default_breaker_failures() -> u32 {
+    5
+}
+fn default_breaker_cooldown() -> Dur {
+    Dur(Duration::from_secs(30))
+}
+fn default_park_max_age() -> Dur {
+    Dur(Duration::from_secs(86_400))
+}
+fn default_park_retry_min() -> Dur {
+    Dur(Duration::from_secs(5))
+}
+fn default_park_retry_max() -> Dur {
+    Dur(Duration::from_secs(300))
+}
+fn default_park_queue_wait() -> Dur {
+    Dur(Duration::from_secs(5))
+}
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/herald")
 }
 fn default_shutdown_grace() -> Dur {
     Dur(Duration::from_secs(10))
@@ -363,6 +533,15 @@ impl Config {
             .and_then(|v| field::<Dur>(v, "shutdown_grace", &mut errs).map(|p| p.value))
             .unwrap_or_else(default_shutdown_grace);
 
+        let state_dir = root
+            .remove("state_dir")
+            .and_then(|v| field::<PathBuf>(v, "state_dir", &mut errs).map(|p| p.value))
+            .unwrap_or_else(default_state_dir);
+        let ledger = root
+            .remove("ledger")
+            .map(|v| section::<LedgerConfig>(v, "ledger", &mut errs))
+            .unwrap_or_else(|| Some(LedgerConfig::default()));
+
         let mut destinations = Vec::new();
         match root.remove("destinations") {
             None => {}
@@ -393,12 +572,14 @@ impl Config {
             errs.push(key, "unknown key");
         }
 
-        match (kafka, http, log) {
-            (Some(kafka), Some(http), Some(log)) if errs.is_empty() => Ok(Config {
+        match (kafka, http, log, ledger) {
+            (Some(kafka), Some(http), Some(log), Some(ledger)) if errs.is_empty() => Ok(Config {
                 kafka,
                 http,
                 log,
                 shutdown_grace: shutdown_grace.0,
+                state_dir,
+                ledger,
                 destinations,
             }),
             _ => Err(errs),
@@ -657,6 +838,60 @@ fn validate_common(
     if raw.queue_size == 0 {
         errs.push(&join(path, "queue_size"), "must be at least 1");
     }
+    if raw.rate_limit == Some(0) {
+        errs.push(
+            &join(path, "rate_limit"),
+            "must be at least 1 (per second), or absent for no limit",
+        );
+    }
+    if raw.rate_burst == Some(0) {
+        errs.push(&join(path, "rate_burst"), "must be at least 1");
+    }
+    if raw.retry_max_attempts == 0 {
+        errs.push(&join(path, "retry_max_attempts"), "must be at least 1");
+    }
+    if raw.retry_min_delay.0 > raw.retry_max_delay.0 {
+        errs.push(
+            &join(path, "retry_min_delay"),
+            "must not exceed retry_max_delay",
+        );
+    }
+    if raw.breaker_failures == 0 {
+        errs.push(&join(path, "breaker_failures"), "must be at least 1");
+    }
+    if raw.park_retry_min.0.is_zero() || raw.park_retry_min.0 > raw.park_retry_max.0 {
+        errs.push(
+            &join(path, "park_retry_min"),
+            "must be greater than 0 and not exceed park_retry_max",
+        );
+    }
+    for (name, list) in [
+        ("retry_statuses", &raw.retry_statuses),
+        ("permanent_statuses", &raw.permanent_statuses),
+    ] {
+        if let Some(bad) = list.iter().find(|s| !(100..=599).contains(*s)) {
+            errs.push(
+                &join(path, name),
+                format!("{bad} is not an HTTP status (100..599)"),
+            );
+        }
+    }
+    let policy = DeliveryPolicy {
+        renotify_runtime_updates: raw.renotify_runtime_updates,
+        rate_limit: raw.rate_limit.map(|r| (r, raw.rate_burst.unwrap_or(r))),
+        retry_max_attempts: raw.retry_max_attempts,
+        retry_max_pass: raw.retry_max_pass.0,
+        retry_min_delay: raw.retry_min_delay.0,
+        retry_max_delay: raw.retry_max_delay.0,
+        retry_statuses: raw.retry_statuses.clone(),
+        permanent_statuses: raw.permanent_statuses.clone(),
+        breaker_failures: raw.breaker_failures,
+        breaker_cooldown: raw.breaker_cooldown.0,
+        park_max_age: raw.park_max_age.0,
+        park_retry_min: raw.park_retry_min.0,
+        park_retry_max: raw.park_retry_max.0,
+        park_queue_wait: raw.park_queue_wait.0,
+    };
     let filter = Filter::build(
         &RawFilter {
             all_alerts: raw.all_alerts,
@@ -683,5 +918,6 @@ fn validate_common(
         workers: raw.workers,
         queue_size: raw.queue_size,
         filter: filter?,
+        policy,
     })
 }

@@ -1,91 +1,36 @@
 //! The delivery layer: everything around a [`Notifier`] that every destination
-//! shares — the bounded queue and workers, the per-attempt timeout, retries
-//! with backoff that honour `Retry-After`, dead-lettering of permanent
-//! failures, metrics and rate-limited failure logs. Notifiers only format and
-//! send.
+//! shares — per-key ordered lanes, notify-once against the ledger, the rate
+//! limit, per-attempt timeouts, retry passes with backoff that honour
+//! `Retry-After`, the circuit breaker, parking, dead letters, metrics and
+//! rate-limited failure logs. Notifiers only format and send.
 
+mod breaker;
+mod error;
 mod failure_log;
+mod parking;
+mod retry;
 
-use std::fmt;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, VecDeque};
+use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use backon::{ExponentialBuilder, Retryable};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Destination;
+pub use error::{DeliveryError, FailureReason};
+
+use crate::config::{Common, Destination};
 use crate::deadletter::{DeadLetter, DeadLetters, Origin};
 use crate::http::Metrics;
+use crate::ledger::{self, Entry, Ledger, Parked, Plan};
 use crate::model::Event;
-use crate::notifiers::{Notifier, RenderContext};
+use crate::notifiers::{Notifier, RenderContext, SendMeta};
 use crate::source::tracker::Ticket;
+use breaker::Breaker;
 use failure_log::FailureLog;
-
-/// Why an attempt failed, as counted in metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureReason {
-    ClientError,
-    ServerError,
-    AuthError,
-    RateLimited,
-    Timeout,
-    Connect,
-    Render,
-}
-
-impl FailureReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FailureReason::ClientError => "client_error",
-            FailureReason::ServerError => "server_error",
-            FailureReason::AuthError => "auth_error",
-            FailureReason::RateLimited => "rate_limited",
-            FailureReason::Timeout => "timeout",
-            FailureReason::Connect => "connect",
-            FailureReason::Render => "render",
-        }
-    }
-}
-
-/// A failed attempt. `message` is safe to log: notifiers redact secrets.
-#[derive(Debug, Clone)]
-pub struct DeliveryError {
-    pub reason: FailureReason,
-    pub retryable: bool,
-    pub retry_after: Option<Duration>,
-    pub message: String,
-}
-
-impl DeliveryError {
-    pub fn retryable(reason: FailureReason, message: impl Into<String>) -> Self {
-        DeliveryError {
-            reason,
-            retryable: true,
-            retry_after: None,
-            message: message.into(),
-        }
-    }
-
-    pub fn permanent(reason: FailureReason, message: impl Into<String>) -> Self {
-        DeliveryError {
-            retryable: false,
-            ..DeliveryError::retryable(reason, message)
-        }
-    }
-
-    pub fn with_retry_after(mut self, after: Option<Duration>) -> Self {
-        self.retry_after = after;
-        self
-    }
-}
-
-impl fmt::Display for DeliveryError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({})", self.message, self.reason.as_str())
-    }
-}
+use retry::PassOutcome;
 
 /// A consumed message: where it came from and what it decoded to.
 pub struct Inbound {
@@ -100,174 +45,364 @@ pub struct Job {
     pub enqueued: Instant,
 }
 
-/// Backoff between attempts of one delivery.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    pub min_delay: Duration,
-    pub max_delay: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            min_delay: Duration::from_millis(250),
-            max_delay: Duration::from_secs(30),
-        }
-    }
-}
-
-/// What every pool shares.
+/// What every destination shares.
 #[derive(Clone)]
 pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub dead_letters: Arc<DeadLetters>,
+    /// `None`: ledger off — at-least-once only, no parking.
+    pub ledger: Option<Ledger>,
     /// Fired at the end of the shutdown grace period: unfinished deliveries
     /// are abandoned, and their messages stay uncommitted.
     pub abandon: CancellationToken,
     pub failure_log_interval: Duration,
-    pub retry: RetryPolicy,
 }
 
-/// A destination's bounded queue and its workers.
-pub struct Pool {
-    pub name: String,
-    tx: mpsc::Sender<Job>,
-    metrics: Arc<Metrics>,
-}
-
-struct Worker {
-    name: String,
+/// One destination's delivery machinery.
+pub struct Deliverer {
+    pub common: Common,
     notifier: Arc<dyn Notifier>,
-    timeout: Duration,
     shared: Shared,
+    breaker: Breaker,
+    limiter: Option<DefaultDirectRateLimiter>,
     failures: FailureLog,
+}
+
+/// A destination's bounded queue and workers. Deliveries of one ledger key
+/// never run at once and keep their order (a RESOLVED waits behind its
+/// trigger), while other keys flow past a slow one.
+pub struct Pool {
+    pub deliverer: Arc<Deliverer>,
+    tx: mpsc::Sender<Job>,
+}
+
+/// Keys being delivered now, each with the jobs waiting behind it.
+#[derive(Default)]
+struct KeyGate {
+    active: std::sync::Mutex<HashMap<String, VecDeque<Job>>>,
+}
+
+impl KeyGate {
+    /// Takes the key, or queues the job behind the delivery holding it.
+    fn enter(&self, key: &str, job: Job) -> Option<Job> {
+        let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
+        match active.get_mut(key) {
+            Some(waiting) => {
+                waiting.push_back(job);
+                None
+            }
+            None => {
+                active.insert(key.to_string(), VecDeque::new());
+                Some(job)
+            }
+        }
+    }
+
+    /// The next job of the key, or releases it.
+    fn next(&self, key: &str) -> Option<Job> {
+        let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
+        let next = active.get_mut(key).and_then(VecDeque::pop_front);
+        if next.is_none() {
+            active.remove(key);
+        }
+        next
+    }
 }
 
 impl Pool {
     pub fn start(dest: &Destination, shared: Shared) -> Pool {
-        let name = dest.common.name.clone();
-        shared.metrics.register_destination(&name);
-        let (tx, rx) = mpsc::channel::<Job>(dest.common.queue_size);
-        let rx = Arc::new(tokio::sync::Mutex::new(rx));
-        let worker = Arc::new(Worker {
-            name: name.clone(),
-            notifier: dest.notifier.clone(),
-            timeout: dest.common.timeout,
-            failures: FailureLog::new(shared.failure_log_interval),
-            shared: shared.clone(),
+        let c = &dest.common;
+        shared.metrics.register_destination(&c.name);
+        let limiter = c.policy.rate_limit.map(|(rate, burst)| {
+            let per_sec = NonZeroU32::new(rate).expect("validated >= 1");
+            let burst = NonZeroU32::new(burst).expect("validated >= 1");
+            RateLimiter::direct(Quota::per_second(per_sec).allow_burst(burst))
         });
-        for _ in 0..dest.common.workers {
-            let (rx, worker) = (rx.clone(), worker.clone());
+        let deliverer = Arc::new(Deliverer {
+            breaker: Breaker::new(c.policy.breaker_failures, c.policy.breaker_cooldown),
+            failures: FailureLog::new(shared.failure_log_interval),
+            common: c.clone(),
+            notifier: dest.notifier.clone(),
+            limiter,
+            shared,
+        });
+        let (tx, rx) = mpsc::channel::<Job>(c.queue_size);
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        let gate = Arc::new(KeyGate::default());
+        for _ in 0..c.workers {
+            let (d, rx, gate) = (deliverer.clone(), rx.clone(), gate.clone());
             tokio::spawn(async move {
                 loop {
                     let job = {
                         let mut rx = rx.lock().await;
                         tokio::select! {
                             j = rx.recv() => j,
-                            _ = worker.shared.abandon.cancelled() => None,
+                            _ = d.shared.abandon.cancelled() => None,
                         }
                     };
                     let Some(job) = job else { break };
-                    worker.queue_depth().dec();
-                    worker.deliver(job).await;
+                    d.queue_depth().dec();
+                    let key = ledger::key_of(&job.message.event);
+                    let mut next = gate.enter(&key, job);
+                    while let Some(job) = next {
+                        d.process(job, &key).await;
+                        next = gate.next(&key);
+                    }
                 }
             });
         }
-        Pool {
-            name,
-            tx,
-            metrics: shared.metrics,
+        if deliverer.shared.ledger.is_some() {
+            tokio::spawn(parking::sweeper(deliverer.clone()));
         }
+        Pool { deliverer, tx }
     }
 
-    /// Queues a delivery, waiting while the queue is full (backpressure). On
-    /// `stop` the job is dropped: its message stays uncommitted.
+    /// Queues a delivery, waiting while the queue is full. Past
+    /// `park_queue_wait` the delivery is parked instead (with a ledger).
+    /// On `stop` the job is dropped: its message stays uncommitted.
     pub async fn enqueue(&self, job: Job, stop: &CancellationToken) {
-        let depth = self
-            .metrics
-            .destination_queue_depth
-            .with_label_values(&[&self.name]);
-        depth.inc();
-        let sent = tokio::select! {
-            r = self.tx.send(job) => r.is_ok(),
-            _ = stop.cancelled() => false,
+        let d = &self.deliverer;
+        d.queue_depth().inc();
+        let job = match self.tx.try_send(job) {
+            Ok(()) => return,
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                d.queue_depth().dec();
+                return;
+            }
+            Err(mpsc::error::TrySendError::Full(job)) => job,
         };
-        if !sent {
-            depth.dec();
+        if d.shared.ledger.is_none() {
+            // No store to park in: wait for room.
+            let sent = tokio::select! {
+                r = self.tx.send(job) => r.is_ok(),
+                _ = stop.cancelled() => false,
+            };
+            if !sent {
+                d.queue_depth().dec();
+            }
+            return;
+        }
+        let wait = d.common.policy.park_queue_wait;
+        let result = tokio::select! {
+            r = self.tx.send_timeout(job, wait) => r,
+            _ = stop.cancelled() => {
+                d.queue_depth().dec();
+                return;
+            }
+        };
+        match result {
+            Ok(()) => {}
+            Err(mpsc::error::SendTimeoutError::Timeout(job)) => {
+                d.queue_depth().dec();
+                let key = ledger::key_of(&job.message.event);
+                let err = DeliveryError::retryable(
+                    FailureReason::QueueFull,
+                    format!("queue full for {}", humantime::format_duration(wait)),
+                );
+                d.park_job(job, &key, 0, &err, None).await;
+            }
+            Err(mpsc::error::SendTimeoutError::Closed(_)) => d.queue_depth().dec(),
         }
     }
 }
 
-enum Outcome {
-    Delivered,
-    Failed {
-        attempts: u32,
-        first: DeliveryError,
-        last: DeliveryError,
-    },
-    Abandoned,
-}
+impl Deliverer {
+    pub fn can_resolve(&self) -> bool {
+        self.notifier.can_resolve()
+    }
 
-impl Worker {
+    fn name(&self) -> &str {
+        &self.common.name
+    }
+
     fn queue_depth(&self) -> prometheus::IntGauge {
         self.shared
             .metrics
             .destination_queue_depth
-            .with_label_values(&[&self.name])
+            .with_label_values(&[self.name()])
     }
 
-    async fn deliver(&self, job: Job) {
+    fn outcome(&self, outcome: &str, job_enqueued: Instant) {
         let m = &self.shared.metrics;
-        let in_flight = m.destination_in_flight.with_label_values(&[&self.name]);
-        in_flight.inc();
-        let outcome = self.attempt(&job.message.event).await;
-        in_flight.dec();
+        m.deliveries
+            .with_label_values(&[self.name(), outcome])
+            .inc();
+        m.delivery_duration
+            .with_label_values(&[self.name()])
+            .observe(job_enqueued.elapsed().as_secs_f64());
+    }
+
+    /// One job from the source: check the ledger, send, then record, park or
+    /// dead-letter. The ticket is done only once the outcome is durable.
+    async fn process(&self, job: Job, key: &str) {
+        let event = &job.message.event;
+        let key = key.to_string();
+        let now = now_ms();
+        let plan = match &self.shared.ledger {
+            None => Plan::Deliver(Entry {
+                state: crate::model::AlertState::Active,
+                delivered_ms: now,
+                last_seen_ms: now,
+                newest_violation_ms: 0,
+            }),
+            Some(l) => {
+                let entry = match l.get(self.name(), &key) {
+                    Ok(e) => e,
+                    Err(_) => return, // store failure: abandon, nothing commits
+                };
+                ledger::plan(
+                    event,
+                    entry,
+                    l.is_parked(self.name(), &key),
+                    self.common.policy.renotify_runtime_updates,
+                    now,
+                )
+            }
+        };
+        let record = match plan {
+            Plan::Skip(why, touch) => {
+                tracing::debug!(destination = self.name(), key = %key, reason = why, "skipped");
+                if let (Some(l), Some(e)) = (&self.shared.ledger, touch) {
+                    if l.record(self.name(), &key, e).await.is_err() {
+                        return;
+                    }
+                }
+                self.outcome("skipped", job.enqueued);
+                job.ticket.done();
+                return;
+            }
+            Plan::ParkBehind => {
+                let err = DeliveryError::retryable(
+                    FailureReason::Ordering,
+                    "an earlier delivery of this alert is parked",
+                );
+                self.park_job(job, &key, 0, &err, None).await;
+                return;
+            }
+            Plan::Deliver(e) => e,
+        };
+        let outcome = loop {
+            let outcome = self.pass(event, &key).await;
+            // Without a ledger nothing can be parked: keep trying (at least once).
+            match (&outcome, &self.shared.ledger) {
+                (PassOutcome::Exhausted { .. } | PassOutcome::BreakerOpen { .. }, None) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(self.common.policy.park_retry_min) => continue,
+                        _ = self.shared.abandon.cancelled() => break PassOutcome::Abandoned,
+                    }
+                }
+                _ => break outcome,
+            }
+        };
         match outcome {
-            Outcome::Delivered => {
-                m.deliveries
-                    .with_label_values(&[&self.name, "delivered"])
-                    .inc();
-                m.delivery_duration
-                    .with_label_values(&[&self.name])
-                    .observe(job.enqueued.elapsed().as_secs_f64());
+            PassOutcome::Delivered => {
+                if let Some(l) = &self.shared.ledger {
+                    if l.record(self.name(), &key, record).await.is_err() {
+                        return;
+                    }
+                }
+                self.outcome("delivered", job.enqueued);
                 job.ticket.done();
             }
-            Outcome::Failed {
+            PassOutcome::Permanent {
                 attempts,
                 first,
                 last,
             } => {
-                let mut record = DeadLetter::new(
-                    "delivery_failed",
-                    last.reason.as_str().to_string(),
-                    &job.message.origin,
-                );
-                record.destination = Some(self.name.clone());
-                record.attempts = attempts;
-                record.first_error = Some(first.to_string());
-                record.last_error = Some(last.to_string());
-                let key = job.message.origin.key.as_deref();
-                if self
-                    .shared
-                    .dead_letters
-                    .write(&record, key, &self.shared.abandon)
-                    .await
-                {
-                    m.deliveries
-                        .with_label_values(&[&self.name, "dead_lettered"])
-                        .inc();
-                    m.delivery_duration
-                        .with_label_values(&[&self.name])
-                        .observe(job.enqueued.elapsed().as_secs_f64());
+                self.dead_letter(&job.message.origin, attempts, &first, &last)
+                    .await;
+                if !self.shared.abandon.is_cancelled() {
+                    self.outcome("dead_lettered", job.enqueued);
                     job.ticket.done();
                 }
             }
-            Outcome::Abandoned => {}
+            PassOutcome::Exhausted {
+                attempts,
+                first,
+                last,
+                retry_after,
+            }
+            | PassOutcome::BreakerOpen {
+                attempts,
+                first,
+                last,
+                retry_after,
+            } => {
+                let first = first.unwrap_or_else(|| last.clone());
+                self.park_job(job, &key, attempts, &first, Some((&last, retry_after)))
+                    .await;
+            }
+            PassOutcome::Abandoned => {}
         }
     }
 
-    /// Renders once, then sends until delivered, a permanent failure, or shutdown.
-    async fn attempt(&self, event: &Event) -> Outcome {
+    /// Parks a job durably, then marks it final.
+    async fn park_job(
+        &self,
+        job: Job,
+        key: &str,
+        attempts: u32,
+        first: &DeliveryError,
+        last: Option<(&DeliveryError, Option<Duration>)>,
+    ) {
+        let Some(l) = &self.shared.ledger else {
+            return; // unreachable without a ledger; the job is abandoned
+        };
+        let now = now_ms();
+        let retry_after = last.and_then(|(_, ra)| ra).unwrap_or(Duration::ZERO);
+        let wait = retry_after.max(self.common.policy.park_retry_min);
+        let o = &job.message.origin;
+        let parked = Parked {
+            destination: self.name().to_string(),
+            key: key.to_string(),
+            topic: o.topic.clone(),
+            partition: o.partition,
+            offset: o.offset,
+            message_key: o.key.clone(),
+            value: o.value.clone(),
+            attempts,
+            rounds: 0,
+            first_error: first.to_string(),
+            last_error: last
+                .map(|(e, _)| e.to_string())
+                .unwrap_or_else(|| first.to_string()),
+            parked_at_ms: now,
+            next_attempt_ms: now + wait.as_millis() as i64,
+        };
+        if l.park(&parked).await.is_err() {
+            return;
+        }
+        self.shared
+            .metrics
+            .parked
+            .with_label_values(&[self.name()])
+            .inc();
+        tracing::debug!(destination = self.name(), key = %key, reason = %first, "parked");
+        self.outcome("parked", job.enqueued);
+        job.ticket.done();
+    }
+
+    async fn dead_letter(
+        &self,
+        origin: &Origin,
+        attempts: u32,
+        first: &DeliveryError,
+        last: &DeliveryError,
+    ) -> bool {
+        let mut record =
+            DeadLetter::new("delivery_failed", last.reason.as_str().to_string(), origin);
+        record.destination = Some(self.name().to_string());
+        record.attempts = attempts;
+        record.first_error = Some(first.to_string());
+        record.last_error = Some(last.to_string());
+        self.shared
+            .dead_letters
+            .write(&record, origin.key.as_deref(), &self.shared.abandon)
+            .await
+    }
+
+    /// Renders once and runs one bounded retry pass.
+    async fn pass(&self, event: &Event, key: &str) -> PassOutcome {
         let ctx = RenderContext {
             now: chrono::Utc::now(),
         };
@@ -276,77 +411,64 @@ impl Worker {
             Err(e) => {
                 let err = DeliveryError::permanent(FailureReason::Render, e);
                 self.record_failure(&err);
-                return Outcome::Failed {
+                return PassOutcome::Permanent {
                     attempts: 0,
                     first: err.clone(),
                     last: err,
                 };
             }
         };
-        let attempts = AtomicU32::new(0);
-        let first: Mutex<Option<DeliveryError>> = Mutex::new(None);
-        let send_once = || async {
-            attempts.fetch_add(1, Ordering::Relaxed);
-            let result =
-                match tokio::time::timeout(self.timeout, self.notifier.send(event, &payload)).await
-                {
-                    Ok(r) => r,
-                    Err(_) => Err(DeliveryError::retryable(
-                        FailureReason::Timeout,
-                        format!(
-                            "no answer within {}",
-                            humantime::format_duration(self.timeout)
-                        ),
-                    )),
-                };
-            if let Err(e) = &result {
-                self.record_failure(e);
-                first
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get_or_insert_with(|| e.clone());
+        let meta = SendMeta {
+            idempotency_key: ledger::idempotency_key(event, key),
+        };
+        retry::pass(self, event, &payload, &meta).await
+    }
+
+    /// Applies the destination's status overrides to a failure.
+    fn classify(&self, mut e: DeliveryError) -> DeliveryError {
+        if let Some(status) = e.status {
+            if self.common.policy.retry_statuses.contains(&status) {
+                e.retryable = true;
             }
-            result
-        };
-        let backoff = ExponentialBuilder::default()
-            .with_jitter()
-            .with_min_delay(self.shared.retry.min_delay)
-            .with_max_delay(self.shared.retry.max_delay)
-            .without_max_times();
-        let retried = send_once
-            .retry(backoff)
-            .when(|e: &DeliveryError| e.retryable)
-            .adjust(|e: &DeliveryError, planned| e.retry_after.or(planned))
-            .notify(|_, _| {
-                self.shared
-                    .metrics
-                    .delivery_retries
-                    .with_label_values(&[&self.name])
-                    .inc()
-            });
-        let result = tokio::select! {
-            r = retried => r,
-            _ = self.shared.abandon.cancelled() => return Outcome::Abandoned,
-        };
-        match result {
-            Ok(()) => Outcome::Delivered,
-            Err(last) => Outcome::Failed {
-                attempts: attempts.load(Ordering::Relaxed),
-                first: first
-                    .into_inner()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .unwrap_or_else(|| last.clone()),
-                last,
-            },
+            if self.common.policy.permanent_statuses.contains(&status) {
+                e.retryable = false;
+            }
         }
+        e
     }
 
     fn record_failure(&self, e: &DeliveryError) {
+        let m = &self.shared.metrics;
+        m.delivery_failures
+            .with_label_values(&[self.name(), e.reason.as_str()])
+            .inc();
+        m.last_failure
+            .with_label_values(&[self.name()])
+            .set(now_secs());
+        self.failures.record(self.name(), e);
+    }
+
+    fn record_success(&self) {
         self.shared
             .metrics
-            .delivery_failures
-            .with_label_values(&[&self.name, e.reason.as_str()])
-            .inc();
-        self.failures.record(&self.name, e);
+            .last_success
+            .with_label_values(&[self.name()])
+            .set(now_secs());
     }
+
+    fn update_breaker_gauge(&self) {
+        self.shared
+            .metrics
+            .breaker_state
+            .with_label_values(&[self.name()])
+            .set(self.breaker.gauge());
+    }
+}
+
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn now_secs() -> f64 {
+    chrono::Utc::now().timestamp_millis() as f64 / 1000.0
 }

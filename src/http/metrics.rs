@@ -27,6 +27,16 @@ pub struct Metrics {
     pub dead_letter_write_duration: Histogram,
     pub build_info: IntGaugeVec,
     pub commit_failures: IntCounter,
+    pub parked: IntGaugeVec,
+    pub breaker_state: IntGaugeVec,
+    pub rate_limit_wait: prometheus::CounterVec,
+    pub last_success: prometheus::GaugeVec,
+    pub last_failure: prometheus::GaugeVec,
+    pub ledger_write_duration: Histogram,
+    pub ledger_batch_size: Histogram,
+    pub ledger_entries: IntGauge,
+    pub ledger_file_size: IntGauge,
+    pub ledger_healthy: IntGauge,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -89,6 +99,66 @@ impl Metrics {
         )
         .expect("valid metric");
         r.register(Box::new(commit_failures.clone()))
+            .expect("unique metric");
+
+        let ledger_write_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "herald_ledger_write_duration_seconds",
+                "Time to commit one ledger batch durably (one fsync).",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+            ]),
+        )
+        .expect("valid metric");
+        r.register(Box::new(ledger_write_duration.clone()))
+            .expect("unique metric");
+        let ledger_batch_size = Histogram::with_opts(
+            HistogramOpts::new(
+                "herald_ledger_batch_size",
+                "Write requests committed per ledger transaction.",
+            )
+            .buckets(vec![
+                1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+            ]),
+        )
+        .expect("valid metric");
+        r.register(Box::new(ledger_batch_size.clone()))
+            .expect("unique metric");
+        let plain_gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("valid metric");
+            r.register(Box::new(g.clone())).expect("unique metric");
+            g
+        };
+        let ledger_entries =
+            plain_gauge("herald_ledger_entries", "Delivery entries in the ledger.");
+        let ledger_file_size =
+            plain_gauge("herald_ledger_file_size_bytes", "Size of the ledger file.");
+        let ledger_healthy =
+            plain_gauge("herald_ledger_healthy", "0 after a ledger store failure.");
+        let float_gauge = |name: &str, help: &str| {
+            let g = prometheus::GaugeVec::new(Opts::new(name, help), &["destination"])
+                .expect("valid metric");
+            r.register(Box::new(g.clone())).expect("unique metric");
+            g
+        };
+        let last_success = float_gauge(
+            "herald_destination_last_success_timestamp_seconds",
+            "When the destination last accepted a delivery.",
+        );
+        let last_failure = float_gauge(
+            "herald_destination_last_failure_timestamp_seconds",
+            "When an attempt to the destination last failed.",
+        );
+        let rate_limit_wait = prometheus::CounterVec::new(
+            Opts::new(
+                "herald_rate_limit_wait_seconds_total",
+                "Time deliveries waited for the destination's rate limit.",
+            ),
+            &["destination"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(rate_limit_wait.clone()))
             .expect("unique metric");
 
         let m = Metrics {
@@ -181,6 +251,26 @@ impl Metrics {
                 &["version"],
             ),
             commit_failures,
+            parked: gauge(
+                &r,
+                "herald_parked_deliveries",
+                "Deliveries parked in the store, by destination.",
+                &["destination"],
+            ),
+            breaker_state: gauge(
+                &r,
+                "herald_breaker_state",
+                "Circuit breaker: 0 closed, 1 open, 2 half-open.",
+                &["destination"],
+            ),
+            rate_limit_wait,
+            last_success,
+            last_failure,
+            ledger_write_duration,
+            ledger_batch_size,
+            ledger_entries,
+            ledger_file_size,
+            ledger_healthy,
             registry: r,
         };
         m.build_info
@@ -194,12 +284,15 @@ impl Metrics {
 
     /// Pre-creates the per-destination series so they read 0 rather than absent.
     pub fn register_destination(&self, name: &str) {
-        for outcome in ["delivered", "dead_lettered"] {
+        for outcome in ["delivered", "skipped", "parked", "dead_lettered"] {
             self.deliveries.with_label_values(&[name, outcome]);
         }
         self.delivery_retries.with_label_values(&[name]);
         self.destination_in_flight.with_label_values(&[name]);
         self.destination_queue_depth.with_label_values(&[name]);
+        self.parked.with_label_values(&[name]);
+        self.breaker_state.with_label_values(&[name]);
+        self.rate_limit_wait.with_label_values(&[name]);
     }
 
     /// The text exposition format.

@@ -20,10 +20,14 @@ pub use metrics::Metrics;
 pub struct Health {
     pub assigned_partitions: AtomicUsize,
     pub brokers_down: AtomicBool,
+    pub store_failed: AtomicBool,
 }
 
 impl Health {
     pub fn ready(&self) -> Result<(), &'static str> {
+        if self.store_failed.load(Ordering::Relaxed) {
+            return Err("ledger store failed");
+        }
         if self.brokers_down.load(Ordering::Relaxed) {
             return Err("all brokers are down");
         }

@@ -120,7 +120,8 @@ pub fn status_outcome(
         401 | 403 => DeliveryError::permanent(FailureReason::AuthError, message),
         _ => DeliveryError::permanent(FailureReason::ClientError, message),
     }
-    .with_retry_after(retry_after(headers)))
+    .with_retry_after(retry_after(headers))
+    .with_status(code))
 }
 
 /// `Retry-After` in delta-seconds or HTTP-date form.

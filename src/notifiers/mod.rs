@@ -24,6 +24,13 @@ pub struct RenderContext {
     pub now: DateTime<Utc>,
 }
 
+/// What the delivery layer hands a notifier besides the payload.
+#[derive(Debug, Clone)]
+pub struct SendMeta {
+    /// Stable per (alert id, state) or audit content: receivers can de-duplicate by it.
+    pub idempotency_key: String,
+}
+
 /// Formats and sends events to one destination.
 pub trait Notifier: Send + Sync + fmt::Debug {
     /// Whether RESOLVED alerts go to this destination (PagerDuty, Jira with a
@@ -41,6 +48,7 @@ pub trait Notifier: Send + Sync + fmt::Debug {
         &'a self,
         event: &'a Event,
         payload: &'a [u8],
+        meta: &'a SendMeta,
     ) -> BoxFuture<'a, Result<(), DeliveryError>>;
 }
 

@@ -10,7 +10,7 @@ use reqwest::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use serde::Deserialize;
 
 use super::http::{self, TlsSettings};
-use super::{Notifier, RenderContext};
+use super::{Notifier, RenderContext, SendMeta};
 use crate::config::{join, read_secret, redact_url, Common, Errors, Secret};
 use crate::delivery::DeliveryError;
 use crate::formats;
@@ -37,6 +37,17 @@ pub struct Settings {
     skip_tls_verify: bool,
     #[serde(default)]
     extra_fields: IndexMap<String, String>,
+    /// `Idempotency-Key: <alert id>:<state>` (or the audit key) on each request.
+    #[serde(default = "yes")]
+    idempotency_key: bool,
+    /// Also send RESOLVED alerts (once, after the alert was notified here).
+    /// Central's generic notifier never sends them.
+    #[serde(default)]
+    send_resolved: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 pub struct Webhook {
@@ -46,6 +57,8 @@ pub struct Webhook {
     basic_auth: Option<(String, Secret)>,
     headers: Vec<(HeaderName, HeaderValue)>,
     extra_fields: Vec<(String, String)>,
+    idempotency_key: bool,
+    send_resolved: bool,
 }
 
 impl fmt::Debug for Webhook {
@@ -138,11 +151,17 @@ impl super::Settings for Settings {
             basic_auth,
             headers,
             extra_fields: self.extra_fields.into_iter().collect(),
+            idempotency_key: self.idempotency_key,
+            send_resolved: self.send_resolved,
         }))
     }
 }
 
 impl Notifier for Webhook {
+    fn can_resolve(&self) -> bool {
+        self.send_resolved
+    }
+
     fn render(&self, event: &Event, _ctx: &RenderContext) -> Result<Vec<u8>, String> {
         let extra = self
             .extra_fields
@@ -155,6 +174,7 @@ impl Notifier for Webhook {
         &'a self,
         _event: &'a Event,
         payload: &'a [u8],
+        meta: &'a SendMeta,
     ) -> BoxFuture<'a, Result<(), DeliveryError>> {
         Box::pin(async move {
             let mut req = self
@@ -163,6 +183,9 @@ impl Notifier for Webhook {
                 .header(CONTENT_TYPE, "application/json");
             for (name, value) in &self.headers {
                 req = req.header(name.clone(), value.clone());
+            }
+            if self.idempotency_key {
+                req = req.header("Idempotency-Key", meta.idempotency_key.as_str());
             }
             if let Some((user, pass)) = &self.basic_auth {
                 req = req.basic_auth(user, Some(pass.expose()));

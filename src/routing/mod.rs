@@ -189,6 +189,7 @@ mod tests {
             workers: 1,
             queue_size: 1,
             filter,
+            policy: Default::default(),
         }
     }
 

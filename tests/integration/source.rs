@@ -7,8 +7,10 @@ use std::time::{Duration, Instant};
 use crate::kit::receiver::Behavior;
 use crate::kit::{self, Herald, Receiver};
 
+/// A webhook destination; held requests must not time out here (60 s), so a
+/// slow receiver stays slow rather than failing into parking.
 fn webhook(url: &str) -> String {
-    format!("[[destinations]]\nname = \"w\"\nid = \"n1\"\ntype = \"webhook\"\nurl = \"{url}\"\n")
+    format!("[[destinations]]\nname = \"w\"\nid = \"n1\"\ntype = \"webhook\"\nurl = \"{url}\"\ntimeout = \"60s\"\n")
 }
 
 struct Setup {
@@ -56,36 +58,67 @@ impl Setup {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn delivered_but_uncommitted_is_delivered_again_after_a_crash() {
-    let s = setup("alo").await;
-    // Commits only every hour: the delivery happens, the commit does not. A
-    // long session timeout shows static membership: the restarted instance
+/// Delivers one alert with commits every hour (so the offset stays
+/// uncommitted), kills herald with SIGKILL and restarts it. Returns the
+/// receiver's deliveries after the restart has consumed the message again.
+async fn crash_before_commit(ledger: bool) -> (Vec<crate::kit::receiver::Recorded>, Herald) {
+    let s = setup(if ledger { "crash-l" } else { "crash-nl" }).await;
+    // A long session timeout shows static membership: the restarted instance
     // gets its partitions back without waiting for the old session to expire.
     let cfg = s
         .config("", "")
         .replace("commit_interval = \"200ms\"", "commit_interval = \"1h\"")
         .replace("session_timeout = \"10s\"", "session_timeout = \"45s\"")
-        .replace("[log]", "[log]\nformat = \"json\"");
+        .replace(
+            "[log]",
+            &format!("[ledger]\nenabled = {ledger}\n[log]\nformat = \"json\""),
+        );
     let mut herald = Herald::start(&cfg);
     herald.wait_ready(Duration::from_secs(30)).await;
     let p = kit::producer();
-    kit::produce(&p, &s.topic, None, kit::alert("alo-1", "").as_bytes()).await;
+    kit::produce(&p, &s.topic, None, kit::alert("crash-1", "").as_bytes()).await;
     s.rx.wait_delivered(1, Duration::from_secs(20)).await;
     assert_eq!(s.committed().await, -1, "nothing committed yet");
 
     herald.kill9();
     let restarted = Instant::now();
     herald.spawn();
-    let got = s.rx.wait_delivered(2, Duration::from_secs(40)).await;
+    let consumed = format!(
+        r#"herald_messages_consumed_total{{partition="0",topic="{}"}}"#,
+        s.topic
+    );
+    let again = kit::eventually(Duration::from_secs(40), || async {
+        herald.metric(&consumed).await == 1.0
+    })
+    .await;
     let took = restarted.elapsed();
-    println!("redelivered {took:?} after the restart");
+    println!("consumed again {took:?} after the restart");
     assert!(
-        took < Duration::from_secs(25),
+        again && took < Duration::from_secs(25),
         "partitions not reclaimed at once: {took:?}"
     );
+    let expected = if ledger { 1 } else { 2 };
+    s.rx.wait_delivered(expected, Duration::from_secs(20)).await;
+    let skipped = r#"herald_deliveries_total{destination="w",outcome="skipped"}"#;
+    let delivered = r#"herald_deliveries_total{destination="w",outcome="delivered"}"#;
+    // The consumed message reached its final outcome after the restart.
+    assert!(
+        kit::eventually(Duration::from_secs(10), || async {
+            herald.metric(skipped).await + herald.metric(delivered).await == 1.0
+        })
+        .await
+    );
+    (s.rx.delivered(), herald)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_ledger_a_crash_before_commit_delivers_again() {
+    let (got, herald) = crash_before_commit(false).await;
     assert_eq!(got.len(), 2);
-    assert_eq!(got[0].body, got[1].body, "the same alert, delivered again");
+    assert_eq!(
+        got[0].body, got[1].body,
+        "the same alert, delivered again: at least once"
+    );
     // Logs were JSON, one object per line.
     let log = herald.log();
     assert!(log.lines().count() > 3);
@@ -97,6 +130,22 @@ async fn delivered_but_uncommitted_is_delivered_again_after_a_crash() {
             "{line}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_ledger_a_crash_before_commit_does_not_notify_twice() {
+    let (got, herald) = crash_before_commit(true).await;
+    assert_eq!(got.len(), 1, "notified once");
+    assert_eq!(
+        got[0].header("idempotency-key").as_deref(),
+        Some("crash-1:ACTIVE")
+    );
+    assert_eq!(
+        herald
+            .metric(r#"herald_deliveries_total{destination="w",outcome="skipped"}"#)
+            .await,
+        1.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

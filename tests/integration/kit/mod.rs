@@ -240,11 +240,10 @@ impl Herald {
         let dir = tempfile::tempdir().unwrap();
         let http_port = free_port();
         let path = dir.path().join("herald.toml");
-        std::fs::write(
-            &path,
-            config.replace("{http}", &format!("127.0.0.1:{http_port}")),
-        )
-        .unwrap();
+        let config = config
+            .replace("{http}", &format!("127.0.0.1:{http_port}"))
+            .replace("{state}", &dir.path().join("state").display().to_string());
+        std::fs::write(&path, config).unwrap();
         let mut h = Herald {
             child: None,
             log: dir.path().join("herald.log"),
@@ -308,13 +307,12 @@ impl Herald {
         s
     }
 
+    /// The exposition, or "" while the listener is not up (starting, stopped).
     pub async fn metrics(&self) -> String {
-        reqwest::get(self.url("/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        match reqwest::get(self.url("/metrics")).await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        }
     }
 
     /// The value of one sample, e.g. `herald_deliveries_total{destination="a",outcome="delivered"}`.
@@ -388,6 +386,7 @@ pub fn config(
 ) -> String {
     format!(
         r#"shutdown_grace = "5s"
+state_dir = "{{state}}"
 [kafka]
 brokers = "{brokers}"
 group_id = "{group}"

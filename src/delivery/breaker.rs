@@ -1,0 +1,108 @@
+//! A circuit breaker per destination: opens after N consecutive failures,
+//! lets one probe through after a cool-down, closes on its success.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Closed { failures: u32 },
+    Open { until: Instant },
+    HalfOpen { probing: bool },
+}
+
+pub struct Breaker {
+    state: Mutex<State>,
+    threshold: u32,
+    cooldown: Duration,
+}
+
+impl Breaker {
+    pub fn new(threshold: u32, cooldown: Duration) -> Breaker {
+        Breaker {
+            state: Mutex::new(State::Closed { failures: 0 }),
+            threshold,
+            cooldown,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether an attempt may go out now. After the cool-down the first
+    /// caller gets the single half-open probe.
+    pub fn allow(&self) -> bool {
+        let mut s = self.lock();
+        match *s {
+            State::Closed { .. } => true,
+            State::Open { until } if Instant::now() >= until => {
+                *s = State::HalfOpen { probing: true };
+                true
+            }
+            State::Open { .. } => false,
+            State::HalfOpen { probing } => {
+                if probing {
+                    false
+                } else {
+                    *s = State::HalfOpen { probing: true };
+                    true
+                }
+            }
+        }
+    }
+
+    pub fn success(&self) {
+        *self.lock() = State::Closed { failures: 0 };
+    }
+
+    pub fn failure(&self) {
+        let mut s = self.lock();
+        *s = match *s {
+            State::Closed { failures } if failures + 1 < self.threshold => State::Closed {
+                failures: failures + 1,
+            },
+            _ => State::Open {
+                until: Instant::now() + self.cooldown,
+            },
+        };
+    }
+
+    /// 0 closed, 1 open, 2 half-open (the metric's encoding).
+    pub fn gauge(&self) -> i64 {
+        match *self.lock() {
+            State::Closed { .. } => 0,
+            State::Open { .. } => 1,
+            State::HalfOpen { .. } => 2,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opens_after_threshold_then_probes_once() {
+        let b = Breaker::new(3, Duration::from_millis(30));
+        for _ in 0..2 {
+            assert!(b.allow());
+            b.failure();
+        }
+        assert_eq!(b.gauge(), 0);
+        b.failure();
+        assert_eq!(b.gauge(), 1);
+        assert!(!b.allow());
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(b.allow(), "one probe after the cool-down");
+        assert!(!b.allow(), "only one");
+        assert_eq!(b.gauge(), 2);
+        b.failure();
+        assert!(!b.allow(), "failed probe reopens");
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(b.allow());
+        b.success();
+        assert_eq!(b.gauge(), 0);
+        assert!(b.allow() && b.allow());
+    }
+}

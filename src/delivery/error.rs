@@ -1,0 +1,85 @@
+//! The outcome of one failed attempt.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Why an attempt failed, as counted in metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureReason {
+    ClientError,
+    ServerError,
+    AuthError,
+    RateLimited,
+    Timeout,
+    Connect,
+    Render,
+    /// Parked behind an earlier delivery of the same key.
+    Ordering,
+    /// The destination's queue stayed full.
+    QueueFull,
+    /// The circuit breaker was open.
+    BreakerOpen,
+}
+
+impl FailureReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::ClientError => "client_error",
+            FailureReason::ServerError => "server_error",
+            FailureReason::AuthError => "auth_error",
+            FailureReason::RateLimited => "rate_limited",
+            FailureReason::Timeout => "timeout",
+            FailureReason::Connect => "connect",
+            FailureReason::Render => "render",
+            FailureReason::Ordering => "ordering",
+            FailureReason::QueueFull => "queue_full",
+            FailureReason::BreakerOpen => "breaker_open",
+        }
+    }
+}
+
+/// A failed attempt. `message` is safe to log: notifiers redact secrets.
+#[derive(Debug, Clone)]
+pub struct DeliveryError {
+    pub reason: FailureReason,
+    pub retryable: bool,
+    pub retry_after: Option<Duration>,
+    /// The HTTP status, for per-destination overrides.
+    pub status: Option<u16>,
+    pub message: String,
+}
+
+impl DeliveryError {
+    pub fn retryable(reason: FailureReason, message: impl Into<String>) -> Self {
+        DeliveryError {
+            reason,
+            retryable: true,
+            retry_after: None,
+            status: None,
+            message: message.into(),
+        }
+    }
+
+    pub fn permanent(reason: FailureReason, message: impl Into<String>) -> Self {
+        DeliveryError {
+            retryable: false,
+            ..DeliveryError::retryable(reason, message)
+        }
+    }
+
+    pub fn with_retry_after(mut self, after: Option<Duration>) -> Self {
+        self.retry_after = after;
+        self
+    }
+
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.status = Some(status);
+        self
+    }
+}
+
+impl fmt::Display for DeliveryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.message, self.reason.as_str())
+    }
+}
