@@ -23,11 +23,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let started = Instant::now();
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::default());
+    // The ledger first: a second herald on the same state_dir stops here.
+    let ledger = if config.ledger.enabled {
+        Some(Ledger::open(&config.state_dir, metrics.clone())?)
+    } else {
+        tracing::warn!("ledger disabled: at-least-once only (no notify-once, no parking)");
+        None
+    };
     let stop_http = CancellationToken::new();
     let http_task = http::serve(
         config.http.listen,
         metrics.clone(),
         health.clone(),
+        ledger.clone(),
         stop_http.clone(),
     )
     .await?;
@@ -61,12 +69,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         k.dead_letter_file.clone(),
         metrics.clone(),
     )?);
-    let ledger = if config.ledger.enabled {
-        Some(Ledger::open(&config.state_dir, metrics.clone())?)
-    } else {
-        tracing::warn!("ledger disabled: at-least-once only (no notify-once, no parking)");
-        None
-    };
 
     let abandon = CancellationToken::new();
     let shared = Shared {
@@ -304,6 +306,7 @@ impl Dispatcher {
                 _ = self.tracker.resume.notified() => self.apply_resumes(),
                 msg = self.consumer.recv() => match msg {
                     Ok(m) => {
+                        let only = crate::cli::dlq::replay_target(m.headers());
                         let origin = Origin {
                             topic: m.topic().to_string(),
                             partition: m.partition(),
@@ -312,7 +315,7 @@ impl Dispatcher {
                             value: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
                         };
                         drop(m);
-                        self.handle(origin, stop).await;
+                        self.handle(origin, only, stop).await;
                         self.apply_pauses();
                     }
                     Err(e) => {
@@ -346,7 +349,8 @@ impl Dispatcher {
         }
     }
 
-    async fn handle(&self, origin: Origin, stop: &CancellationToken) {
+    /// `only`: a replayed message goes to that destination alone.
+    async fn handle(&self, origin: Origin, only: Option<String>, stop: &CancellationToken) {
         let tp = Tp::new(&origin.topic, origin.partition);
         self.metrics
             .messages_consumed
@@ -403,6 +407,9 @@ impl Dispatcher {
             .iter()
             .filter(|p| {
                 let d = &p.deliverer;
+                if let Some(only) = &only {
+                    return &d.common.name == only;
+                }
                 match routing::decide(&d.common, d.can_resolve(), &event) {
                     Ok(()) => true,
                     Err(why) => {

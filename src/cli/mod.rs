@@ -1,5 +1,7 @@
 //! The `herald` command line.
 
+pub mod dlq;
+
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -48,8 +50,55 @@ enum Command {
         #[arg(long)]
         now: Option<String>,
     },
+    /// Dead letters: list them, or replay delivery failures.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+    /// Parked deliveries.
+    Parked {
+        #[command(subcommand)]
+        command: ParkedCommand,
+    },
     /// Print the version.
     Version,
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// List dead letters from the dead-letter topic (or a dead_letter_file).
+    List {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Read this JSONL file instead of the topic.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Print whole records as JSON lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-deliver the delivery failures of one destination (invalid input is
+    /// listed, not replayable).
+    Replay {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long, short)]
+        destination: String,
+        /// Only records dead-lettered at or after this time (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ParkedCommand {
+    /// List parked deliveries, oldest first.
+    List {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -95,6 +144,28 @@ pub fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Dlq { command } => report(block_on(dlq_command(command))),
+        Command::Parked {
+            command: ParkedCommand::List { config },
+        } => report(block_on(async move {
+            let cfg = load(&config)?;
+            for p in dlq::parked(&cfg).await? {
+                println!(
+                    "{}\t{}\t{}/{}@{}\tattempts={}\tnext={}\t{}",
+                    p.destination,
+                    p.key,
+                    p.topic,
+                    p.partition,
+                    p.offset,
+                    p.attempts,
+                    chrono::DateTime::from_timestamp_millis(p.next_attempt_ms)
+                        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                        .unwrap_or_default(),
+                    p.last_error
+                );
+            }
+            Ok(())
+        })),
         Command::Run { config } => {
             let cfg = match Config::load(&config) {
                 Ok(c) => c,
@@ -124,6 +195,62 @@ pub fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+fn load(path: &std::path::Path) -> anyhow::Result<Config> {
+    Config::load(path).map_err(|errs| anyhow::anyhow!("invalid configuration:\n{errs}"))
+}
+
+fn block_on<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyhow::Result<()> {
+    tokio::runtime::Runtime::new()?.block_on(f)
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("herald: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dlq_command(command: DlqCommand) -> anyhow::Result<()> {
+    match command {
+        DlqCommand::List { config, file, json } => {
+            let cfg = load(&config)?;
+            let records = match file {
+                Some(f) => dlq::read_file(&f)?,
+                None => tokio::task::spawn_blocking(move || dlq::read_topic(&cfg)).await??,
+            };
+            dlq::print_list(&records, json);
+            Ok(())
+        }
+        DlqCommand::Replay {
+            config,
+            destination,
+            since,
+            file,
+        } => {
+            let cfg = std::sync::Arc::new(load(&config)?);
+            let since = since
+                .map(|s| {
+                    chrono::DateTime::parse_from_rfc3339(&s).map(|t| t.with_timezone(&chrono::Utc))
+                })
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--since: not RFC 3339: {e}"))?;
+            let records = match file {
+                Some(f) => dlq::read_file(&f)?,
+                None => {
+                    let c = cfg.clone();
+                    tokio::task::spawn_blocking(move || dlq::read_topic(&c)).await??
+                }
+            };
+            let n = dlq::replay(&cfg, records, &destination, since).await?;
+            println!("replayed {n} delivery failure(s) to {destination}");
+            Ok(())
         }
     }
 }

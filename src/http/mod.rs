@@ -42,6 +42,7 @@ impl Health {
 struct AppState {
     metrics: Arc<Metrics>,
     health: Arc<Health>,
+    ledger: Option<crate::ledger::Ledger>,
 }
 
 /// Binds now (so a taken port fails at start) and serves until `stop`.
@@ -49,6 +50,7 @@ pub async fn serve(
     addr: SocketAddr,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
+    ledger: Option<crate::ledger::Ledger>,
     stop: CancellationToken,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let listener = tokio::net::TcpListener::bind(addr)
@@ -58,7 +60,12 @@ pub async fn serve(
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready_handler))
-        .with_state(AppState { metrics, health });
+        .route("/v1/parked", get(parked_handler))
+        .with_state(AppState {
+            metrics,
+            health,
+            ledger,
+        });
     Ok(tokio::spawn(async move {
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move { stop.cancelled().await })
@@ -77,6 +84,23 @@ async fn metrics_handler(State(s): State<AppState>) -> impl IntoResponse {
         )],
         s.metrics.render(),
     )
+}
+
+/// Parked deliveries as JSON (values included), for `herald parked list`.
+async fn parked_handler(State(s): State<AppState>) -> impl IntoResponse {
+    let Some(ledger) = s.ledger else {
+        return (StatusCode::NOT_FOUND, "ledger disabled\n".to_string());
+    };
+    match ledger.parked() {
+        Ok(list) => {
+            let parked: Vec<_> = list.into_iter().map(|(_, p)| p).collect();
+            (
+                StatusCode::OK,
+                serde_json::to_string(&parked).expect("serialises"),
+            )
+        }
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
+    }
 }
 
 async fn ready_handler(State(s): State<AppState>) -> impl IntoResponse {

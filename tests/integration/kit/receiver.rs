@@ -41,6 +41,9 @@ pub enum Behavior {
     Fail(u16, Option<String>),
     /// Hold requests whose body contains the marker until released.
     Hold(String),
+    /// Answer this status (with `Retry-After` when given) to the next `n`
+    /// requests, then accept.
+    FailTimes(u16, usize, Option<String>),
 }
 
 struct Inner {
@@ -157,10 +160,22 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     *inner.arrived.lock().unwrap() += 1;
-    let behavior = inner.behavior.lock().unwrap().clone();
+    let behavior = {
+        let mut b = inner.behavior.lock().unwrap();
+        let current = b.clone();
+        if let Behavior::FailTimes(code, n, ra) = &current {
+            *b = if *n > 1 {
+                Behavior::FailTimes(*code, n - 1, ra.clone())
+            } else {
+                Behavior::Accept
+            };
+        }
+        current
+    };
     let (status, retry_after) = match behavior {
         Behavior::Accept => (200, None),
         Behavior::Fail(code, ra) => (code, ra),
+        Behavior::FailTimes(code, _, ra) => (code, ra),
         Behavior::Hold(marker) => {
             if body.windows(marker.len()).any(|w| w == marker.as_bytes()) {
                 let mut rx = inner.release.subscribe();

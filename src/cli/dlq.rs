@@ -1,0 +1,203 @@
+//! `herald dlq list|replay` and `herald parked list`.
+
+use std::io::BufRead;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::config::Config;
+use crate::deadletter::DeadLetter;
+use crate::ledger::{Ledger, LedgerError, Parked};
+use crate::source;
+
+/// The header that restricts a replayed message to one destination.
+pub const REPLAY_HEADER: &str = "herald-replay-destination";
+
+/// A dead letter and the Kafka key it was written with.
+pub struct Stored {
+    pub record: DeadLetter,
+    pub key: Option<Vec<u8>>,
+}
+
+/// Reads every record of the dead-letter topic, from the start to its current end.
+pub fn read_topic(config: &Config) -> anyhow::Result<Vec<Stored>> {
+    let k = &config.kafka;
+    let mut c = source::client_config(k);
+    c.set("group.id", "herald-dlq-reader")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false");
+    let consumer: BaseConsumer = c.create()?;
+    let md = consumer.fetch_metadata(Some(&k.dead_letter_topic), Duration::from_secs(10))?;
+    let topic = md
+        .topics()
+        .iter()
+        .find(|t| t.name() == k.dead_letter_topic)
+        .ok_or_else(|| anyhow::anyhow!("topic {:?} not found", k.dead_letter_topic))?;
+    let mut tpl = TopicPartitionList::new();
+    let mut remaining = std::collections::HashMap::new();
+    for p in topic.partitions() {
+        let (low, high) =
+            consumer.fetch_watermarks(&k.dead_letter_topic, p.id(), Duration::from_secs(10))?;
+        if high > low {
+            tpl.add_partition_offset(&k.dead_letter_topic, p.id(), Offset::Offset(low))?;
+            remaining.insert(p.id(), high);
+        }
+    }
+    let mut out = Vec::new();
+    if remaining.is_empty() {
+        return Ok(out);
+    }
+    consumer.assign(&tpl)?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !remaining.is_empty() && Instant::now() < deadline {
+        let Some(msg) = consumer.poll(Duration::from_millis(500)) else {
+            continue;
+        };
+        let msg = msg?;
+        if remaining
+            .get(&msg.partition())
+            .is_some_and(|high| msg.offset() + 1 >= *high)
+        {
+            remaining.remove(&msg.partition());
+        }
+        let Some(payload) = msg.payload() else {
+            continue;
+        };
+        match serde_json::from_slice::<DeadLetter>(payload) {
+            Ok(record) => out.push(Stored {
+                record,
+                key: msg.key().map(<[u8]>::to_vec),
+            }),
+            Err(e) => eprintln!(
+                "skipping a record at offset {} that is not a dead letter: {e}",
+                msg.offset()
+            ),
+        }
+    }
+    Ok(out)
+}
+
+/// Reads a `dead_letter_file` (JSONL).
+pub fn read_file(path: &Path) -> anyhow::Result<Vec<Stored>> {
+    let f = std::fs::File::open(path)
+        .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let record: DeadLetter = serde_json::from_str(&line)
+            .map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), i + 1))?;
+        out.push(Stored { record, key: None });
+    }
+    Ok(out)
+}
+
+/// One line per record: time, kind, destination, origin, reason.
+pub fn print_list(records: &[Stored], json: bool) {
+    for s in records {
+        let r = &s.record;
+        if json {
+            println!("{}", serde_json::to_string(r).expect("serialises"));
+        } else {
+            println!(
+                "{}\t{}\t{}\t{}/{}@{}\tattempts={}\t{}",
+                r.time,
+                r.kind,
+                r.destination.as_deref().unwrap_or("-"),
+                r.topic,
+                r.partition,
+                r.offset,
+                r.attempts,
+                r.reason
+            );
+        }
+    }
+}
+
+/// Produces the original value of each `delivery_failed` record for
+/// `destination` (at or after `since`) back to its source topic, marked for
+/// that destination only. The ledger keeps destinations that already have it
+/// from receiving it twice. Returns how many were replayed.
+pub async fn replay(
+    config: &Config,
+    records: Vec<Stored>,
+    destination: &str,
+    since: Option<chrono::DateTime<chrono::Utc>>,
+) -> anyhow::Result<usize> {
+    if config.destination(destination).is_none() {
+        anyhow::bail!("no destination named {destination:?}");
+    }
+    let producer: FutureProducer = source::producer(&config.kafka)?;
+    let mut n = 0;
+    for s in records {
+        let r = &s.record;
+        if r.kind != "delivery_failed" || r.destination.as_deref() != Some(destination) {
+            continue;
+        }
+        if let Some(since) = since {
+            match chrono::DateTime::parse_from_rfc3339(&r.time) {
+                Ok(t) if t >= since => {}
+                _ => continue,
+            }
+        }
+        let value: Vec<u8> = match (&r.value, &r.value_base64) {
+            (Some(v), _) => v.clone().into_bytes(),
+            (None, Some(b)) => {
+                use base64::Engine;
+                base64::engine::general_purpose::STANDARD.decode(b)?
+            }
+            (None, None) => continue,
+        };
+        let headers = OwnedHeaders::new().insert(Header {
+            key: REPLAY_HEADER,
+            value: Some(destination),
+        });
+        let mut rec = FutureRecord::<[u8], [u8]>::to(&r.topic)
+            .payload(&value)
+            .headers(headers);
+        if let Some(k) = &s.key {
+            rec = rec.key(k);
+        }
+        producer
+            .send(rec, Duration::from_secs(30))
+            .await
+            .map_err(|(e, _)| anyhow::anyhow!("cannot produce to {}: {e}", r.topic))?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// The replay header of a consumed message, if any.
+pub fn replay_target(headers: Option<&rdkafka::message::BorrowedHeaders>) -> Option<String> {
+    let headers = headers?;
+    (0..headers.count())
+        .map(|i| headers.get(i))
+        .find(|h| h.key == REPLAY_HEADER)
+        .and_then(|h| h.value.map(|v| String::from_utf8_lossy(v).into_owned()))
+}
+
+/// Parked deliveries: from the ledger when herald is stopped, otherwise from
+/// the running daemon's `/v1/parked`.
+pub async fn parked(config: &Config) -> anyhow::Result<Vec<Parked>> {
+    let metrics = std::sync::Arc::new(crate::http::Metrics::new());
+    match Ledger::open(&config.state_dir, metrics) {
+        Ok(l) => Ok(l.parked()?.into_iter().map(|(_, p)| p).collect()),
+        Err(LedgerError::Locked { .. }) => {
+            let url = format!("http://{}/v1/parked", config.http.listen);
+            let body = reqwest::get(&url)
+                .await
+                .map_err(|e| anyhow::anyhow!("the ledger is in use and {url} did not answer: {e}"))?
+                .error_for_status()?
+                .bytes()
+                .await?;
+            Ok(serde_json::from_slice(&body)?)
+        }
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,477 @@
+//! The delivery layer against the real broker and controllable receivers:
+//! notify-once across kill -9, retries, Retry-After, dead letters and replay,
+//! isolation between destinations, rate limits, parking, and resolutions.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use crate::kit::receiver::{Behavior, Recorded};
+use crate::kit::{self, Herald, Receiver};
+
+struct Stack {
+    topic: String,
+    dlq: String,
+    group: String,
+}
+
+async fn stack(prefix: &str, partitions: i32) -> Stack {
+    let s = Stack {
+        topic: kit::unique(&format!("{prefix}-in")),
+        dlq: kit::unique(&format!("{prefix}-dlq")),
+        group: kit::unique(&format!("{prefix}-g")),
+    };
+    kit::create_topic(&s.topic, partitions).await;
+    kit::create_topic(&s.dlq, 1).await;
+    s
+}
+
+impl Stack {
+    fn config(&self, extra_kafka: &str, destinations: &str) -> String {
+        kit::config(
+            &self.topic,
+            &self.dlq,
+            &self.group,
+            extra_kafka,
+            destinations,
+        )
+    }
+}
+
+fn dest(name: &str, url: &str, extra: &str) -> String {
+    format!("[[destinations]]\nname = \"{name}\"\nid = \"n1\"\ntype = \"webhook\"\nurl = \"{url}\"\n{extra}\n")
+}
+
+fn keys(got: &[Recorded]) -> Vec<String> {
+    got.iter()
+        .map(|r| r.header("idempotency-key").unwrap_or_default())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_stream_loses_nothing_and_notifies_nothing_twice() {
+    let s = stack("k9", 3).await;
+    let rx = Receiver::start().await;
+    let max_in_flight = 2000;
+    let cfg = s.config(
+        &format!("max_in_flight = {max_in_flight}\nmax_in_flight_per_partition = 1000\n"),
+        &dest("w", &rx.url("/"), "workers = 8\nqueue_size = 2000"),
+    );
+    let mut herald = Herald::start(&cfg);
+    herald.wait_ready(Duration::from_secs(30)).await;
+    let n = 10_000;
+    let p = kit::producer();
+    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+        let values: Vec<String> = chunk
+            .iter()
+            .map(|i| kit::alert(&format!("k9-{i}"), ""))
+            .collect();
+        let sends: Vec<_> = values
+            .iter()
+            .zip(chunk)
+            .map(|(v, i)| {
+                let key = format!("k9-{i}");
+                let p = p.clone();
+                let topic = s.topic.clone();
+                let v = v.clone();
+                async move { kit::produce(&p, &topic, Some(&key), v.as_bytes()).await }
+            })
+            .collect();
+        futures::future::join_all(sends).await;
+    }
+    // Kill in the middle of the stream.
+    assert!(
+        kit::eventually(Duration::from_secs(60), || async {
+            rx.delivered().len() >= 3000
+        })
+        .await
+    );
+    herald.kill9();
+    let at_kill = rx.delivered().len();
+    herald.spawn();
+    let got = rx.wait_delivered(n, Duration::from_secs(180)).await;
+    // Let anything still in flight land before counting.
+    let settled = kit::eventually(Duration::from_secs(10), || async {
+        kit::committed(&s.group, &s.topic, 3)
+            .await
+            .iter()
+            .sum::<i64>()
+            == n as i64
+    })
+    .await;
+    assert!(settled, "offsets did not reach the end");
+    let got = if rx.delivered().len() > got.len() {
+        rx.delivered()
+    } else {
+        got
+    };
+    let distinct: HashSet<String> = keys(&got).into_iter().collect();
+    let resent = got.len() - distinct.len();
+    println!("kill -9 after {at_kill} deliveries: {} requests, {} distinct alerts, {resent} raw re-sends", got.len(), distinct.len());
+    assert_eq!(distinct.len(), n, "every alert delivered");
+    let expected: HashSet<String> = (0..n).map(|i| format!("k9-{i}:ACTIVE")).collect();
+    assert_eq!(distinct, expected);
+    assert!(
+        resent <= max_in_flight,
+        "{resent} re-sends exceed the in-flight bound {max_in_flight}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_errors_are_retried_and_the_offset_waits_for_the_delivery() {
+    let s = stack("r503", 1).await;
+    let rx = Receiver::start().await;
+    rx.set(Behavior::FailTimes(503, 4, None));
+    let cfg = s.config(
+        "",
+        &dest(
+            "w",
+            &rx.url("/"),
+            "retry_min_delay = \"400ms\"\nretry_max_delay = \"400ms\"\nretry_max_attempts = 10",
+        ),
+    );
+    let mut herald = Herald::start(&cfg);
+    herald.wait_ready(Duration::from_secs(30)).await;
+    kit::produce_to(
+        &kit::producer(),
+        &s.topic,
+        0,
+        kit::alert("r503", "").as_bytes(),
+    )
+    .await;
+    // While the receiver fails, the offset stays at the alert.
+    assert!(kit::eventually(Duration::from_secs(10), || async { rx.arrived() >= 2 }).await);
+    assert!(rx.delivered().is_empty());
+    assert!(kit::committed(&s.group, &s.topic, 1).await[0] <= 0);
+    let got = rx.wait_delivered(1, Duration::from_secs(20)).await;
+    assert_eq!(rx.answered().len(), 5, "4 failures then the delivery");
+    assert!(got[0].text().contains("\"r503\""));
+    assert!(
+        kit::eventually(Duration::from_secs(10), || async {
+            kit::committed(&s.group, &s.topic, 1).await[0] == 1
+        })
+        .await
+    );
+    let m = herald.metrics().await;
+    assert_eq!(
+        kit::metric_value(
+            &m,
+            r#"herald_delivery_failures_total{destination="w",reason="server_error"}"#
+        ),
+        4.0
+    );
+    assert_eq!(
+        kit::metric_value(&m, r#"herald_delivery_retries_total{destination="w"}"#),
+        4.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_is_honoured() {
+    let s = stack("ra", 1).await;
+    let rx = Receiver::start().await;
+    rx.set(Behavior::FailTimes(429, 1, Some("2".into())));
+    let cfg = s.config("", &dest("w", &rx.url("/"), "retry_min_delay = \"50ms\""));
+    let mut herald = Herald::start(&cfg);
+    herald.wait_ready(Duration::from_secs(30)).await;
+    kit::produce_to(
+        &kit::producer(),
+        &s.topic,
+        0,
+        kit::alert("ra", "").as_bytes(),
+    )
+    .await;
+    rx.wait_delivered(1, Duration::from_secs(20)).await;
+    let answered = rx.answered();
+    assert_eq!(
+        answered.iter().map(|r| r.status).collect::<Vec<_>>(),
+        vec![429, 200]
+    );
+    let gap = answered[1].at - answered[0].at;
+    println!("second attempt {gap:?} after the 429");
+    assert!(gap >= Duration::from_secs(2), "retried after {gap:?}");
+    assert_eq!(
+        herald
+            .metric(r#"herald_delivery_failures_total{destination="w",reason="rate_limited"}"#)
+            .await,
+        1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permanent_failure_is_dead_lettered_and_replay_delivers_it() {
+    let s = stack("p400", 1).await;
+    let rx = Receiver::start().await;
+    rx.set(Behavior::Fail(400, None));
+    let cfg = s.config("", &dest("w", &rx.url("/"), ""));
+    let mut herald = Herald::start(&cfg);
+    herald.wait_ready(Duration::from_secs(30)).await;
+    let value = kit::alert("p400", "");
+    kit::produce_to(&kit::producer(), &s.topic, 0, value.as_bytes()).await;
+    let records = kit::read_records(&s.dlq, 1, Duration::from_secs(20)).await;
+    assert_eq!(records.len(), 1);
+    let r: serde_json::Value = serde_json::from_slice(&records[0]).unwrap();
+    assert_eq!(r["kind"], "delivery_failed");
+    assert_eq!(r["reason"], "client_error");
+    assert_eq!(r["destination"], "w");
+    assert_eq!(r["attempts"], 1);
+    assert_eq!(r["offset"], 0);
+    assert_eq!(r["value"], value.as_str());
+    assert!(
+        r["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("400 Bad Request"),
+        "{r}"
+    );
+    assert!(
+        kit::eventually(Duration::from_secs(10), || async {
+            kit::committed(&s.group, &s.topic, 1).await[0] == 1
+        })
+        .await
+    );
+    assert_eq!(rx.answered().len(), 1, "a 4xx is not retried");
+
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(kit::herald_bin())
+            .args(args)
+            .arg("--config")
+            .arg(&herald.config)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let listed = cli(&["dlq", "list"]);
+    assert!(
+        listed.contains(&format!(
+            "delivery_failed\tw\t{}/0@0\tattempts=1\tclient_error",
+            s.topic
+        )),
+        "{listed}"
+    );
+
+    rx.set(Behavior::Accept);
+    assert_eq!(
+        cli(&["dlq", "replay", "--destination", "w"]),
+        "replayed 1 delivery failure(s) to w\n"
+    );
+    let got = rx.wait_delivered(1, Duration::from_secs(20)).await;
+    assert_eq!(got[0].text(), format!("{{\"alert\": {value}}}"));
+    assert_eq!(
+        got[0].header("idempotency-key").as_deref(),
+        Some("p400:ACTIVE")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_destination_does_not_stall_a_healthy_one_and_the_rate_limit_holds() {
+    let s = stack("iso", 2).await;
+    let healthy = Receiver::start().await;
+    let dead = Receiver::start().await;
+    dead.set(Behavior::Fail(503, None));
+    let rate = 50;
+    let burst = 10;
+    let destinations = format!(
+        "{}{}",
+        dest(
+            "healthy",
+            &healthy.url("/"),
+            &format!("rate_limit = {rate}\nrate_burst = {burst}")
+        ),
+        dest(
+            "dead",
+            &dead.url("/"),
+            "retry_min_delay = \"50ms\"\nretry_max_attempts = 2\nbreaker_failures = 3"
+        )
+    );
+    let mut herald = Herald::start(&s.config("", &destinations));
+    herald.wait_ready(Duration::from_secs(30)).await;
+    let p = kit::producer();
+    for i in 0..1500 {
+        kit::produce(
+            &p,
+            &s.topic,
+            Some(&format!("iso-{i}")),
+            kit::alert(&format!("iso-{i}"), "").as_bytes(),
+        )
+        .await;
+    }
+    // Measure the healthy destination over 10 s windows once it is flowing.
+    assert!(
+        kit::eventually(Duration::from_secs(20), || async {
+            healthy.delivered().len() >= 20
+        })
+        .await
+    );
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let got = healthy.delivered();
+    let start = got[19].at;
+    let window: Vec<&Recorded> = got
+        .iter()
+        .filter(|r| r.at >= start && r.at < start + Duration::from_secs(10))
+        .collect();
+    let second: Vec<&Recorded> = got
+        .iter()
+        .filter(|r| {
+            r.at >= start + Duration::from_secs(1) && r.at < start + Duration::from_secs(11)
+        })
+        .collect();
+    println!(
+        "healthy: {} and {} deliveries in two 10 s windows at {rate}/s (burst {burst}); dead: {} attempts; measured for {:?}",
+        window.len(),
+        second.len(),
+        dead.arrived(),
+        t0.elapsed()
+    );
+    for w in [window.len(), second.len()] {
+        assert!(
+            w >= rate * 10 * 8 / 10,
+            "healthy destination got {w}, below 80 % of its rate"
+        );
+        assert!(
+            w <= (rate * 10 + burst) * 12 / 10,
+            "healthy destination got {w}, above its limit + burst + 20 %"
+        );
+    }
+    // The dead one was tried, then parked its deliveries instead of blocking.
+    assert!(dead.arrived() >= 3);
+    assert!(
+        herald
+            .metric(r#"herald_deliveries_total{destination="dead",outcome="parked"}"#)
+            .await
+            >= 100.0
+    );
+    assert_eq!(
+        herald
+            .metric(r#"herald_breaker_state{destination="dead"}"#)
+            .await,
+        1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parked_deliveries_survive_a_restart_and_a_resolution_follows_its_trigger() {
+    let s = stack("park", 1).await;
+    let rx = Receiver::start().await;
+    rx.set(Behavior::Fail(503, None));
+    let cfg = s.config(
+        "",
+        &dest(
+            "w",
+            &rx.url("/"),
+            "send_resolved = true\nretry_min_delay = \"50ms\"\nretry_max_attempts = 2\npark_retry_min = \"1s\"\npark_retry_max = \"1s\"",
+        ),
+    );
+    let mut herald = Herald::start(&cfg);
+    herald.wait_ready(Duration::from_secs(30)).await;
+    let p = kit::producer();
+    let trigger = kit::alert("pk-1", "");
+    let resolved = kit::alert("pk-1", ",\"state\":\"RESOLVED\"");
+    kit::produce_to(&p, &s.topic, 0, trigger.as_bytes()).await;
+    kit::produce_to(&p, &s.topic, 0, resolved.as_bytes()).await;
+    // Both parked: the offsets move on.
+    assert!(
+        kit::eventually(Duration::from_secs(20), || async {
+            kit::committed(&s.group, &s.topic, 1).await[0] == 2
+        })
+        .await
+    );
+    let out = std::process::Command::new(kit::herald_bin())
+        .args(["parked", "list", "--config"])
+        .arg(&herald.config)
+        .output()
+        .unwrap();
+    let listed = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        listed.lines().count(),
+        2,
+        "{listed}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        listed.lines().all(|l| l.starts_with("w\tpk-1\t")),
+        "{listed}"
+    );
+
+    herald.kill9();
+    rx.set(Behavior::Accept);
+    let before = rx.delivered().len();
+    assert_eq!(before, 0);
+    herald.spawn();
+    let got = rx.wait_delivered(2, Duration::from_secs(30)).await;
+    assert_eq!(
+        keys(&got),
+        vec!["pk-1:ACTIVE", "pk-1:RESOLVED"],
+        "the resolution after its trigger"
+    );
+    assert_eq!(got[0].text(), format!("{{\"alert\": {trigger}}}"));
+    assert_eq!(got[1].text(), format!("{{\"alert\": {resolved}}}"));
+    assert!(
+        kit::eventually(Duration::from_secs(10), || async {
+            herald
+                .metric(r#"herald_parked_deliveries{destination="w"}"#)
+                .await
+                == 0.0
+        })
+        .await
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(rx.delivered().len(), 2, "nothing sent twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resolved_reaches_a_resolvable_destination_once_and_never_others() {
+    let s = stack("res", 1).await;
+    let plain = Receiver::start().await;
+    let resolving = Receiver::start().await;
+    let destinations = format!(
+        "{}{}",
+        dest("plain", &plain.url("/"), ""),
+        dest("resolving", &resolving.url("/"), "send_resolved = true")
+    );
+    let mut herald = Herald::start(&s.config("", &destinations));
+    herald.wait_ready(Duration::from_secs(30)).await;
+    let p = kit::producer();
+    for v in [
+        kit::alert("res-a", ""),
+        kit::alert("res-a", ",\"state\":\"RESOLVED\""),
+        kit::alert("res-a", ",\"state\":\"RESOLVED\""),
+        kit::alert("res-b", ",\"state\":\"RESOLVED\""),
+        kit::alert("res-a", ""),
+    ] {
+        kit::produce_to(&p, &s.topic, 0, v.as_bytes()).await;
+    }
+    assert!(
+        kit::eventually(Duration::from_secs(20), || async {
+            kit::committed(&s.group, &s.topic, 1).await[0] == 5
+        })
+        .await
+    );
+    assert_eq!(keys(&plain.delivered()), vec!["res-a:ACTIVE"]);
+    assert_eq!(
+        keys(&resolving.delivered()),
+        vec!["res-a:ACTIVE", "res-a:RESOLVED"]
+    );
+    let m = herald.metrics().await;
+    // resolving skipped: the second RESOLVED of a, b (never notified), the late ACTIVE of a.
+    assert_eq!(
+        kit::metric_value(
+            &m,
+            r#"herald_deliveries_total{destination="resolving",outcome="skipped"}"#
+        ),
+        3.0
+    );
+    // plain: RESOLVED alerts are not routed to it; the late ACTIVE is skipped.
+    assert_eq!(
+        kit::metric_value(
+            &m,
+            r#"herald_deliveries_total{destination="plain",outcome="skipped"}"#
+        ),
+        1.0
+    );
+}
