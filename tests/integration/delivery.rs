@@ -475,3 +475,176 @@ async fn resolved_reaches_a_resolvable_destination_once_and_never_others() {
         1.0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_overrides_park_max_age_and_the_dead_letter_file() {
+    let s = stack("age", 1).await;
+    let overridden = Receiver::start().await;
+    overridden.set(Behavior::Fail(503, None));
+    let dead = Receiver::start().await;
+    dead.set(Behavior::Fail(502, None));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("dlq.jsonl");
+    let destinations = format!(
+        "{}{}",
+        // 503 is retryable by default; this destination gives up on it at once.
+        dest("overridden", &overridden.url("/"), "permanent_statuses = [503]"),
+        // Parked deliveries older than 2 s are dead-lettered.
+        dest(
+            "dead",
+            &dead.url("/"),
+            "retry_min_delay = \"50ms\"\nretry_max_attempts = 2\npark_retry_min = \"500ms\"\npark_retry_max = \"500ms\"\npark_max_age = \"2s\""
+        )
+    );
+    let cfg = s.config(
+        &format!("dead_letter_file = \"{}\"\n", file.display()),
+        &destinations,
+    );
+    let mut herald = Herald::start(&cfg);
+    herald.wait_ready(Duration::from_secs(30)).await;
+    kit::produce_to(
+        &kit::producer(),
+        &s.topic,
+        0,
+        kit::alert("age-1", "").as_bytes(),
+    )
+    .await;
+    let records = kit::read_records(&s.dlq, 2, Duration::from_secs(30)).await;
+    assert_eq!(records.len(), 2);
+    let mut by_dest: Vec<serde_json::Value> = records
+        .iter()
+        .map(|r| serde_json::from_slice(r).unwrap())
+        .collect();
+    by_dest.sort_by_key(|r| r["destination"].as_str().unwrap().to_string());
+    let (dead_rec, over_rec) = (&by_dest[0], &by_dest[1]);
+    assert_eq!(over_rec["destination"], "overridden");
+    assert_eq!(over_rec["reason"], "server_error");
+    assert_eq!(over_rec["attempts"], 1);
+    assert_eq!(overridden.answered().len(), 1, "not retried");
+    assert_eq!(dead_rec["destination"], "dead");
+    assert!(dead_rec["attempts"].as_u64().unwrap() >= 4, "{dead_rec}");
+    assert!(
+        dead_rec["last_error"]
+            .as_str()
+            .unwrap()
+            .starts_with("parked for "),
+        "{dead_rec}"
+    );
+    // The same records in the local file, and `dlq list --file` reads it.
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    let out = std::process::Command::new(kit::herald_bin())
+        .args(["dlq", "list", "--json", "--file"])
+        .arg(&file)
+        .arg("--config")
+        .arg(&herald.config)
+        .output()
+        .unwrap();
+    let listed: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(listed, lines);
+    let parked = r#"herald_parked_deliveries{destination="dead"}"#;
+    assert!(
+        kit::eventually(Duration::from_secs(5), || async {
+            herald.metric(parked).await == 0.0
+        })
+        .await
+    );
+}
+
+/// Unmounts the tmpfs even when the test fails.
+struct Tmpfs(std::path::PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_stops_commits_and_turns_readyz_false() {
+    let s = stack("full", 1).await;
+    let rx = Receiver::start().await;
+    rx.set(Behavior::Fail(503, None));
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
+        .arg(&state)
+        .status()
+        .unwrap();
+    assert!(
+        mounted.success(),
+        "mounting a tmpfs needs root (CI runs as root)"
+    );
+    let _guard = Tmpfs(state.clone());
+    let cfg = s
+        .config(
+            "",
+            &dest(
+                "w",
+                &rx.url("/"),
+                "retry_max_attempts = 1\nbreaker_failures = 1",
+            ),
+        )
+        .replace(
+            "state_dir = \"{state}\"",
+            &format!("state_dir = \"{}\"", state.display()),
+        );
+    let mut herald = Herald::start(&cfg);
+    herald.wait_ready(Duration::from_secs(30)).await;
+    // Every delivery parks (value included) until the 2 MiB disk is full.
+    let p = kit::producer();
+    let pad = format!(",\"pad\":\"{}\"", "x".repeat(4000));
+    for i in 0..1000 {
+        kit::produce_to(
+            &p,
+            &s.topic,
+            0,
+            kit::alert(&format!("full-{i}"), &pad).as_bytes(),
+        )
+        .await;
+    }
+    let ready = herald.url("/readyz");
+    let failed = kit::eventually(Duration::from_secs(60), || {
+        let ready = ready.clone();
+        async move {
+            match reqwest::get(&ready).await {
+                Ok(r) => {
+                    r.status() == 503
+                        && r.text()
+                            .await
+                            .unwrap_or_default()
+                            .contains("ledger store failed")
+                }
+                Err(_) => false,
+            }
+        }
+    })
+    .await;
+    assert!(failed, "readyz did not report the store failure");
+    assert_eq!(herald.metric("herald_ledger_healthy").await, 0.0);
+    let stuck = kit::committed(&s.group, &s.topic, 1).await[0];
+    assert!(stuck < 1000, "commits stopped before the end: {stuck}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        kit::committed(&s.group, &s.topic, 1).await[0],
+        stuck,
+        "no commit after the failure"
+    );
+    assert!(
+        herald.log().contains("ledger store failure"),
+        "no clear error in the log"
+    );
+}

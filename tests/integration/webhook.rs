@@ -253,3 +253,65 @@ async fn honours_http_proxy_from_the_environment() {
     assert_eq!(got[0].uri, "http://receiver.invalid/rhacs");
     assert!(got[0].text().contains("\"px-1\""));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumes_over_mutual_tls() {
+    let topic = kit::unique("mtls-in");
+    let dlq = kit::unique("mtls-dlq");
+    kit::create_topic(&topic, 1).await;
+    kit::create_topic(&dlq, 1).await;
+    let rx = Receiver::start().await;
+    let stack = std::env::var("HERALD_STACK_DIR")
+        .unwrap_or_else(|_| format!("{}/.cache/herald-stack", std::env::var("HOME").unwrap()));
+    let tls_dir = format!("{stack}/run/kafka-tls");
+    let ssl_brokers =
+        std::env::var("HERALD_TEST_SSL_BROKERS").unwrap_or_else(|_| "127.0.0.1:9093".into());
+    let cfg = kit::config(
+        &topic,
+        &dlq,
+        &kit::unique("mtls-g"),
+        &format!("[kafka.tls]\nca_file = \"{tls_dir}/ca.pem\"\ncert_file = \"{tls_dir}/client.pem\"\nkey_file = \"{tls_dir}/client.key\"\n"),
+        &format!("[[destinations]]\nname = \"w\"\nid = \"n1\"\ntype = \"webhook\"\nurl = \"{}\"\n", rx.url("/")),
+    )
+    .replace(&format!("brokers = \"{}\"", kit::brokers()), &format!("brokers = \"{ssl_brokers}\""));
+    let mut herald = Herald::start(&cfg);
+    herald.wait_ready(Duration::from_secs(30)).await;
+    kit::produce(
+        &kit::producer(),
+        &topic,
+        None,
+        kit::alert("mtls-1", "").as_bytes(),
+    )
+    .await;
+    let got = rx.wait_delivered(1, Duration::from_secs(20)).await;
+    assert!(got[0].text().contains(r#""id":"mtls-1""#));
+
+    // Without the client certificate the broker refuses the connection.
+    let no_cert = cfg.replace(
+        &format!("cert_file = \"{tls_dir}/client.pem\"\nkey_file = \"{tls_dir}/client.key\"\n"),
+        "",
+    );
+    let group_line = cfg
+        .lines()
+        .find(|l| l.starts_with("group_id"))
+        .unwrap()
+        .to_string();
+    let no_cert = no_cert.replace(
+        &group_line,
+        &format!("group_id = \"{}\"", kit::unique("mtls-nocert")),
+    );
+    let mut refused = Herald::start(&no_cert);
+    let url = refused.url("/readyz");
+    let never_ready = !kit::eventually(Duration::from_secs(8), || {
+        let url = url.clone();
+        async move { matches!(reqwest::get(&url).await, Ok(r) if r.status() == 200) }
+    })
+    .await;
+    assert!(never_ready, "ready without a client certificate");
+    let log = refused.log();
+    assert!(
+        log.contains("certificate") || log.contains("SSL") || log.contains("handshake"),
+        "no TLS error in the log:\n{log}"
+    );
+    refused.kill9();
+}
