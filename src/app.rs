@@ -406,14 +406,13 @@ impl Dispatcher {
             .routes
             .iter()
             .filter(|p| {
-                let d = &p.deliverer;
                 if let Some(only) = &only {
-                    return &d.common.name == only;
+                    return &p.common.name == only;
                 }
-                match routing::decide(&d.common, d.can_resolve(), &event) {
+                match routing::decide(&p.common, p.can_resolve(), &event) {
                     Ok(()) => true,
                     Err(why) => {
-                        tracing::trace!(destination = %d.common.name, reason = %why, "not routed");
+                        tracing::trace!(destination = %p.common.name, reason = %why, "not routed");
                         false
                     }
                 }

@@ -26,7 +26,7 @@ use crate::deadletter::{DeadLetter, DeadLetters, Origin};
 use crate::http::Metrics;
 use crate::ledger::{self, Entry, Ledger, Parked, Plan};
 use crate::model::Event;
-use crate::notifiers::{Notifier, RenderContext, SendMeta};
+use crate::notifiers::{Notifier, RenderContext, SendMeta, Target};
 use crate::source::tracker::Ticket;
 use breaker::Breaker;
 use failure_log::FailureLog;
@@ -58,25 +58,37 @@ pub struct Shared {
     pub failure_log_interval: Duration,
 }
 
-/// One destination's delivery machinery.
+/// One lane's delivery machinery.
 pub struct Deliverer {
     pub common: Common,
     notifier: Arc<dyn Notifier>,
+    target: Target,
     shared: Shared,
     breaker: Breaker,
     limiter: Option<DefaultDirectRateLimiter>,
     failures: FailureLog,
 }
 
-/// A destination's bounded queue and workers. Deliveries of one ledger key
-/// never run at once and keep their order (a RESOLVED waits behind its
-/// trigger), while other keys flow past a slow one.
+/// A destination's delivery lanes: one per target (the default one, plus one
+/// per annotation-routed target such as a team's webhook), each with its own
+/// bounded queue, workers, rate limit and breaker, so one team's dead target
+/// does not park every other team's alerts.
 pub struct Pool {
-    pub deliverer: Arc<Deliverer>,
+    pub common: Common,
+    notifier: Arc<dyn Notifier>,
+    shared: Shared,
+    lanes: std::sync::Mutex<HashMap<String, Lane>>,
+}
+
+#[derive(Clone)]
+struct Lane {
+    deliverer: Arc<Deliverer>,
     tx: mpsc::Sender<Job>,
 }
 
-/// Keys being delivered now, each with the jobs waiting behind it.
+/// Keys being delivered now, each with the jobs waiting behind it: deliveries
+/// of one ledger key never run at once and keep their order (a RESOLVED waits
+/// behind its trigger), while other keys flow past a slow one.
 #[derive(Default)]
 struct KeyGate {
     active: std::sync::Mutex<HashMap<String, VecDeque<Job>>>,
@@ -111,8 +123,42 @@ impl KeyGate {
 
 impl Pool {
     pub fn start(dest: &Destination, shared: Shared) -> Pool {
-        let c = &dest.common;
-        shared.metrics.register_destination(&c.name);
+        shared.metrics.register_destination(&dest.common.name);
+        let pool = Pool {
+            common: dest.common.clone(),
+            notifier: dest.notifier.clone(),
+            shared,
+            lanes: std::sync::Mutex::new(HashMap::new()),
+        };
+        pool.lane(&Target::default());
+        // Parked deliveries of annotation targets need their lane back.
+        if let Some(l) = &pool.shared.ledger {
+            if let Ok(parked) = l.parked() {
+                for (_, p) in parked
+                    .into_iter()
+                    .filter(|(_, p)| p.destination == pool.common.name)
+                {
+                    pool.lane(&Target {
+                        key: p.target.clone(),
+                        label: p.target_label.clone(),
+                    });
+                }
+            }
+        }
+        pool
+    }
+
+    pub fn can_resolve(&self) -> bool {
+        self.notifier.can_resolve()
+    }
+
+    /// The lane of `target`, started on first use.
+    fn lane(&self, target: &Target) -> Lane {
+        let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(l) = lanes.get(&target.key) {
+            return l.clone();
+        }
+        let c = &self.common;
         let limiter = c.policy.rate_limit.map(|(rate, burst)| {
             let per_sec = NonZeroU32::new(rate).expect("validated >= 1");
             let burst = NonZeroU32::new(burst).expect("validated >= 1");
@@ -120,12 +166,14 @@ impl Pool {
         });
         let deliverer = Arc::new(Deliverer {
             breaker: Breaker::new(c.policy.breaker_failures, c.policy.breaker_cooldown),
-            failures: FailureLog::new(shared.failure_log_interval),
+            failures: FailureLog::new(self.shared.failure_log_interval),
             common: c.clone(),
-            notifier: dest.notifier.clone(),
+            notifier: self.notifier.clone(),
+            target: target.clone(),
             limiter,
-            shared,
+            shared: self.shared.clone(),
         });
+        deliverer.update_breaker_gauge();
         let (tx, rx) = mpsc::channel::<Job>(c.queue_size);
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
         let gate = Arc::new(KeyGate::default());
@@ -154,16 +202,22 @@ impl Pool {
         if deliverer.shared.ledger.is_some() {
             tokio::spawn(parking::sweeper(deliverer.clone()));
         }
-        Pool { deliverer, tx }
+        if !target.key.is_empty() {
+            tracing::debug!(destination = %c.name, target = %target.label, "new target lane");
+        }
+        let lane = Lane { deliverer, tx };
+        lanes.insert(target.key.clone(), lane.clone());
+        lane
     }
 
-    /// Queues a delivery, waiting while the queue is full. Past
-    /// `park_queue_wait` the delivery is parked instead (with a ledger).
-    /// On `stop` the job is dropped: its message stays uncommitted.
+    /// Queues a delivery on its target's lane, waiting while the queue is
+    /// full. Past `park_queue_wait` the delivery is parked instead (with a
+    /// ledger). On `stop` the job is dropped: its message stays uncommitted.
     pub async fn enqueue(&self, job: Job, stop: &CancellationToken) {
-        let d = &self.deliverer;
+        let target = self.notifier.target(&job.message.event).unwrap_or_default();
+        let Lane { deliverer: d, tx } = self.lane(&target);
         d.queue_depth().inc();
-        let job = match self.tx.try_send(job) {
+        let job = match tx.try_send(job) {
             Ok(()) => return,
             Err(mpsc::error::TrySendError::Closed(_)) => {
                 d.queue_depth().dec();
@@ -174,7 +228,7 @@ impl Pool {
         if d.shared.ledger.is_none() {
             // No store to park in: wait for room.
             let sent = tokio::select! {
-                r = self.tx.send(job) => r.is_ok(),
+                r = tx.send(job) => r.is_ok(),
                 _ = stop.cancelled() => false,
             };
             if !sent {
@@ -184,7 +238,7 @@ impl Pool {
         }
         let wait = d.common.policy.park_queue_wait;
         let result = tokio::select! {
-            r = self.tx.send_timeout(job, wait) => r,
+            r = tx.send_timeout(job, wait) => r,
             _ = stop.cancelled() => {
                 d.queue_depth().dec();
                 return;
@@ -207,10 +261,6 @@ impl Pool {
 }
 
 impl Deliverer {
-    pub fn can_resolve(&self) -> bool {
-        self.notifier.can_resolve()
-    }
-
     fn name(&self) -> &str {
         &self.common.name
     }
@@ -354,6 +404,8 @@ impl Deliverer {
         let o = &job.message.origin;
         let parked = Parked {
             destination: self.name().to_string(),
+            target: self.target.key.clone(),
+            target_label: self.target.label.clone(),
             key: key.to_string(),
             topic: o.topic.clone(),
             partition: o.partition,
@@ -372,11 +424,7 @@ impl Deliverer {
         if l.park(&parked).await.is_err() {
             return;
         }
-        self.shared
-            .metrics
-            .parked
-            .with_label_values(&[self.name()])
-            .inc();
+        self.parked_gauge().inc();
         tracing::debug!(destination = self.name(), key = %key, reason = %first, "parked");
         self.outcome("parked", job.enqueued);
         job.ticket.done();
@@ -460,8 +508,15 @@ impl Deliverer {
         self.shared
             .metrics
             .breaker_state
-            .with_label_values(&[self.name()])
+            .with_label_values(&[self.name(), &self.target.label])
             .set(self.breaker.gauge());
+    }
+
+    fn parked_gauge(&self) -> prometheus::IntGauge {
+        self.shared
+            .metrics
+            .parked
+            .with_label_values(&[self.name(), &self.target.label])
     }
 }
 

@@ -23,23 +23,15 @@ pub async fn sweeper(d: Arc<Deliverer>) {
             _ = d.shared.abandon.cancelled() => return,
         }
         if !l.has_parked(d.name()) {
-            d.shared
-                .metrics
-                .parked
-                .with_label_values(&[d.name()])
-                .set(0);
+            d.parked_gauge().set(0);
             continue;
         }
         let Ok(all) = l.parked() else { continue };
         let mine: Vec<(u64, Parked)> = all
             .into_iter()
-            .filter(|(_, p)| p.destination == d.name())
+            .filter(|(_, p)| p.destination == d.name() && p.target == d.target.key)
             .collect();
-        d.shared
-            .metrics
-            .parked
-            .with_label_values(&[d.name()])
-            .set(mine.len() as i64);
+        d.parked_gauge().set(mine.len() as i64);
         let mut keys = HashSet::new();
         for (id, p) in mine {
             if !keys.insert(p.key.clone()) || p.next_attempt_ms > now_ms() {

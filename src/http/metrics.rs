@@ -254,14 +254,14 @@ impl Metrics {
             parked: gauge(
                 &r,
                 "herald_parked_deliveries",
-                "Deliveries parked in the store, by destination.",
-                &["destination"],
+                "Deliveries parked in the store, by destination and annotation-routed target.",
+                &["destination", "target"],
             ),
             breaker_state: gauge(
                 &r,
                 "herald_breaker_state",
-                "Circuit breaker: 0 closed, 1 open, 2 half-open.",
-                &["destination"],
+                "Circuit breaker: 0 closed, 1 open, 2 half-open; per destination and target.",
+                &["destination", "target"],
             ),
             rate_limit_wait,
             last_success,
@@ -290,8 +290,7 @@ impl Metrics {
         self.delivery_retries.with_label_values(&[name]);
         self.destination_in_flight.with_label_values(&[name]);
         self.destination_queue_depth.with_label_values(&[name]);
-        self.parked.with_label_values(&[name]);
-        self.breaker_state.with_label_values(&[name]);
+        self.parked.with_label_values(&[name, ""]);
         self.rate_limit_wait.with_label_values(&[name]);
     }
 

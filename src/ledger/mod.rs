@@ -49,6 +49,12 @@ pub struct Retention {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Parked {
     pub destination: String,
+    /// The annotation-routed target (a secret such as a webhook URL, or "").
+    #[serde(default)]
+    pub target: String,
+    /// The target as metrics and listings show it.
+    #[serde(default)]
+    pub target_label: String,
     /// The ledger key (alert id or audit key); deliveries of one key keep order.
     pub key: String,
     pub topic: String,
@@ -560,6 +566,8 @@ mod tests {
         let l = Ledger::open(dir.path(), metrics()).unwrap();
         let p = |key: &str| Parked {
             destination: "d".into(),
+            target: String::new(),
+            target_label: String::new(),
             key: key.into(),
             topic: "t".into(),
             partition: 0,

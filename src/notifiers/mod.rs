@@ -31,12 +31,45 @@ pub struct SendMeta {
     pub idempotency_key: String,
 }
 
+/// An annotation-routed target: its routing value (possibly a secret, such as
+/// a webhook URL) and how metrics and logs name it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Target {
+    pub key: String,
+    pub label: String,
+}
+
+impl Target {
+    /// A URL target, labelled by scheme and host plus a short hash, so two
+    /// teams' webhooks on one host stay apart without showing the secret path.
+    pub fn url(url: &str) -> Target {
+        use sha2::{Digest, Sha256};
+        let hash = Sha256::digest(url.as_bytes());
+        Target {
+            key: url.to_string(),
+            label: format!(
+                "{}#{:02x}{:02x}{:02x}",
+                crate::config::redact_url(url),
+                hash[0],
+                hash[1],
+                hash[2]
+            ),
+        }
+    }
+}
+
 /// Formats and sends events to one destination.
 pub trait Notifier: Send + Sync + fmt::Debug {
     /// Whether RESOLVED alerts go to this destination (PagerDuty, Jira with a
     /// resolve transition); Central drops them for every other type.
     fn can_resolve(&self) -> bool {
         false
+    }
+
+    /// The annotation-routed target of `event`, when this destination routes
+    /// by annotation; `None` for the destination's single default target.
+    fn target(&self, _event: &Event) -> Option<Target> {
+        None
     }
 
     /// Exactly the bytes herald sends for `event`: the request body of an HTTP

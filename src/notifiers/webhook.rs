@@ -10,11 +10,12 @@ use reqwest::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use serde::Deserialize;
 
 use super::http::{self, TlsSettings};
-use super::{Notifier, RenderContext, SendMeta};
+use super::{Notifier, RenderContext, SendMeta, Target};
 use crate::config::{join, read_secret, redact_url, Common, Errors, Secret};
-use crate::delivery::DeliveryError;
+use crate::delivery::{DeliveryError, FailureReason};
 use crate::formats;
 use crate::model::Event;
+use crate::routing::annotations;
 
 #[derive(Deserialize)]
 pub struct Settings {
@@ -44,6 +45,11 @@ pub struct Settings {
     /// Central's generic notifier never sends them.
     #[serde(default)]
     send_resolved: bool,
+    /// Route by annotation, as Slack does: a deployment (or namespace)
+    /// annotated with this key sends its alerts to the URL in the annotation;
+    /// `url` is the default.
+    #[serde(default)]
+    annotation_key: String,
 }
 
 fn yes() -> bool {
@@ -59,6 +65,7 @@ pub struct Webhook {
     extra_fields: Vec<(String, String)>,
     idempotency_key: bool,
     send_resolved: bool,
+    annotation_key: String,
 }
 
 impl fmt::Debug for Webhook {
@@ -153,13 +160,31 @@ impl super::Settings for Settings {
             extra_fields: self.extra_fields.into_iter().collect(),
             idempotency_key: self.idempotency_key,
             send_resolved: self.send_resolved,
+            annotation_key: self.annotation_key,
         }))
+    }
+}
+
+impl Webhook {
+    /// The URL for `event`: from its annotation when one routes it, else the default.
+    fn url_for(&self, event: &Event) -> Option<String> {
+        let Event::Alert(a) = event else { return None };
+        if self.annotation_key.is_empty() {
+            return None;
+        }
+        let (value, step) =
+            annotations::resolve(&a.fields, &self.annotation_key, self.url.expose(), None);
+        (step != annotations::Step::Default).then(|| http::with_scheme(value))
     }
 }
 
 impl Notifier for Webhook {
     fn can_resolve(&self) -> bool {
         self.send_resolved
+    }
+
+    fn target(&self, event: &Event) -> Option<Target> {
+        self.url_for(event).map(|u| Target::url(&u))
     }
 
     fn render(&self, event: &Event, _ctx: &RenderContext) -> Result<Vec<u8>, String> {
@@ -172,14 +197,28 @@ impl Notifier for Webhook {
 
     fn send<'a>(
         &'a self,
-        _event: &'a Event,
+        event: &'a Event,
         payload: &'a [u8],
         meta: &'a SendMeta,
     ) -> BoxFuture<'a, Result<(), DeliveryError>> {
         Box::pin(async move {
+            let annotated = self.url_for(event);
+            let (url, target) = match &annotated {
+                Some(u) => (u.as_str(), redact_url(u)),
+                None => (self.url.expose(), self.target.clone()),
+            };
+            if reqwest::Url::parse(url).is_err() {
+                return Err(DeliveryError::permanent(
+                    FailureReason::ClientError,
+                    format!(
+                        "annotation {} holds no valid URL ({target})",
+                        self.annotation_key
+                    ),
+                ));
+            }
             let mut req = self
                 .client
-                .post(self.url.expose())
+                .post(url)
                 .header(CONTENT_TYPE, "application/json");
             for (name, value) in &self.headers {
                 req = req.header(name.clone(), value.clone());
@@ -194,8 +233,8 @@ impl Notifier for Webhook {
                 .body(payload.to_vec())
                 .send()
                 .await
-                .map_err(|e| http::transport_error(&e, &self.target))?;
-            http::status_outcome(resp.status(), resp.headers(), &self.target)
+                .map_err(|e| http::transport_error(&e, &target))?;
+            http::status_outcome(resp.status(), resp.headers(), &target)
         })
     }
 }

@@ -4,6 +4,8 @@
 //! policy lists in `policy.notifiers` (or to a destination with
 //! `all_alerts = true`); then each destination's own filters narrow it.
 
+pub mod annotations;
+
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use crate::config::{join, Common, Errors};

@@ -348,7 +348,7 @@ async fn a_dead_destination_does_not_stall_a_healthy_one_and_the_rate_limit_hold
     );
     assert_eq!(
         herald
-            .metric(r#"herald_breaker_state{destination="dead"}"#)
+            .metric(r#"herald_breaker_state{destination="dead",target=""}"#)
             .await,
         1.0
     );
@@ -414,7 +414,7 @@ async fn parked_deliveries_survive_a_restart_and_a_resolution_follows_its_trigge
     assert!(
         kit::eventually(Duration::from_secs(10), || async {
             herald
-                .metric(r#"herald_parked_deliveries{destination="w"}"#)
+                .metric(r#"herald_parked_deliveries{destination="w",target=""}"#)
                 .await
                 == 0.0
         })
@@ -550,7 +550,7 @@ async fn status_overrides_park_max_age_and_the_dead_letter_file() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(listed, lines);
-    let parked = r#"herald_parked_deliveries{destination="dead"}"#;
+    let parked = r#"herald_parked_deliveries{destination="dead",target=""}"#;
     assert!(
         kit::eventually(Duration::from_secs(5), || async {
             herald.metric(parked).await == 0.0
@@ -647,4 +647,102 @@ async fn a_full_disk_stops_commits_and_turns_readyz_false() {
         herald.log().contains("ledger store failure"),
         "no clear error in the log"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn annotation_targets_are_isolated() {
+    let s = stack("tgt", 1).await;
+    let dead = Receiver::start().await;
+    dead.set(Behavior::Fail(503, None));
+    let healthy = Receiver::start().await;
+    let fallback = Receiver::start().await;
+    let cfg = s.config(
+        "",
+        &dest(
+            "team-hooks",
+            &fallback.url("/default"),
+            "annotation_key = \"example.com/webhook\"\nworkers = 2\nretry_min_delay = \"50ms\"\nretry_max_attempts = 2\nbreaker_failures = 2",
+        ),
+    );
+    let mut herald = Herald::start(&cfg);
+    herald.wait_ready(Duration::from_secs(30)).await;
+    let alert = |id: &str, url: Option<&str>| {
+        let annotations = url
+            .map(|u| format!(r#","annotations":{{"example.com/webhook":"{u}"}}"#))
+            .unwrap_or_default();
+        format!(
+            r#"{{"id":"{id}","policy":{{"name":"P","notifiers":["n1"]}},"deployment":{{"name":"d","namespace":"ns"{annotations}}}}}"#
+        )
+    };
+    let p = kit::producer();
+    let n = 200;
+    for i in 0..n {
+        kit::produce_to(
+            &p,
+            &s.topic,
+            0,
+            alert(&format!("dead-{i}"), Some(&dead.url("/team-a"))).as_bytes(),
+        )
+        .await;
+        kit::produce_to(
+            &p,
+            &s.topic,
+            0,
+            alert(&format!("ok-{i}"), Some(&healthy.url("/team-b"))).as_bytes(),
+        )
+        .await;
+    }
+    kit::produce_to(&p, &s.topic, 0, alert("no-annotation", None).as_bytes()).await;
+    // The healthy team's target gets every one of its alerts, the default
+    // target its one, while the dead team's alerts park.
+    let got = healthy.wait_delivered(n, Duration::from_secs(30)).await;
+    assert!(got.iter().all(|r| r.path == "/team-b"));
+    assert_eq!(
+        fallback.wait_delivered(1, Duration::from_secs(10)).await[0].path,
+        "/default"
+    );
+    assert!(
+        kit::eventually(Duration::from_secs(20), || async {
+            kit::committed(&s.group, &s.topic, 1).await[0] == 2 * n as i64 + 1
+        })
+        .await
+    );
+    let dead_label = format!("http://{}#", dead.addr);
+    let series = |m: &str, name: &str| -> Vec<(String, f64)> {
+        m.lines()
+            .filter(|l| l.starts_with(name))
+            .map(|l| {
+                let (labels, v) = l.rsplit_once(' ').unwrap();
+                (labels.to_string(), v.parse().unwrap())
+            })
+            .collect()
+    };
+    let dead_parked = |m: &str| -> f64 {
+        series(m, "herald_parked_deliveries{")
+            .iter()
+            .filter(|(l, _)| l.contains(&dead_label))
+            .map(|(_, v)| v)
+            .sum()
+    };
+    let all_parked = kit::eventually(Duration::from_secs(10), || async {
+        dead_parked(&herald.metrics().await) == n as f64
+    })
+    .await;
+    let m = herald.metrics().await;
+    assert!(all_parked, "{:?}", series(&m, "herald_parked_deliveries{"));
+    let breakers = series(&m, "herald_breaker_state{");
+    assert!(
+        breakers
+            .iter()
+            .any(|(l, v)| l.contains(&dead_label) && *v == 1.0),
+        "{breakers:?}"
+    );
+    assert!(
+        breakers
+            .iter()
+            .any(|(l, v)| l.contains(&format!("http://{}#", healthy.addr)) && *v == 0.0),
+        "{breakers:?}"
+    );
+    // The labels never carry a webhook path.
+    assert!(!m.contains("/team-a") && !m.contains("/team-b"));
 }
