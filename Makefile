@@ -17,8 +17,10 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --all-targets --locked -- -D warnings
 
+# Criterion micro-benchmarks, then the end-to-end run against the real broker
+# (ledger on versus off). Starts the broker if needed and stops it after.
 bench:
-	cargo bench --locked
+	scripts/bench.sh
 
 stack-up:
 	scripts/kafka.sh start
