@@ -5,6 +5,8 @@
 //! limits, timeouts and metrics live once, in `crate::delivery`.
 
 pub mod http;
+pub mod syslog;
+pub mod tls;
 pub mod webhook;
 
 use std::fmt;
@@ -76,6 +78,11 @@ pub trait Notifier: Send + Sync + fmt::Debug {
     /// destination, the whole frame of a stream, the whole message of email.
     fn render(&self, event: &Event, ctx: &RenderContext) -> Result<Vec<u8>, String>;
 
+    /// Closes connections cleanly at shutdown (a TLS close_notify, say).
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+
     /// Sends a payload made by [`Notifier::render`] for `event`.
     fn send<'a>(
         &'a self,
@@ -114,11 +121,19 @@ fn parse_as<S: Settings>(
 }
 
 /// The registry: adding a destination type adds a row here.
-pub static TYPES: &[NotifierType] = &[NotifierType {
-    name: "webhook",
-    default_audit: false,
-    parse: parse_as::<webhook::Settings>,
-}];
+pub static TYPES: &[NotifierType] = &[
+    NotifierType {
+        name: "webhook",
+        default_audit: false,
+        parse: parse_as::<webhook::Settings>,
+    },
+    NotifierType {
+        name: "syslog",
+        // Central always sends audit messages to syslog.
+        default_audit: true,
+        parse: parse_as::<syslog::Settings>,
+    },
+];
 
 pub fn lookup(name: &str) -> Option<&'static NotifierType> {
     TYPES.iter().find(|t| t.name == name)

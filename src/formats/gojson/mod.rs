@@ -1,6 +1,11 @@
 //! Go `encoding/json` output rules (spec §0.1 "G" and "S"): Central builds several
 //! payload parts with Go's encoder, whose string escaping differs from serde_json's.
 
+mod convert;
+pub mod schema;
+
+pub use convert::{alert, audit, shrink, snake};
+
 /// Appends `s` as a Go `encoding/json` string literal (HTML escaping on):
 /// `<`, `>`, `&`, U+2028 and U+2029 as `\uXXXX`; `\n`, `\r`, `\t`, `\b`, `\f`
 /// short forms (Go ≥ 1.22); other control characters as `\u00XX`.

@@ -1,0 +1,515 @@
+#!/usr/bin/env bash
+# A real rsyslogd (Debian's rsyslog + rsyslog-openssl) as the syslog receiver
+# ("SIEM") for herald's tests. ONE rsyslogd of our own, in the foreground
+# mode, backgrounded by this script, with its own config, pid file and work
+# directory: no /dev/log, no kernel log, nothing written under /var/log.
+#
+# Three imtcp listeners on 127.0.0.1, each bound to its own ruleset that
+# writes every received message as `%rawmsg%` + LF to its own file:
+#   plain TCP                         RSYSLOG_TCP_PORT  (10514) -> out/tcp.log
+#   TLS, server auth only ("anon")    RSYSLOG_TLS_PORT  (10515) -> out/tls.log
+#   mutual TLS ("x509/certvalid":     RSYSLOG_MTLS_PORT (10516) -> out/mtls.log
+#     client cert signed by the test CA required)
+# Every listener takes RFC 6587 octet-counted frames ("LEN SP MSG") and
+# LF-terminated frames on the same port. For an octet-counted frame the output
+# line is exactly the LEN bytes after "LEN SP" (the whole "<PRI>1 ..." syslog
+# message, unmodified), followed by one LF added by the template.
+# Received bytes are not altered: control-character escaping is off, trailing
+# LFs are kept, messages up to RSYSLOG_MAX_MSG (1m) bytes are not truncated,
+# no rate limiting, and the main queue is Direct (a message is in the file
+# before rsyslog reads on; files are flushed at the end of every batch).
+#
+# Test PKI (openssl CLI, EC P-256, unencrypted PKCS#8 keys, 30 days) in
+# $HERALD_STACK_DIR/run/rsyslog-tls/: ca.pem, server.pem/.key (SAN
+# DNS:localhost, IP:127.0.0.1), client.pem/.key (CN=herald). Generated when
+# missing, invalid or expiring within a day; kept otherwise.
+#
+# Usage: scripts/rsyslog.sh COMMAND
+#   install   apt-get install rsyslog rsyslog-openssl if missing (no service
+#             is left running by the install)
+#   start     install if needed, make the certs, write the config, start our
+#             rsyslogd, wait until the three ports accept. A fresh start
+#             empties the output files (RSYSLOG_KEEP_OUTPUT=1 keeps them); on
+#             an already running instance it does nothing
+#   stop      stop the rsyslogd started by this script, wait for its exit
+#   restart   stop + start keeping output files (appended to) and certs
+#   status    exit 0 iff our rsyslogd runs and the three ports accept
+#   info      print ports, cert paths, output files, pid (key=value lines)
+#   clear     empty the three output files (safe while running)
+#
+# Environment:
+#   HERALD_STACK_DIR       state root (default ~/.cache/herald-stack)
+#   RSYSLOG_TCP_PORT       plain TCP listener (default 10514)
+#   RSYSLOG_TLS_PORT       TLS listener      (default 10515)
+#   RSYSLOG_MTLS_PORT      mTLS listener     (default 10516)
+#   RSYSLOG_MAX_MSG        max message size  (default 1m; larger messages are
+#                          split by rsyslog)
+#   RSYSLOG_KEEP_OUTPUT=1  make `start` keep the existing output files
+#   RSYSLOG_START_TIMEOUT  seconds to wait for the ports (default 20)
+set -euo pipefail
+
+STACK_DIR=${HERALD_STACK_DIR:-$HOME/.cache/herald-stack}
+RUN_DIR="$STACK_DIR/run"
+CONF_DIR="$RUN_DIR/rsyslog"
+CONF="$CONF_DIR/rsyslog.conf"
+WORK_DIR="$CONF_DIR/work"
+OUT_DIR="$CONF_DIR/out"
+OUT_TCP="$OUT_DIR/tcp.log"
+OUT_TLS="$OUT_DIR/tls.log"
+OUT_MTLS="$OUT_DIR/mtls.log"
+OUT_FILES=("$OUT_TCP" "$OUT_TLS" "$OUT_MTLS")
+# rsyslogd's own messages (startup, TLS handshake errors, connection
+# open/close) and its stdout/stderr.
+INTERNAL_LOG="$CONF_DIR/rsyslogd.log"
+STDOUT_LOG="$CONF_DIR/rsyslogd.out"
+PID_FILE="$RUN_DIR/rsyslog.pid"
+LOCK_FILE="$RUN_DIR/.rsyslog.lock"
+
+TLS_DIR="$RUN_DIR/rsyslog-tls"
+TLS_CA="$TLS_DIR/ca.pem"
+TLS_CA_KEY="$TLS_DIR/ca.key"
+TLS_SERVER_CERT="$TLS_DIR/server.pem"
+TLS_SERVER_KEY="$TLS_DIR/server.key"
+TLS_CLIENT_CERT="$TLS_DIR/client.pem"
+TLS_CLIENT_KEY="$TLS_DIR/client.key"
+TLS_FILES=("$TLS_CA" "$TLS_CA_KEY" "$TLS_SERVER_CERT" "$TLS_SERVER_KEY" "$TLS_CLIENT_CERT" "$TLS_CLIENT_KEY")
+TLS_DAYS=30
+TLS_CLIENT_CN=herald
+
+HOST=127.0.0.1
+TCP_PORT=${RSYSLOG_TCP_PORT:-10514}
+TLS_PORT=${RSYSLOG_TLS_PORT:-10515}
+MTLS_PORT=${RSYSLOG_MTLS_PORT:-10516}
+PORTS=("$TCP_PORT" "$TLS_PORT" "$MTLS_PORT")
+MAX_MSG=${RSYSLOG_MAX_MSG:-1m}
+START_TIMEOUT=${RSYSLOG_START_TIMEOUT:-20}
+STOP_TIMEOUT=20
+
+RSYSLOGD=/usr/sbin/rsyslogd
+PACKAGES=(rsyslog rsyslog-openssl)
+SUDO=""
+
+log() { echo "rsyslog.sh: $*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# Serialises start/stop/restart/install/clear across parallel callers (test
+# binaries may all call `start`). Closed in the rsyslogd child (9>&-).
+take_lock() {
+  mkdir -p "$RUN_DIR"
+  exec 9>"$LOCK_FILE"
+  flock 9
+}
+
+# ---------------------------------------------------------------- install
+
+# The OpenSSL stream driver; its module dir is arch-specific.
+ossl_driver() { compgen -G "/usr/lib/*/rsyslog/lmnsd_ossl.so" >/dev/null || [[ -f /usr/lib/rsyslog/lmnsd_ossl.so ]]; }
+
+installed() {
+  local p
+  for p in "${PACKAGES[@]}"; do
+    [[ $(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null) == installed ]] || return 1
+  done
+  [[ -x $RSYSLOGD ]] && ossl_driver
+}
+
+# rsyslogd pids other than ours, one a line.
+foreign_rsyslogds() {
+  local ours p
+  ours=$(our_pid 2>/dev/null) || ours=
+  for p in $(pgrep -x rsyslogd 2>/dev/null || true); do
+    [[ $p != "$ours" ]] && echo "$p"
+  done
+  return 0
+}
+
+POLICY_RC=/usr/sbin/policy-rc.d
+POLICY_MARK="# temporary, from herald scripts/rsyslog.sh"
+drop_policy_rc() { [[ -f $POLICY_RC ]] && grep -qF "$POLICY_MARK" "$POLICY_RC" && $SUDO rm -f "$POLICY_RC"; return 0; }
+
+install_pkgs() {
+  installed && return 0
+  SUDO=""
+  [[ $(id -u) -eq 0 ]] || SUDO=sudo
+  local before after p
+  before=$(foreign_rsyslogds)
+  # No systemd here, so the package's postinst would fall back to
+  # `invoke-rc.d rsyslog start` and launch a system rsyslogd (writing to
+  # /var/log, owning /dev/log). A policy-rc.d answering 101 forbids that; put
+  # a temporary one in place unless the machine already has one (docker
+  # images do).
+  drop_policy_rc # leftover of an interrupted run
+  if [[ ! -e $POLICY_RC ]]; then
+    printf '#!/bin/sh\n%s: no service starts during the install\nexit 101\n' "$POLICY_MARK" |
+      $SUDO tee "$POLICY_RC" >/dev/null
+    $SUDO chmod 755 "$POLICY_RC"
+    trap drop_policy_rc EXIT
+  fi
+  log "installing ${PACKAGES[*]}"
+  local apt=(env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends
+    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${PACKAGES[@]}")
+  local out
+  if ! out=$($SUDO "${apt[@]}" 2>&1); then
+    log "apt-get install failed, running apt-get update once and retrying"
+    $SUDO apt-get update -q >/dev/null 2>&1 || log "warning: apt-get update failed"
+    out=$($SUDO "${apt[@]}" 2>&1) || { echo "$out" >&2; die "apt-get install ${PACKAGES[*]} failed"; }
+  fi
+  drop_policy_rc
+  trap - EXIT
+  installed || die "packages installed but $RSYSLOGD or the ossl stream driver is missing"
+  log "installed $($RSYSLOGD -v 2>/dev/null | sed -n "1s/ *compiled with://p")"
+  # Nothing to kill here (we started none of it): just say so.
+  after=$(foreign_rsyslogds)
+  for p in $after; do
+    grep -qx "$p" <<<"$before" && continue
+    log "WARNING: a system rsyslogd (pid $p: $(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null)) appeared during" \
+      "the install; not ours, left running"
+  done
+}
+
+# ---------------------------------------------------------------- TLS
+
+tls_ok() {
+  local f
+  for f in "${TLS_FILES[@]}"; do [[ -s $f ]] || return 1; done
+  for f in "$TLS_CA" "$TLS_SERVER_CERT" "$TLS_CLIENT_CERT"; do
+    openssl x509 -noout -checkend 86400 -in "$f" >/dev/null 2>&1 || return 1
+  done
+  openssl verify -CAfile "$TLS_CA" "$TLS_SERVER_CERT" "$TLS_CLIENT_CERT" >/dev/null 2>&1
+}
+
+# Builds the CA, server and client certs in a temp dir and swaps it in, so a
+# failed run never leaves a half-written set behind.
+gen_tls() {
+  command -v openssl >/dev/null || die "openssl not found (apt-get install openssl)"
+  local tmp="$TLS_DIR.tmp.$$" out
+  rm -rf "$tmp"
+  mkdir -p "$tmp"
+  cat >"$tmp/openssl.cnf" <<EOF
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+[ca_ext]
+basicConstraints = critical, CA:TRUE, pathlen:0
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+[server_ext]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:localhost, IP:$HOST
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+[client_ext]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+EOF
+  if ! out=$(cd "$tmp" && tls_make_files 2>&1); then
+    echo "$out" >&2
+    rm -rf "$tmp"
+    die "TLS certificate generation failed"
+  fi
+  rm -rf "$TLS_DIR"
+  mv "$tmp" "$TLS_DIR"
+  log "generated test CA + server/client certs (valid ${TLS_DAYS} days) in $TLS_DIR"
+}
+
+# Runs in a subshell inside the temp dir holding openssl.cnf. genpkey writes
+# unencrypted PKCS#8 ("BEGIN PRIVATE KEY").
+tls_make_files() {
+  local k
+  umask 077
+  for k in ca server client; do
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$k.key" || return 1
+  done
+  openssl req -new -x509 -config openssl.cnf -key ca.key -subj "/CN=herald rsyslog test CA" \
+    -days "$TLS_DAYS" -extensions ca_ext -out ca.pem || return 1
+  tls_sign server "/CN=localhost" || return 1
+  tls_sign client "/CN=$TLS_CLIENT_CN" || return 1
+  chmod 644 ca.pem server.pem client.pem && rm -f openssl.cnf &&
+    openssl verify -CAfile ca.pem server.pem client.pem
+}
+
+tls_sign() {
+  openssl req -new -config openssl.cnf -key "$1.key" -subj "$2" |
+    openssl x509 -req -CA ca.pem -CAkey ca.key -set_serial "0x$(openssl rand -hex 16)" \
+      -days "$TLS_DAYS" -extfile openssl.cnf -extensions "$1_ext" -out "$1.pem"
+}
+
+# ---------------------------------------------------------------- config
+
+write_conf() {
+  mkdir -p "$CONF_DIR" "$WORK_DIR" "$OUT_DIR"
+  local tmp="$CONF.tmp.$$"
+  cat >"$tmp" <<EOF
+# Generated by scripts/rsyslog.sh; overwritten on every start.
+# Only what is below: no imuxsock (/dev/log), no imklog, nothing in /var/log.
+global(
+  workDirectory="$WORK_DIR"
+  # 100 KB+ frames must not be truncated (a longer message would be split).
+  maxMessageSize="$MAX_MSG"
+  # Byte-exact: no "#011"-style escaping of control characters (incl. TAB),
+  # no dropping of a trailing LF inside a frame, no 8-bit escaping.
+  parser.escapeControlCharactersOnReceive="off"
+  parser.escape8BitCharactersOnReceive="off"
+  parser.dropTrailingLFOnReception="off"
+  net.enableDNS="off"
+  # rsyslogd's own messages through the default ruleset (-> rsyslogd.log)
+  # instead of only to stderr.
+  processInternalMessages="on"
+  defaultNetstreamDriverCAFile="$TLS_CA"
+  defaultNetstreamDriverCertFile="$TLS_SERVER_CERT"
+  defaultNetstreamDriverKeyFile="$TLS_SERVER_KEY"
+)
+
+# Direct: the receiving thread writes each batch to the file before reading
+# on, so whatever rsyslog has read is on disk, also across a stop/restart.
+main_queue(queue.type="Direct")
+
+module(load="imtcp" maxSessions="1000" streamDriver.name="ptcp")
+
+# Each listener: octet-counted (RFC 6587 3.4.1) and LF framing, no rate limit.
+input(type="imtcp" name="tcp" address="$HOST" port="$TCP_PORT" ruleset="tcp"
+      streamDriver.name="ptcp" supportOctetCountedFraming="on"
+      maxFrameSize="200000000" rateLimit.interval="0" notifyOnConnectionClose="on")
+
+input(type="imtcp" name="tls" address="$HOST" port="$TLS_PORT" ruleset="tls"
+      streamDriver.name="ossl" streamDriver.mode="1" streamDriver.authMode="anon"
+      supportOctetCountedFraming="on"
+      maxFrameSize="200000000" rateLimit.interval="0" notifyOnConnectionClose="on")
+
+input(type="imtcp" name="mtls" address="$HOST" port="$MTLS_PORT" ruleset="mtls"
+      streamDriver.name="ossl" streamDriver.mode="1" streamDriver.authMode="x509/certvalid"
+      streamDriver.CAFile="$TLS_CA"
+      supportOctetCountedFraming="on"
+      maxFrameSize="200000000" rateLimit.interval="0" notifyOnConnectionClose="on")
+
+# The message exactly as received (for octet-counted frames: without the
+# "LEN " prefix), plus one LF.
+template(name="herald_raw" type="list") {
+  property(name="rawmsg")
+  constant(value="\n")
+}
+
+ruleset(name="tcp") {
+  action(type="omfile" file="$OUT_TCP" template="herald_raw"
+         flushOnTXEnd="on" asyncWriting="off" ioBufferSize="4m" fileCreateMode="0644")
+}
+ruleset(name="tls") {
+  action(type="omfile" file="$OUT_TLS" template="herald_raw"
+         flushOnTXEnd="on" asyncWriting="off" ioBufferSize="4m" fileCreateMode="0644")
+}
+ruleset(name="mtls") {
+  action(type="omfile" file="$OUT_MTLS" template="herald_raw"
+         flushOnTXEnd="on" asyncWriting="off" ioBufferSize="4m" fileCreateMode="0644")
+}
+
+# The default ruleset gets no input, only rsyslogd's own messages.
+action(type="omfile" file="$INTERNAL_LOG" template="RSYSLOG_FileFormat" flushOnTXEnd="on")
+EOF
+  local out
+  if ! out=$("$RSYSLOGD" -N1 -f "$tmp" 2>&1); then
+    echo "$out" >&2
+    rm -f "$tmp"
+    die "rsyslogd rejected the generated config"
+  fi
+  mv "$tmp" "$CONF"
+}
+
+# ---------------------------------------------------------------- process
+
+pid_alive() {
+  local state
+  state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
+  [[ -n $state && $state != Z ]]
+}
+
+# Prints the pid iff the pid file points at OUR rsyslogd (guards against a
+# recycled pid and against any other rsyslogd).
+our_pid() {
+  [[ -f $PID_FILE ]] || return 1
+  local pid
+  pid=$(<"$PID_FILE")
+  [[ $pid =~ ^[0-9]+$ ]] && pid_alive "$pid" || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "-f $CONF " || return 1
+  echo "$pid"
+}
+
+port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
+
+# True iff process $1 itself holds a listening socket on HOST:port for each of
+# our ports. Read from /proc instead of connecting: a bare connect to a TLS
+# port makes rsyslogd log a failed handshake every time.
+ports_open() {
+  local pid=$1 inodes p hex inode
+  inodes=" $(find "/proc/$pid/fd" -lname 'socket:*' -printf '%l\n' 2>/dev/null | tr -dc '0-9\n' | tr '\n' ' ') "
+  for p in "${PORTS[@]}"; do
+    printf -v hex '%08X:%04X' "$(ip_hex_le "$HOST")" "$p"
+    inode=$(awk -v a="$hex" '$2 == a && $4 == "0A" { print $10 }' /proc/net/tcp)
+    [[ -n $inode && $inodes == *" $inode "* ]] || return 1
+  done
+}
+
+# 127.0.0.1 -> 0x0100007F, the byte order /proc/net/tcp shows.
+ip_hex_le() {
+  local a b c d
+  IFS=. read -r a b c d <<<"$1"
+  echo $(((d << 24) | (c << 16) | (b << 8) | a))
+}
+
+wait_ready() {
+  local pid=$1 deadline=$((SECONDS + START_TIMEOUT))
+  while ((SECONDS < deadline)); do
+    if ! pid_alive "$pid"; then
+      tail -n 30 "$STDOUT_LOG" "$INTERNAL_LOG" >&2 2>/dev/null || true
+      rm -f "$PID_FILE"
+      die "rsyslogd exited during startup (logs: $STDOUT_LOG, $INTERNAL_LOG)"
+    fi
+    ports_open "$pid" && return 0
+    sleep 0.1
+  done
+  die "rsyslogd (pid $pid) did not open ports ${PORTS[*]} within ${START_TIMEOUT}s (logs: $STDOUT_LOG, $INTERNAL_LOG)"
+}
+
+truncate_outputs() {
+  mkdir -p "$OUT_DIR"
+  local f
+  # omfile opens with O_APPEND, so truncating under a running rsyslogd is safe.
+  for f in "${OUT_FILES[@]}"; do : >"$f"; done
+}
+
+start_rsyslog() {
+  install_pkgs
+  local pid
+  if pid=$(our_pid); then
+    log "rsyslogd already running (pid $pid)"
+    tls_ok || log "warning: TLS files in $TLS_DIR missing/invalid/expiring; run: $0 restart"
+    wait_ready "$pid"
+  else
+    rm -f "$PID_FILE"
+    local p
+    for p in "${PORTS[@]}"; do
+      port_open "$p" && die "port $p is already in use by another process (not started by this script)"
+    done
+    tls_ok || gen_tls
+    write_conf
+    if [[ ${RSYSLOG_KEEP_OUTPUT:-0} == 1 ]]; then
+      mkdir -p "$OUT_DIR"
+    else
+      truncate_outputs
+    fi
+    local t0=$SECONDS
+    # -n: stay in the foreground (no fork, so $! is rsyslogd); -i: its own pid
+    # file, written by rsyslogd. setsid: survive the calling shell and not get
+    # its Ctrl-C.
+    setsid "$RSYSLOGD" -n -f "$CONF" -i "$PID_FILE" >>"$STDOUT_LOG" 2>&1 </dev/null 9>&- &
+    pid=$!
+    log "starting rsyslogd (pid $pid), waiting up to ${START_TIMEOUT}s"
+    wait_ready "$pid"
+    # rsyslogd writes the pid file itself during startup.
+    local deadline=$((SECONDS + 5))
+    while [[ $(cat "$PID_FILE" 2>/dev/null) != "$pid" ]] && ((SECONDS < deadline)); do sleep 0.05; done
+    [[ $(cat "$PID_FILE" 2>/dev/null) == "$pid" ]] || echo "$pid" >"$PID_FILE"
+    log "rsyslogd up after $((SECONDS - t0))s"
+  fi
+  log "plain TCP $HOST:$TCP_PORT -> $OUT_TCP"
+  log "TLS       $HOST:$TLS_PORT -> $OUT_TLS (server auth; CA $TLS_CA)"
+  log "mTLS      $HOST:$MTLS_PORT -> $OUT_MTLS (client cert $TLS_CLIENT_CERT, key $TLS_CLIENT_KEY)"
+  log "config $CONF, rsyslogd's own log $INTERNAL_LOG"
+}
+
+stop_rsyslog() {
+  local pid
+  if ! pid=$(our_pid); then
+    rm -f "$PID_FILE"
+    log "rsyslogd not running"
+    return 0
+  fi
+  log "stopping rsyslogd (pid $pid)"
+  kill -TERM "$pid" 2>/dev/null || true
+  local deadline=$((SECONDS + STOP_TIMEOUT))
+  while pid_alive "$pid" && ((SECONDS < deadline)); do sleep 0.05; done
+  if pid_alive "$pid"; then
+    log "rsyslogd ignored SIGTERM for ${STOP_TIMEOUT}s, sending SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+    while pid_alive "$pid"; do sleep 0.05; done
+  fi
+  rm -f "$PID_FILE"
+  log "rsyslogd stopped"
+}
+
+status_rsyslog() {
+  local pid
+  if ! pid=$(our_pid); then
+    echo "rsyslog: not running"
+    return 1
+  fi
+  if ports_open "$pid"; then
+    echo "rsyslog: running (pid $pid) on $HOST ports tcp=$TCP_PORT tls=$TLS_PORT mtls=$MTLS_PORT"
+  else
+    echo "rsyslog: process $pid alive but ports ${PORTS[*]} do not all accept"
+    return 1
+  fi
+}
+
+print_info() {
+  local pid
+  pid=$(our_pid) || pid=
+  cat <<EOF
+host=$HOST
+tcp_port=$TCP_PORT
+tls_port=$TLS_PORT
+mtls_port=$MTLS_PORT
+tls_ca=$TLS_CA
+tls_client_cert=$TLS_CLIENT_CERT
+tls_client_key=$TLS_CLIENT_KEY
+tls_client_cn=$TLS_CLIENT_CN
+tls_server_name=localhost
+tls_dir=$TLS_DIR
+out_tcp=$OUT_TCP
+out_tls=$OUT_TLS
+out_mtls=$OUT_MTLS
+config=$CONF
+internal_log=$INTERNAL_LOG
+stdout_log=$STDOUT_LOG
+max_message_size=$MAX_MSG
+pid_file=$PID_FILE
+pid=$pid
+EOF
+}
+
+cmd=${1:-}
+[[ $# -gt 0 ]] && shift
+case $cmd in
+  install)
+    take_lock
+    install_pkgs
+    ;;
+  start)
+    take_lock
+    start_rsyslog
+    ;;
+  stop)
+    take_lock
+    stop_rsyslog
+    ;;
+  restart)
+    take_lock
+    stop_rsyslog
+    RSYSLOG_KEEP_OUTPUT=1 start_rsyslog
+    ;;
+  status) status_rsyslog ;;
+  info) print_info ;;
+  clear)
+    take_lock
+    truncate_outputs
+    ;;
+  *)
+    sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0" >&2
+    exit 2
+    ;;
+esac

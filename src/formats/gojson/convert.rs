@@ -1,0 +1,412 @@
+//! protojson → Go `encoding/json` of the generated structs (spec §0.1 "G"),
+//! the form Central embeds in syslog CEF. Driven by the schema tables in
+//! `schema.rs`: names become proto field names, enums their numbers,
+//! Timestamps `{"seconds":…,"nanos":…}`, oneofs are wrapped in their Go
+//! names, map keys are sorted; field order stays as received (Central emits
+//! proto declaration order).
+
+use serde_json::Value;
+
+use super::schema::{self, Field, Kind, Message};
+use super::write_string;
+
+/// Converts a protojson `storage.Alert`.
+pub fn alert(raw: &str) -> Result<String, String> {
+    convert(raw, &schema::ALERT)
+}
+
+/// Converts a protojson `v1.Audit.Message`.
+pub fn audit(raw: &str) -> Result<String, String> {
+    convert(raw, &schema::AUDIT_MESSAGE)
+}
+
+fn convert(raw: &str, msg: &Message) -> Result<String, String> {
+    let v: Value = serde_json::from_str(raw).map_err(|e| format!("not JSON: {e}"))?;
+    let mut out = String::with_capacity(raw.len() + raw.len() / 4);
+    message(&mut out, &v, msg);
+    Ok(out)
+}
+
+/// lowerCamelCase → snake_case, the default proto field name.
+pub fn snake(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 4);
+    for c in name.chars() {
+        if c.is_ascii_uppercase() {
+            out.push('_');
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A message in input order. A oneof with no member set is still written,
+/// as `"Entity":null`, where the Go struct has it: encoding/json does not
+/// omit a nil interface field.
+fn message(out: &mut String, v: &Value, msg: &Message) {
+    let Some(obj) = v.as_object() else {
+        plain(out, v);
+        return;
+    };
+    // Each oneof's Go field and the index of its first member.
+    let mut oneofs: Vec<(&str, usize, bool)> = Vec::new();
+    for (i, f) in msg.fields.iter().enumerate() {
+        if let Some((iface, _)) = f.oneof {
+            if !oneofs.iter().any(|(name, _, _)| *name == iface) {
+                oneofs.push((iface, i, false));
+            }
+        }
+    }
+    for key in obj.keys() {
+        if let Some((
+            _,
+            Field {
+                oneof: Some((iface, _)),
+                ..
+            },
+        )) = msg.field(key)
+        {
+            if let Some(o) = oneofs.iter_mut().find(|(name, _, _)| name == iface) {
+                o.2 = true;
+            }
+        }
+    }
+    out.push('{');
+    let mut first = true;
+    let mut sep = |out: &mut String| {
+        if !first {
+            out.push(',');
+        }
+        first = false;
+    };
+    let mut nulls = |out: &mut String, before: usize, sep: &mut dyn FnMut(&mut String)| {
+        for o in oneofs.iter_mut().filter(|o| !o.2 && o.1 < before) {
+            sep(out);
+            write_string(out, o.0);
+            out.push_str(":null");
+            o.2 = true;
+        }
+    };
+    for (key, value) in obj {
+        match msg.field(key) {
+            Some((index, f)) => {
+                nulls(out, index, &mut sep);
+                sep(out);
+                match f.oneof {
+                    Some((iface, wrapper)) => {
+                        write_string(out, iface);
+                        out.push_str(":{");
+                        write_string(out, wrapper);
+                        out.push(':');
+                        typed(out, value, &f.kind);
+                        out.push('}');
+                    }
+                    None => {
+                        write_string(out, f.go);
+                        out.push(':');
+                        typed(out, value, &f.kind);
+                    }
+                }
+            }
+            None => {
+                sep(out);
+                write_string(out, &snake(key));
+                out.push(':');
+                unknown(out, value);
+            }
+        }
+    }
+    nulls(out, usize::MAX, &mut sep);
+    out.push('}');
+}
+
+fn typed(out: &mut String, v: &Value, kind: &Kind) {
+    if let Value::Array(items) = v {
+        out.push('[');
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            typed(out, item, kind);
+        }
+        out.push(']');
+        return;
+    }
+    match kind {
+        Kind::Scalar => plain(out, v),
+        Kind::Int64 => match v {
+            // protojson writes 64-bit integers as strings; Go writes numbers.
+            Value::String(s) if s.parse::<i128>().is_ok() => out.push_str(s),
+            _ => plain(out, v),
+        },
+        Kind::Enum(values) => match v {
+            Value::String(name) => match values.iter().find(|(n, _)| n == name) {
+                Some((_, num)) => out.push_str(&num.to_string()),
+                None => plain(out, v),
+            },
+            _ => plain(out, v),
+        },
+        Kind::Message(m) => message(out, v, m),
+        Kind::Timestamp => timestamp(out, v),
+        Kind::Any => any(out, v),
+        Kind::Map(value_kind) => map(out, v, value_kind),
+    }
+}
+
+fn map(out: &mut String, v: &Value, value_kind: &Kind) {
+    let Some(obj) = v.as_object() else {
+        plain(out, v);
+        return;
+    };
+    let mut keys: Vec<&String> = obj.keys().collect();
+    keys.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    out.push('{');
+    for (i, k) in keys.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_string(out, k);
+        out.push(':');
+        typed(out, &obj[k], value_kind);
+    }
+    out.push('}');
+}
+
+/// `{"seconds":N,"nanos":N}`; both are `omitempty` in the Go struct.
+fn timestamp(out: &mut String, v: &Value) {
+    let parsed = v
+        .as_str()
+        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok());
+    let Some(t) = parsed else {
+        plain(out, v);
+        return;
+    };
+    let (secs, nanos) = (t.timestamp(), t.timestamp_subsec_nanos());
+    out.push('{');
+    if secs != 0 {
+        out.push_str(&format!("\"seconds\":{secs}"));
+    }
+    if nanos != 0 {
+        if secs != 0 {
+            out.push(',');
+        }
+        out.push_str(&format!("\"nanos\":{nanos}"));
+    }
+    out.push('}');
+}
+
+/// Central's `Any` holds proto bytes herald does not have: only the type URL
+/// survives (`{"type_url":"storage.Notifier"}`), documented in the README.
+fn any(out: &mut String, v: &Value) {
+    match v.get("@type").and_then(Value::as_str) {
+        Some(t) => {
+            out.push_str("{\"type_url\":");
+            write_string(out, t);
+            out.push('}');
+        }
+        None => out.push_str("{}"),
+    }
+}
+
+/// A field the schema does not know: snake_case names, values as they are.
+fn unknown(out: &mut String, v: &Value) {
+    match v {
+        Value::Object(obj) => {
+            out.push('{');
+            for (i, (k, val)) in obj.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_string(out, &snake(k));
+                out.push(':');
+                unknown(out, val);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                unknown(out, item);
+            }
+            out.push(']');
+        }
+        _ => plain(out, v),
+    }
+}
+
+/// Go's rendering of a JSON value: strings HTML-escaped, map keys sorted.
+pub fn plain(out: &mut String, v: &Value) {
+    match v {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => out.push_str(&n.to_string()),
+        Value::String(s) => write_string(out, s),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                plain(out, item);
+            }
+            out.push(']');
+        }
+        Value::Object(_) => map(out, v, &Kind::Scalar),
+    }
+}
+
+/// Shrinks Go-JSON alert text to at most `max` bytes where it can, keeping
+/// it valid JSON: deployment annotations and labels go first, then process
+/// indicators and violations from the end, then the policy's free text;
+/// as a last resort only the alert id and policy name and id remain.
+pub fn shrink(json: &str, max: usize) -> String {
+    let Ok(mut v) = serde_json::from_str::<Value>(json) else {
+        return json.to_string();
+    };
+    let render = |v: &Value| {
+        let mut s = String::new();
+        // Keys keep their (already Go) order; strings are re-escaped as Go does.
+        ordered(&mut s, v);
+        s
+    };
+    let mut text = render(&v);
+    let steps: [&dyn Fn(&mut Value) -> bool; 6] = [
+        &|v| remove(v, &["Entity", "Deployment"], "annotations"),
+        &|v| remove(v, &["Entity", "Deployment"], "labels"),
+        &|v| pop(v, &["process_violation", "processes"]),
+        &|v| pop(v, &["violations"]),
+        &|v| {
+            let a = remove(v, &["policy"], "description");
+            let b = remove(v, &["policy"], "rationale");
+            let c = remove(v, &["policy"], "remediation");
+            a || b || c
+        },
+        &|_| false,
+    ];
+    for step in steps {
+        while text.len() > max && step(&mut v) {
+            text = render(&v);
+        }
+    }
+    if text.len() > max {
+        let mut min = serde_json::Map::new();
+        min.insert("id".into(), v.get("id").cloned().unwrap_or(Value::Null));
+        let mut policy = serde_json::Map::new();
+        for k in ["id", "name"] {
+            if let Some(x) = v.get("policy").and_then(|p| p.get(k)) {
+                policy.insert(k.into(), x.clone());
+            }
+        }
+        min.insert("policy".into(), Value::Object(policy));
+        min.insert("truncated".into(), Value::Bool(true));
+        text = render(&Value::Object(min));
+    }
+    text
+}
+
+fn ordered(out: &mut String, v: &Value) {
+    match v {
+        Value::Object(obj) => {
+            out.push('{');
+            for (i, (k, val)) in obj.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_string(out, k);
+                out.push(':');
+                ordered(out, val);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                ordered(out, item);
+            }
+            out.push(']');
+        }
+        _ => plain(out, v),
+    }
+}
+
+fn at<'a>(v: &'a mut Value, path: &[&str]) -> Option<&'a mut Value> {
+    path.iter().try_fold(v, |v, k| v.get_mut(*k))
+}
+
+fn remove(v: &mut Value, path: &[&str], key: &str) -> bool {
+    at(v, path)
+        .and_then(Value::as_object_mut)
+        .is_some_and(|o| o.remove(key).is_some())
+}
+
+fn pop(v: &mut Value, path: &[&str]) -> bool {
+    at(v, path)
+        .and_then(Value::as_array_mut)
+        .is_some_and(|a| a.pop().is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alert_fields_enums_timestamps_oneofs_maps() {
+        let input = r#"{"id":"a1","policy":{"id":"p","name":"N <x>","lifecycleStages":["RUNTIME"],"severity":"HIGH_SEVERITY","enforcementActions":["KILL_POD_ENFORCEMENT"],"lastUpdated":"2024-03-11T09:12:44.120Z","SORTName":"N","SORTLifecycleStage":"RUNTIME","SORTEnforcement":true},"lifecycleStage":"RUNTIME","clusterId":"c","deployment":{"name":"d","labels":{"b":"2","a":"1"},"containers":[{"image":{"name":{"fullName":"x"},"idV2":"v2"}}]},"violations":[{"message":"m","keyValueAttrs":{"attrs":[{"key":"k","value":"v"}]},"type":"K8S_EVENT","time":"2024-05-01T12:00:00Z"},{"message":"plain"}],"time":"2024-05-01T12:03:17.451Z","state":"ATTEMPTED","unknownThing":{"fooBar":1}}"#;
+        let expected = r#"{"id":"a1","policy":{"id":"p","name":"N \u003cx\u003e","lifecycle_stages":[2],"severity":3,"enforcement_actions":[3],"last_updated":{"seconds":1710148364,"nanos":120000000},"SORT_name":"N","SORT_lifecycleStage":"RUNTIME","SORT_enforcement":true},"lifecycle_stage":2,"cluster_id":"c","Entity":{"Deployment":{"name":"d","labels":{"a":"1","b":"2"},"containers":[{"image":{"name":{"full_name":"x"},"id_v2":"v2"}}]}},"violations":[{"message":"m","MessageAttributes":{"KeyValueAttrs":{"attrs":[{"key":"k","value":"v"}]}},"type":1,"time":{"seconds":1714564800}},{"message":"plain","MessageAttributes":null}],"time":{"seconds":1714564997,"nanos":451000000},"state":3,"unknown_thing":{"foo_bar":1}}"#;
+        assert_eq!(alert(input).unwrap(), expected);
+    }
+
+    #[test]
+    fn unset_oneof_is_null_in_place() {
+        assert_eq!(
+            alert(r#"{"id":"x","policy":{}}"#).unwrap(),
+            r#"{"id":"x","policy":{},"Entity":null}"#
+        );
+        assert_eq!(
+            alert(r#"{"id":"x","violations":[{"message":"m","type":"NETWORK_FLOW"}]}"#).unwrap(),
+            r#"{"id":"x","Entity":null,"violations":[{"message":"m","MessageAttributes":null,"type":2}]}"#
+        );
+        assert_eq!(
+            alert(r#"{"id":"x","resource":{"resourceType":"SECRETS","name":"s"},"violations":[{"message":"m","networkFlowInfo":{"protocol":"L4_PROTOCOL_ANY","source":{"entityType":"INTERNET","port":443}}}]}"#).unwrap(),
+            r#"{"id":"x","Entity":{"Resource":{"resource_type":1,"name":"s"}},"violations":[{"message":"m","MessageAttributes":{"NetworkFlowInfo":{"protocol":-1,"source":{"entity_type":2,"port":443}}}}]}"#
+        );
+    }
+
+    #[test]
+    fn audit_enums_maps_and_any() {
+        let input = r#"{"time":"2024-05-01T12:10:02.118356Z","status":"REQUEST_SUCCEEDED","user":{"username":"admin","permissions":{"resourceToAccess":{"Integration":"READ_WRITE_ACCESS","Alert":"READ_ACCESS"}},"roles":[{"name":"Admin"}]},"request":{"endpoint":"/v1/notifiers","method":"POST","payload":{"@type":"storage.Notifier","name":"slack"},"sourceHeaders":{"xForwardedFor":"10.0.3.7"},"sourceIp":"10.0.3.7"},"method":"UI","interaction":"CREATE"}"#;
+        let expected = r#"{"time":{"seconds":1714565402,"nanos":118356000},"status":1,"user":{"username":"admin","permissions":{"resource_to_access":{"Alert":1,"Integration":2}},"roles":[{"name":"Admin"}]},"request":{"endpoint":"/v1/notifiers","method":"POST","payload":{"type_url":"storage.Notifier"},"source_headers":{"x_forwarded_for":"10.0.3.7"},"source_ip":"10.0.3.7"},"method":2,"interaction":1}"#;
+        assert_eq!(audit(input).unwrap(), expected);
+    }
+
+    #[test]
+    fn shrink_keeps_valid_json_and_drops_bulk_first() {
+        let big = "x".repeat(500);
+        let json = format!(
+            r#"{{"id":"a","policy":{{"id":"p","name":"n","description":"{big}"}},"Entity":{{"Deployment":{{"name":"d","annotations":{{"k":"{big}"}}}}}}}}"#
+        );
+        let s = shrink(&json, 700);
+        assert_eq!(
+            s,
+            format!(
+                r#"{{"id":"a","policy":{{"id":"p","name":"n","description":"{big}"}},"Entity":{{"Deployment":{{"name":"d"}}}}}}"#
+            )
+        );
+        let s = shrink(&json, 100);
+        assert_eq!(
+            s,
+            r#"{"id":"a","policy":{"id":"p","name":"n"},"Entity":{"Deployment":{"name":"d"}}}"#
+        );
+        assert_eq!(
+            shrink(&json, 10),
+            r#"{"id":"a","policy":{"id":"p","name":"n"},"truncated":true}"#
+        );
+    }
+}

@@ -1,0 +1,120 @@
+//! Splunk HEC events (spec §2.2) and the Sumo Logic body (§2.10).
+
+use serde_json::{Map, Value};
+
+use super::prune::{blank_policy_text, prune_alert, with_type};
+use crate::model::Event;
+
+/// Central's pruning size for Sumo Logic.
+pub const SUMO_MAX_SIZE: usize = 10_000;
+
+/// One HEC event envelope, compact protojson with `event`, `source`,
+/// `sourcetype` in that order (no `time`, `host` or `index`: Splunk assigns
+/// them). Alerts lose their policy text and are pruned to `truncate`; then
+/// an envelope longer than `truncate` is refused, as Central refuses it.
+pub fn hec_event(
+    event: &Event,
+    truncate: usize,
+    alert_type: &str,
+    audit_type: &str,
+) -> Result<Vec<u8>, String> {
+    let (typed, sourcetype) = match event {
+        Event::Alert(a) => {
+            let mut v: Value = serde_json::from_str(a.raw.get()).map_err(|e| e.to_string())?;
+            blank_policy_text(&mut v);
+            prune_alert(&mut v, truncate);
+            (with_type("storage.Alert", &v), alert_type)
+        }
+        Event::Audit(a) => {
+            let v: Value = serde_json::from_str(a.raw.get()).map_err(|e| e.to_string())?;
+            (with_type("v1.Audit.Message", &v), audit_type)
+        }
+    };
+    let mut envelope = Map::new();
+    envelope.insert("event".into(), typed);
+    envelope.insert("source".into(), Value::String("stackrox".into()));
+    if !sourcetype.is_empty() {
+        envelope.insert("sourcetype".into(), Value::String(sourcetype.into()));
+    }
+    let body = serde_json::to_vec(&Value::Object(envelope)).map_err(|e| e.to_string())?;
+    if body.len() > truncate {
+        return Err(format!(
+            "Splunk HEC truncate data limit ({truncate} bytes) exceeded: {}",
+            body.len()
+        ));
+    }
+    Ok(body)
+}
+
+/// The Sumo Logic body: the bare alert, pruned to 10,000 bytes, policy text kept.
+pub fn sumo_body(event: &Event) -> Result<Vec<u8>, String> {
+    match event {
+        Event::Alert(a) => {
+            let mut v: Value = serde_json::from_str(a.raw.get()).map_err(|e| e.to_string())?;
+            prune_alert(&mut v, SUMO_MAX_SIZE);
+            serde_json::to_vec(&v).map_err(|e| e.to_string())
+        }
+        Event::Audit(_) => Err("Sumo Logic takes no audit messages".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::decode;
+
+    fn ev(s: &str) -> Event {
+        decode(s.as_bytes(), 1 << 20).unwrap()
+    }
+
+    #[test]
+    fn envelope_blanks_policy_text_and_keeps_order() {
+        let e = ev(
+            r#"{"id":"a","policy":{"name":"P","description":"d","rationale":"r","remediation":"m","exclusions":[{"name":"x"}],"severity":"HIGH_SEVERITY"},"clusterName":"c <&>"}"#,
+        );
+        let body = String::from_utf8(
+            hec_event(&e, 10_000, "stackrox-alert", "stackrox-audit-message").unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            body,
+            r#"{"event":{"@type":"storage.Alert","id":"a","policy":{"name":"P","severity":"HIGH_SEVERITY"},"clusterName":"c <&>"},"source":"stackrox","sourcetype":"stackrox-alert"}"#
+        );
+    }
+
+    #[test]
+    fn audit_and_empty_sourcetype() {
+        let e = ev(r#"{"audit":{"status":"AUTH_FAILED"}}"#);
+        let body = String::from_utf8(hec_event(&e, 10_000, "a", "").unwrap()).unwrap();
+        assert_eq!(
+            body,
+            r#"{"event":{"@type":"v1.Audit.Message","status":"AUTH_FAILED"},"source":"stackrox"}"#
+        );
+    }
+
+    #[test]
+    fn oversize_is_refused_with_centrals_message() {
+        let e = ev(&format!(
+            r#"{{"id":"a","policy":{{"name":"{}"}}}}"#,
+            "n".repeat(500)
+        ));
+        let err = hec_event(&e, 300, "t", "t").unwrap_err();
+        assert!(
+            err.starts_with("Splunk HEC truncate data limit (300 bytes) exceeded: "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn sumo_is_the_bare_pruned_alert() {
+        let big = "v".repeat(12_000);
+        let e = ev(&format!(
+            r#"{{"id":"a","policy":{{"description":"keep"}},"deployment":{{"name":"d","annotations":{{"big":"{big}","small":"s"}}}}}}"#
+        ));
+        let body = String::from_utf8(sumo_body(&e).unwrap()).unwrap();
+        assert_eq!(
+            body,
+            r#"{"id":"a","policy":{"description":"keep"},"deployment":{"name":"d","annotations":{"small":"s"}}}"#
+        );
+    }
+}

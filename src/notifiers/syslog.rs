@@ -1,0 +1,419 @@
+//! Syslog with CEF payloads (spec §2.1): one persistent TCP or TLS connection
+//! per destination (or UDP, opt-in), RFC 6587 octet counting, and a clean TLS
+//! shutdown (close_notify) so the receiver keeps every frame.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use indexmap::IndexMap;
+use serde::Deserialize;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::Mutex;
+use tokio_rustls::TlsConnector;
+
+use super::tls::{self, TlsFiles};
+use super::{Notifier, RenderContext, SendMeta};
+use crate::config::{join, Common, Errors};
+use crate::delivery::{DeliveryError, FailureReason};
+use crate::formats::cef::{self, Framing, HeaderOrder};
+use crate::model::Event;
+
+#[derive(Deserialize)]
+pub struct Settings {
+    host: String,
+    #[serde(default = "default_port")]
+    port: i64,
+    #[serde(default = "default_facility")]
+    facility: String,
+    #[serde(default = "default_format")]
+    format: String,
+    #[serde(default)]
+    extra_fields: IndexMap<String, String>,
+    #[serde(default)]
+    tls: bool,
+    #[serde(default)]
+    ca_file: Option<PathBuf>,
+    #[serde(default)]
+    cert_file: Option<PathBuf>,
+    #[serde(default)]
+    key_file: Option<PathBuf>,
+    #[serde(default)]
+    skip_tls_verify: bool,
+    /// HOSTNAME in the header; Central writes the literal `central`.
+    #[serde(default = "default_hostname")]
+    hostname: String,
+    /// PROCID; herald's pid unless set (Central's is its own pid).
+    #[serde(default)]
+    procid: Option<String>,
+    /// The CEF device version; herald's version unless set.
+    #[serde(default)]
+    device_version: Option<String>,
+    #[serde(default)]
+    max_message_size: usize,
+    /// `tcp` (Central's only transport) or `udp`.
+    #[serde(default = "default_transport")]
+    transport: String,
+    /// `octet-counting` (Central's) or `newline`.
+    #[serde(default = "default_framing")]
+    framing: String,
+    /// CEF escaping per the CEF specification; Central escapes nothing.
+    #[serde(default)]
+    cef_escaping: bool,
+    /// Shrink the embedded JSON so a record fits this many bytes (0: off).
+    #[serde(default)]
+    max_record_size: usize,
+}
+
+fn default_port() -> i64 {
+    514
+}
+fn default_facility() -> String {
+    "local0".into()
+}
+fn default_format() -> String {
+    "cef".into()
+}
+fn default_hostname() -> String {
+    "central".into()
+}
+fn default_transport() -> String {
+    "tcp".into()
+}
+fn default_framing() -> String {
+    "octet-counting".into()
+}
+
+enum Stream {
+    Tcp(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl Stream {
+    async fn write_all(&mut self, b: &[u8]) -> std::io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.write_all(b).await,
+            Stream::Tls(s) => s.write_all(b).await,
+        }
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.flush().await,
+            Stream::Tls(s) => s.flush().await,
+        }
+    }
+
+    /// Sends close_notify (TLS) and FIN, so the receiver keeps what it got.
+    async fn shutdown(&mut self) {
+        let _ = match self {
+            Stream::Tcp(s) => s.shutdown().await,
+            Stream::Tls(s) => s.shutdown().await,
+        };
+    }
+
+    /// Whether the receiver closed or broke the connection. Receivers never
+    /// send data, so anything readable now is an end (or TLS housekeeping).
+    fn closed_by_peer(&mut self) -> bool {
+        let mut buf = [0u8; 256];
+        let read = match self {
+            Stream::Tcp(s) => poll_once(s, &mut buf),
+            Stream::Tls(s) => poll_once(s.as_mut(), &mut buf),
+        };
+        matches!(read, Some(Ok(0)) | Some(Err(_)))
+    }
+}
+
+fn poll_once<S: AsyncRead + Unpin>(s: &mut S, buf: &mut [u8]) -> Option<std::io::Result<usize>> {
+    s.read(buf).now_or_never()
+}
+
+enum Transport {
+    Stream {
+        tls: Option<(TlsConnector, rustls::pki_types::ServerName<'static>)>,
+        conn: Mutex<Option<Stream>>,
+    },
+    Udp(Mutex<Option<UdpSocket>>),
+}
+
+pub struct Syslog {
+    addr: String,
+    settings: cef::Settings,
+    transport: Transport,
+    connect_timeout: Duration,
+}
+
+impl fmt::Debug for Syslog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Syslog")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl super::Settings for Settings {
+    fn build(self, common: &Common, path: &str, errs: &mut Errors) -> Option<Arc<dyn Notifier>> {
+        let before = errs.list.len();
+        let host = self.host.trim().to_string();
+        if host.is_empty() || host.contains(char::is_whitespace) {
+            errs.push(
+                &join(path, "host"),
+                "must be a host name or address without spaces",
+            );
+        }
+        if !(1..=65535).contains(&self.port) {
+            errs.push(&join(path, "port"), "must be 1..65535");
+        }
+        let facility = match self
+            .facility
+            .to_ascii_lowercase()
+            .strip_prefix("local")
+            .and_then(|n| n.parse::<u8>().ok())
+        {
+            Some(n) if n <= 7 => n,
+            _ => {
+                errs.push(&join(path, "facility"), "must be local0 … local7");
+                0
+            }
+        };
+        let order = match self.format.as_str() {
+            "cef" => HeaderOrder::Cef,
+            "legacy" => HeaderOrder::Legacy,
+            _ => {
+                errs.push(&join(path, "format"), "must be \"cef\" or \"legacy\"");
+                HeaderOrder::Cef
+            }
+        };
+        let udp = match self.transport.as_str() {
+            "tcp" => false,
+            "udp" => true,
+            _ => {
+                errs.push(&join(path, "transport"), "must be \"tcp\" or \"udp\"");
+                false
+            }
+        };
+        let framing = match (udp, self.framing.as_str()) {
+            (true, _) => Framing::Datagram,
+            (false, "octet-counting") => Framing::OctetCounting,
+            (false, "newline") => Framing::Newline,
+            _ => {
+                errs.push(
+                    &join(path, "framing"),
+                    "must be \"octet-counting\" or \"newline\"",
+                );
+                Framing::OctetCounting
+            }
+        };
+        if udp && self.tls {
+            errs.push(&join(path, "tls"), "TLS needs transport = \"tcp\"");
+        }
+        for (k, v) in &self.extra_fields {
+            if k.is_empty() || v.is_empty() {
+                errs.push(
+                    &join(path, "extra_fields"),
+                    "all extra fields must have both a key and a value",
+                );
+                break;
+            }
+        }
+        let tls = if self.tls {
+            let files = TlsFiles {
+                ca_file: &self.ca_file,
+                cert_file: &self.cert_file,
+                key_file: &self.key_file,
+                skip_verify: self.skip_tls_verify,
+            };
+            let config = tls::client_config(files, path, errs);
+            let name =
+                rustls::pki_types::ServerName::try_from(host.trim_matches(['[', ']']).to_string());
+            match (config, name) {
+                (Some(c), Ok(n)) => Some((TlsConnector::from(c), n)),
+                (_, Err(_)) => {
+                    errs.push(&join(path, "host"), "not a valid TLS server name");
+                    None
+                }
+                _ => None,
+            }
+        } else {
+            if self.ca_file.is_some() || self.cert_file.is_some() || self.skip_tls_verify {
+                errs.push(
+                    &join(path, "tls"),
+                    "ca_file, cert_file and skip_tls_verify need tls = true",
+                );
+            }
+            None
+        };
+        if errs.list.len() > before {
+            return None;
+        }
+        let host_port = if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]:{}", self.port)
+        } else {
+            format!("{host}:{}", self.port)
+        };
+        let transport = if udp {
+            Transport::Udp(Mutex::new(None))
+        } else {
+            Transport::Stream {
+                tls,
+                conn: Mutex::new(None),
+            }
+        };
+        Some(Arc::new(Syslog {
+            addr: host_port,
+            settings: cef::Settings {
+                facility,
+                hostname: self.hostname,
+                procid: self
+                    .procid
+                    .unwrap_or_else(|| std::process::id().to_string()),
+                device_version: self
+                    .device_version
+                    .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_string()),
+                order,
+                extra_fields: self.extra_fields.into_iter().collect(),
+                escape: self.cef_escaping,
+                max_message_size: self.max_message_size,
+                framing,
+                max_record_size: self.max_record_size,
+            },
+            transport,
+            connect_timeout: common.timeout,
+        }))
+    }
+}
+
+impl Syslog {
+    fn connect_error(&self, what: &str, e: impl fmt::Display) -> DeliveryError {
+        DeliveryError::retryable(
+            FailureReason::Connect,
+            format!("syslog {}: {what}: {e}", self.addr),
+        )
+    }
+
+    async fn connect(&self) -> Result<Stream, DeliveryError> {
+        let Transport::Stream { tls, .. } = &self.transport else {
+            unreachable!()
+        };
+        let tcp = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.addr))
+            .await
+            .map_err(|_| self.connect_error("connect", "timed out"))?
+            .map_err(|e| self.connect_error("connect", e))?;
+        let _ = tcp.set_nodelay(true);
+        match tls {
+            None => Ok(Stream::Tcp(tcp)),
+            Some((connector, name)) => {
+                let s = tokio::time::timeout(
+                    self.connect_timeout,
+                    connector.connect(name.clone(), tcp),
+                )
+                .await
+                .map_err(|_| self.connect_error("TLS handshake", "timed out"))?
+                .map_err(|e| self.connect_error("TLS handshake", e))?;
+                Ok(Stream::Tls(Box::new(s)))
+            }
+        }
+    }
+
+    async fn write(&self, frames: &[Vec<u8>]) -> Result<(), DeliveryError> {
+        match &self.transport {
+            Transport::Udp(sock) => {
+                let mut sock = sock.lock().await;
+                if sock.is_none() {
+                    let s = UdpSocket::bind(if self.addr.starts_with('[') {
+                        "[::]:0"
+                    } else {
+                        "0.0.0.0:0"
+                    })
+                    .await
+                    .map_err(|e| self.connect_error("bind", e))?;
+                    s.connect(&self.addr)
+                        .await
+                        .map_err(|e| self.connect_error("connect", e))?;
+                    *sock = Some(s);
+                }
+                let s = sock.as_ref().expect("set above");
+                for f in frames {
+                    if let Err(e) = s.send(f).await {
+                        *sock = None;
+                        return Err(self.connect_error("send", e));
+                    }
+                }
+                Ok(())
+            }
+            Transport::Stream { conn, .. } => {
+                let mut conn = conn.lock().await;
+                if conn.as_mut().is_some_and(Stream::closed_by_peer) {
+                    tracing::debug!(addr = %self.addr, "syslog receiver closed the connection; reconnecting");
+                    *conn = None;
+                }
+                if conn.is_none() {
+                    *conn = Some(self.connect().await?);
+                }
+                let s = conn.as_mut().expect("set above");
+                let mut result = Ok(());
+                for f in frames {
+                    result = s.write_all(f).await;
+                    if result.is_err() {
+                        break;
+                    }
+                }
+                if result.is_ok() {
+                    result = s.flush().await;
+                }
+                if let Err(e) = result {
+                    *conn = None;
+                    return Err(self.connect_error("write", e));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Notifier for Syslog {
+    fn render(&self, event: &Event, _ctx: &RenderContext) -> Result<Vec<u8>, String> {
+        let record = match event {
+            Event::Alert(a) => cef::alert_record(a, &self.settings, None)?,
+            Event::Audit(a) => cef::audit_record(a, &self.settings)?,
+        };
+        Ok(cef::frames(&record, &self.settings).concat())
+    }
+
+    fn send<'a>(
+        &'a self,
+        event: &'a Event,
+        payload: &'a [u8],
+        _meta: &'a SendMeta,
+    ) -> BoxFuture<'a, Result<(), DeliveryError>> {
+        Box::pin(async move {
+            match &self.transport {
+                // On a stream, the rendered frames back to back are the wire bytes.
+                Transport::Stream { .. } => self.write(&[payload.to_vec()]).await,
+                // Datagrams need the frame boundaries: build them again.
+                Transport::Udp(_) => {
+                    let record = match event {
+                        Event::Alert(a) => cef::alert_record(a, &self.settings, None),
+                        Event::Audit(a) => cef::audit_record(a, &self.settings),
+                    }
+                    .map_err(|e| DeliveryError::permanent(FailureReason::Render, e))?;
+                    self.write(&cef::frames(&record, &self.settings)).await
+                }
+            }
+        })
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            if let Transport::Stream { conn, .. } = &self.transport {
+                if let Some(mut s) = conn.lock().await.take() {
+                    s.shutdown().await;
+                }
+            }
+        })
+    }
+}
