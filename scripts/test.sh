@@ -7,13 +7,19 @@ cd "$(dirname "$0")/.."
 
 scripts/deps.sh
 started=0
+started_rsyslog=0
 cleanup() {
   if [[ $started == 1 ]]; then scripts/kafka.sh stop || true; fi
+  if [[ $started_rsyslog == 1 ]]; then scripts/rsyslog.sh stop || true; fi
 }
 trap cleanup EXIT
 if ! scripts/kafka.sh status >/dev/null 2>&1; then
   scripts/kafka.sh start
   started=1
+fi
+if ! scripts/rsyslog.sh status >/dev/null 2>&1; then
+  scripts/rsyslog.sh start
+  started_rsyslog=1
 fi
 
 cargo fmt --all -- --check

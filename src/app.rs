@@ -143,6 +143,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     }
     abandon.cancel();
+    // Close connections cleanly (TLS close_notify) so receivers keep every frame.
+    let closing = futures::future::join_all(dispatcher.routes.iter().map(|p| p.close()));
+    if tokio::time::timeout(Duration::from_secs(5), closing)
+        .await
+        .is_err()
+    {
+        tracing::warn!("closing destination connections took longer than 5s");
+    }
     let _ = commit_task.await;
     signal_task.abort();
     let final_marks = tracker.commit_candidates();

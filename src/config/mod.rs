@@ -2,6 +2,7 @@
 //! `${VAR}` substitution and `*_file` secrets. Every error names its field.
 
 mod load;
+pub mod namespaces;
 mod types;
 
 use std::collections::{HashMap, HashSet};
@@ -303,6 +304,8 @@ pub struct Destination {
 /// Settings every destination type has.
 #[derive(Debug, Clone)]
 pub struct Common {
+    /// Namespace labels and annotations from `namespace_metadata`, shared.
+    pub namespaces: Arc<namespaces::NamespaceMetadata>,
     pub name: String,
     pub id: String,
     pub kind: String,
@@ -542,14 +545,31 @@ impl Config {
             .map(|v| section::<LedgerConfig>(v, "ledger", &mut errs))
             .unwrap_or_else(|| Some(LedgerConfig::default()));
 
+        let namespaces = match root.remove("namespace_metadata") {
+            None => Arc::new(namespaces::NamespaceMetadata::default()),
+            Some(v) => match field::<PathBuf>(v, "namespace_metadata", &mut errs) {
+                Some(p) => match namespaces::NamespaceMetadata::load(&p.value) {
+                    Ok(m) => Arc::new(m),
+                    Err(e) => {
+                        errs.push("namespace_metadata", e);
+                        Arc::new(namespaces::NamespaceMetadata::default())
+                    }
+                },
+                None => Arc::new(namespaces::NamespaceMetadata::default()),
+            },
+        };
+
         let mut destinations = Vec::new();
         match root.remove("destinations") {
             None => {}
             Some(toml::Value::Array(items)) => {
                 for (i, item) in items.into_iter().enumerate() {
-                    if let Some(d) =
-                        parse_destination(item, &format!("destinations[{i}]"), &mut errs)
-                    {
+                    if let Some(d) = parse_destination(
+                        item,
+                        &format!("destinations[{i}]"),
+                        &namespaces,
+                        &mut errs,
+                    ) {
                         destinations.push(d);
                     }
                 }
@@ -754,7 +774,12 @@ impl KafkaConfig {
     }
 }
 
-fn parse_destination(item: toml::Value, path: &str, errs: &mut Errors) -> Option<Destination> {
+fn parse_destination(
+    item: toml::Value,
+    path: &str,
+    namespaces: &Arc<namespaces::NamespaceMetadata>,
+    errs: &mut Errors,
+) -> Option<Destination> {
     let toml::Value::Table(table) = &item else {
         errs.push(path, "must be a table");
         return None;
@@ -783,7 +808,13 @@ fn parse_destination(item: toml::Value, path: &str, errs: &mut Errors) -> Option
 
     let before = errs.list.len();
     let raw = field::<RawCommon>(item.clone(), path, errs)?;
-    let common = validate_common(raw.value, entry.default_audit, path, errs)?;
+    let common = validate_common(
+        raw.value,
+        entry.default_audit,
+        namespaces.clone(),
+        path,
+        errs,
+    )?;
     let (notifier, type_ignored) = (entry.parse)(item, path, &common, errs)?;
 
     // A key is unknown when neither the shared settings nor the type's own know it.
@@ -808,6 +839,7 @@ fn parse_destination(item: toml::Value, path: &str, errs: &mut Errors) -> Option
 fn validate_common(
     raw: RawCommon,
     default_audit: bool,
+    namespaces: Arc<namespaces::NamespaceMetadata>,
     path: &str,
     errs: &mut Errors,
 ) -> Option<Common> {
@@ -909,6 +941,7 @@ fn validate_common(
         return None;
     }
     Some(Common {
+        namespaces,
         name: raw.name,
         id: raw.id,
         kind: raw.kind,

@@ -152,6 +152,11 @@ impl Pool {
         self.notifier.can_resolve()
     }
 
+    /// Closes the notifier's connections cleanly (at shutdown).
+    pub async fn close(&self) {
+        self.notifier.close().await;
+    }
+
     /// The lane of `target`, started on first use.
     fn lane(&self, target: &Target) -> Lane {
         let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());

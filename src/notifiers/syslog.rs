@@ -67,6 +67,13 @@ pub struct Settings {
     /// Shrink the embedded JSON so a record fits this many bytes (0: off).
     #[serde(default)]
     max_record_size: usize,
+    /// Recent frames kept for writing again after a connection reset.
+    #[serde(default = "default_resend_window")]
+    resend_window_bytes: usize,
+}
+
+fn default_resend_window() -> usize {
+    4 << 20
 }
 
 fn default_port() -> i64 {
@@ -108,40 +115,106 @@ impl Stream {
         }
     }
 
-    /// Sends close_notify (TLS) and FIN, so the receiver keeps what it got.
+    /// Sends close_notify (TLS) and FIN, then reads until the receiver
+    /// closes too: closing with unread bytes (TLS session tickets) would make
+    /// the kernel send a reset, and the receiver drop frames it had not read.
     async fn shutdown(&mut self) {
         let _ = match self {
             Stream::Tcp(s) => s.shutdown().await,
             Stream::Tls(s) => s.shutdown().await,
         };
+        let drain = async {
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = match self {
+                    Stream::Tcp(s) => s.read(&mut buf).await,
+                    Stream::Tls(s) => s.read(&mut buf).await,
+                };
+                if !matches!(n, Ok(n) if n > 0) {
+                    return;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(5), drain).await;
     }
 
-    /// Whether the receiver closed or broke the connection. Receivers never
-    /// send data, so anything readable now is an end (or TLS housekeeping).
-    fn closed_by_peer(&mut self) -> bool {
+    /// What the receiver did to the connection, without waiting. Receivers
+    /// never send data, so anything readable is an end (or TLS housekeeping,
+    /// which rustls consumes).
+    fn peer_state(&mut self) -> PeerState {
         let mut buf = [0u8; 256];
         let read = match self {
             Stream::Tcp(s) => poll_once(s, &mut buf),
             Stream::Tls(s) => poll_once(s.as_mut(), &mut buf),
         };
-        matches!(read, Some(Ok(0)) | Some(Err(_)))
+        match read {
+            None | Some(Ok(1..)) => PeerState::Open,
+            Some(Ok(0)) => PeerState::Closed,
+            Some(Err(_)) => PeerState::Reset,
+        }
     }
+}
+
+enum PeerState {
+    Open,
+    /// FIN: the receiver read everything before closing.
+    Closed,
+    /// Reset: frames still unread may be lost.
+    Reset,
 }
 
 fn poll_once<S: AsyncRead + Unpin>(s: &mut S, buf: &mut [u8]) -> Option<std::io::Result<usize>> {
     s.read(buf).now_or_never()
 }
 
+/// The connection and what it recently carried. TCP syslog has no
+/// acknowledgements: a receiver that resets its connection (it stopped with
+/// frames still unread, say) loses them silently. So the last frames written
+/// are kept, bounded in bytes, and written again on the next connection after
+/// a reset: a SIEM may see a duplicate (same devicePayloadId), never a gap.
+#[derive(Default)]
+struct Link {
+    stream: Option<Stream>,
+    recent: std::collections::VecDeque<Vec<u8>>,
+    recent_bytes: usize,
+    /// Frames to write first on the next connection.
+    resend: Vec<Vec<u8>>,
+}
+
+impl Link {
+    fn remember(&mut self, frames: &[Vec<u8>], limit: usize) {
+        for f in frames {
+            self.recent_bytes += f.len();
+            self.recent.push_back(f.clone());
+        }
+        while self.recent_bytes > limit {
+            match self.recent.pop_front() {
+                Some(f) => self.recent_bytes -= f.len(),
+                None => break,
+            }
+        }
+    }
+
+    /// The connection broke: what it recently carried may be lost.
+    fn broken(&mut self) {
+        self.stream = None;
+        self.resend.extend(self.recent.drain(..));
+        self.recent_bytes = 0;
+    }
+}
+
 enum Transport {
     Stream {
         tls: Option<(TlsConnector, rustls::pki_types::ServerName<'static>)>,
-        conn: Mutex<Option<Stream>>,
+        link: Mutex<Link>,
+        resend_window: usize,
     },
     Udp(Mutex<Option<UdpSocket>>),
 }
 
 pub struct Syslog {
     addr: String,
+    namespaces: Arc<crate::config::namespaces::NamespaceMetadata>,
     settings: cef::Settings,
     transport: Transport,
     connect_timeout: Duration,
@@ -260,11 +333,13 @@ impl super::Settings for Settings {
         } else {
             Transport::Stream {
                 tls,
-                conn: Mutex::new(None),
+                link: Mutex::new(Link::default()),
+                resend_window: self.resend_window_bytes,
             }
         };
         Some(Arc::new(Syslog {
             addr: host_port,
+            namespaces: common.namespaces.clone(),
             settings: cef::Settings {
                 facility,
                 hostname: self.hostname,
@@ -345,18 +420,36 @@ impl Syslog {
                 }
                 Ok(())
             }
-            Transport::Stream { conn, .. } => {
-                let mut conn = conn.lock().await;
-                if conn.as_mut().is_some_and(Stream::closed_by_peer) {
-                    tracing::debug!(addr = %self.addr, "syslog receiver closed the connection; reconnecting");
-                    *conn = None;
+            Transport::Stream {
+                link,
+                resend_window,
+                ..
+            } => {
+                let mut link = link.lock().await;
+                match link.stream.as_mut().map(Stream::peer_state) {
+                    Some(PeerState::Closed) => {
+                        tracing::debug!(addr = %self.addr, "syslog receiver closed the connection; reconnecting");
+                        link.stream = None;
+                        link.recent.clear();
+                        link.recent_bytes = 0;
+                    }
+                    Some(PeerState::Reset) => {
+                        tracing::warn!(
+                            addr = %self.addr,
+                            frames = link.recent.len(),
+                            "syslog receiver reset the connection; writing the recent frames again"
+                        );
+                        link.broken();
+                    }
+                    _ => {}
                 }
-                if conn.is_none() {
-                    *conn = Some(self.connect().await?);
+                if link.stream.is_none() {
+                    link.stream = Some(self.connect().await?);
                 }
-                let s = conn.as_mut().expect("set above");
+                let resend = std::mem::take(&mut link.resend);
+                let s = link.stream.as_mut().expect("set above");
                 let mut result = Ok(());
-                for f in frames {
+                for f in resend.iter().chain(frames) {
                     result = s.write_all(f).await;
                     if result.is_err() {
                         break;
@@ -365,23 +458,56 @@ impl Syslog {
                 if result.is_ok() {
                     result = s.flush().await;
                 }
-                if let Err(e) = result {
-                    *conn = None;
-                    return Err(self.connect_error("write", e));
+                match result {
+                    Ok(()) => {
+                        link.remember(&resend, *resend_window);
+                        link.remember(frames, *resend_window);
+                        Ok(())
+                    }
+                    Err(e) => {
+                        // This delivery is retried by the delivery layer; what
+                        // went before it may be lost with the connection.
+                        link.resend = resend;
+                        link.broken();
+                        Err(self.connect_error("write", e))
+                    }
                 }
-                Ok(())
             }
+        }
+    }
+}
+
+impl Syslog {
+    fn record(&self, event: &Event) -> Result<String, String> {
+        match event {
+            Event::Alert(a) => {
+                let f = &a.fields;
+                let cluster_id = f.deployment.as_ref().map_or_else(
+                    || {
+                        f.resource
+                            .as_ref()
+                            .map_or(f.cluster_id.as_str(), |r| r.cluster_id.as_str())
+                    },
+                    |d| d.cluster_id.as_str(),
+                );
+                let cluster_id = if cluster_id.is_empty() {
+                    f.cluster_id.as_str()
+                } else {
+                    cluster_id
+                };
+                let labels = self
+                    .namespaces
+                    .labels(cluster_id, f.cluster_name(), f.namespace());
+                cef::alert_record(a, &self.settings, labels)
+            }
+            Event::Audit(a) => cef::audit_record(a, &self.settings),
         }
     }
 }
 
 impl Notifier for Syslog {
     fn render(&self, event: &Event, _ctx: &RenderContext) -> Result<Vec<u8>, String> {
-        let record = match event {
-            Event::Alert(a) => cef::alert_record(a, &self.settings, None)?,
-            Event::Audit(a) => cef::audit_record(a, &self.settings)?,
-        };
-        Ok(cef::frames(&record, &self.settings).concat())
+        Ok(cef::frames(&self.record(event)?, &self.settings).concat())
     }
 
     fn send<'a>(
@@ -396,11 +522,9 @@ impl Notifier for Syslog {
                 Transport::Stream { .. } => self.write(&[payload.to_vec()]).await,
                 // Datagrams need the frame boundaries: build them again.
                 Transport::Udp(_) => {
-                    let record = match event {
-                        Event::Alert(a) => cef::alert_record(a, &self.settings, None),
-                        Event::Audit(a) => cef::audit_record(a, &self.settings),
-                    }
-                    .map_err(|e| DeliveryError::permanent(FailureReason::Render, e))?;
+                    let record = self
+                        .record(event)
+                        .map_err(|e| DeliveryError::permanent(FailureReason::Render, e))?;
                     self.write(&cef::frames(&record, &self.settings)).await
                 }
             }
@@ -409,8 +533,8 @@ impl Notifier for Syslog {
 
     fn close(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
-            if let Transport::Stream { conn, .. } = &self.transport {
-                if let Some(mut s) = conn.lock().await.take() {
+            if let Transport::Stream { link, .. } = &self.transport {
+                if let Some(mut s) = link.lock().await.stream.take() {
                     s.shutdown().await;
                 }
             }

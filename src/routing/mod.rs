@@ -182,6 +182,7 @@ mod tests {
         let mut errs = Errors::default();
         let filter = Filter::build(&raw, "d", &mut errs).unwrap();
         Common {
+            namespaces: Default::default(),
             name: "d".into(),
             id: id.into(),
             kind: "webhook".into(),

@@ -6,4 +6,5 @@ mod cli;
 mod delivery;
 mod kit;
 mod source;
+mod syslog;
 mod webhook;

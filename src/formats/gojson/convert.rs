@@ -41,83 +41,76 @@ pub fn snake(name: &str) -> String {
     out
 }
 
-/// A message in input order. A oneof with no member set is still written,
-/// as `"Entity":null`, where the Go struct has it: encoding/json does not
-/// omit a nil interface field.
+/// A message in Go struct (declaration) order, which is the order Go's
+/// encoder writes whatever order the protojson had. A oneof is written where
+/// its first member is declared — as `"Entity":null` when no member is set,
+/// since encoding/json does not omit a nil interface field. Fields the schema
+/// does not know follow, in input order, with snake_case names.
 fn message(out: &mut String, v: &Value, msg: &Message) {
     let Some(obj) = v.as_object() else {
         plain(out, v);
         return;
     };
-    // Each oneof's Go field and the index of its first member.
-    let mut oneofs: Vec<(&str, usize, bool)> = Vec::new();
-    for (i, f) in msg.fields.iter().enumerate() {
-        if let Some((iface, _)) = f.oneof {
-            if !oneofs.iter().any(|(name, _, _)| *name == iface) {
-                oneofs.push((iface, i, false));
+    let lookup = |f: &Field| obj.get(f.json).or_else(|| obj.get(f.go));
+    let mut parts: Vec<(&str, String)> = Vec::new();
+    let mut done_oneofs: Vec<&str> = Vec::new();
+    for f in msg.fields {
+        match f.oneof {
+            Some((iface, _)) => {
+                if done_oneofs.contains(&iface) {
+                    continue;
+                }
+                done_oneofs.push(iface);
+                let set = msg
+                    .fields
+                    .iter()
+                    .filter(|m| m.oneof.is_some_and(|(i, _)| i == iface))
+                    .find_map(|m| lookup(m).map(|v| (m, v)));
+                let mut s = String::new();
+                match set {
+                    Some((m, value)) => {
+                        let wrapper = m.oneof.expect("oneof member").1;
+                        s.push('{');
+                        write_string(&mut s, wrapper);
+                        s.push(':');
+                        typed(&mut s, value, &m.kind);
+                        s.push('}');
+                    }
+                    None => s.push_str("null"),
+                }
+                parts.push((iface, s));
             }
-        }
-    }
-    for key in obj.keys() {
-        if let Some((
-            _,
-            Field {
-                oneof: Some((iface, _)),
-                ..
-            },
-        )) = msg.field(key)
-        {
-            if let Some(o) = oneofs.iter_mut().find(|(name, _, _)| name == iface) {
-                o.2 = true;
+            None => {
+                if let Some(value) = lookup(f) {
+                    let mut s = String::new();
+                    typed(&mut s, value, &f.kind);
+                    parts.push((f.go, s));
+                }
             }
         }
     }
     out.push('{');
-    let mut first = true;
-    let mut sep = |out: &mut String| {
+    for (i, (name, value)) in parts.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_string(out, name);
+        out.push(':');
+        out.push_str(value);
+    }
+    let mut first = parts.is_empty();
+    for (key, value) in obj {
+        if msg.field(key).is_some() {
+            continue;
+        }
         if !first {
             out.push(',');
         }
         first = false;
-    };
-    let mut nulls = |out: &mut String, before: usize, sep: &mut dyn FnMut(&mut String)| {
-        for o in oneofs.iter_mut().filter(|o| !o.2 && o.1 < before) {
-            sep(out);
-            write_string(out, o.0);
-            out.push_str(":null");
-            o.2 = true;
-        }
-    };
-    for (key, value) in obj {
-        match msg.field(key) {
-            Some((index, f)) => {
-                nulls(out, index, &mut sep);
-                sep(out);
-                match f.oneof {
-                    Some((iface, wrapper)) => {
-                        write_string(out, iface);
-                        out.push_str(":{");
-                        write_string(out, wrapper);
-                        out.push(':');
-                        typed(out, value, &f.kind);
-                        out.push('}');
-                    }
-                    None => {
-                        write_string(out, f.go);
-                        out.push(':');
-                        typed(out, value, &f.kind);
-                    }
-                }
-            }
-            None => {
-                sep(out);
-                write_string(out, &snake(key));
-                out.push(':');
-                unknown(out, value);
-            }
-        }
+        write_string(out, &snake(key));
+        out.push(':');
+        unknown(out, value);
     }
-    nulls(out, usize::MAX, &mut sep);
     out.push('}');
 }
 
@@ -376,6 +369,14 @@ mod tests {
         assert_eq!(
             alert(r#"{"id":"x","resource":{"resourceType":"SECRETS","name":"s"},"violations":[{"message":"m","networkFlowInfo":{"protocol":"L4_PROTOCOL_ANY","source":{"entityType":"INTERNET","port":443}}}]}"#).unwrap(),
             r#"{"id":"x","Entity":{"Resource":{"resource_type":1,"name":"s"}},"violations":[{"message":"m","MessageAttributes":{"NetworkFlowInfo":{"protocol":-1,"source":{"entity_type":2,"port":443}}}}]}"#
+        );
+    }
+
+    #[test]
+    fn go_struct_order_whatever_the_input_order() {
+        assert_eq!(
+            alert(r#"{"violations":[{"type":"K8S_EVENT","keyValueAttrs":{"attrs":[]},"message":"m"}],"extraNew":1,"id":"x"}"#).unwrap(),
+            r#"{"id":"x","Entity":null,"violations":[{"message":"m","MessageAttributes":{"KeyValueAttrs":{"attrs":[]}},"type":1}],"extra_new":1}"#
         );
     }
 

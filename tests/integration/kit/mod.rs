@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod receiver;
+pub mod rsyslog;
 pub mod tls;
 
 use std::io::Read;
