@@ -36,10 +36,19 @@ struct Entry {
     annotations: BTreeMap<String, String>,
 }
 
+type StringMap = BTreeMap<String, String>;
+
+/// One namespace's labels and annotations.
+#[derive(Debug, Default)]
+struct Namespace {
+    labels: StringMap,
+    annotations: StringMap,
+}
+
 /// Labels and annotations by (cluster, namespace).
 #[derive(Debug, Default)]
 pub struct NamespaceMetadata {
-    by_key: HashMap<(String, String), (BTreeMap<String, String>, BTreeMap<String, String>)>,
+    by_key: HashMap<(String, String), Namespace>,
 }
 
 impl NamespaceMetadata {
@@ -51,7 +60,13 @@ impl NamespaceMetadata {
         let by_key = file
             .namespaces
             .into_iter()
-            .map(|e| ((e.cluster, e.name), (e.labels, e.annotations)))
+            .map(|e| {
+                let ns = Namespace {
+                    labels: e.labels,
+                    annotations: e.annotations,
+                };
+                ((e.cluster, e.name), ns)
+            })
             .collect();
         Ok(NamespaceMetadata { by_key })
     }
@@ -72,7 +87,7 @@ impl NamespaceMetadata {
         cluster_id: &str,
         cluster_name: &str,
         namespace: &str,
-    ) -> Option<&(BTreeMap<String, String>, BTreeMap<String, String>)> {
+    ) -> Option<&Namespace> {
         [cluster_id, cluster_name]
             .into_iter()
             .filter(|c| !c.is_empty())
@@ -83,7 +98,7 @@ impl NamespaceMetadata {
 impl NamespaceAnnotations for NamespaceMetadata {
     fn annotation(&self, cluster: &str, namespace: &str, key: &str) -> Option<&str> {
         self.entry(cluster, "", namespace)
-            .and_then(|e| e.1.get(key))
+            .and_then(|e| e.annotations.get(key))
             .map(String::as_str)
     }
 }
