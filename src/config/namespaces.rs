@@ -79,7 +79,7 @@ impl NamespaceMetadata {
         namespace: &str,
     ) -> Option<&BTreeMap<String, String>> {
         self.entry(cluster_id, cluster_name, namespace)
-            .map(|e| &e.0)
+            .map(|e| &e.labels)
     }
 
     fn entry(
