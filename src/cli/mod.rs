@@ -50,6 +50,13 @@ enum Command {
         #[arg(long)]
         now: Option<String>,
     },
+    /// Send a destination's test message (Central's test payload); exit 1 on failure.
+    Test {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long, short)]
+        destination: String,
+    },
     /// Dead letters: list them, or replay delivery failures.
     Dlq {
         #[command(subcommand)]
@@ -144,6 +151,24 @@ pub fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Test {
+            config,
+            destination,
+        } => report(block_on(async move {
+            let cfg = load(&config)?;
+            let dest = cfg
+                .destination(&destination)
+                .ok_or_else(|| anyhow::anyhow!("no destination named {destination:?}"))?;
+            let outcome = dest.notifier.test().await;
+            dest.notifier.close().await;
+            match outcome {
+                Ok(what) => {
+                    println!("{destination}: ok: {what}");
+                    Ok(())
+                }
+                Err(e) => Err(anyhow::anyhow!("{destination}: failed: {e}")),
+            }
+        })),
         Command::Dlq { command } => report(block_on(dlq_command(command))),
         Command::Parked {
             command: ParkedCommand::List { config },

@@ -82,12 +82,7 @@ impl NamespaceMetadata {
             .map(|e| &e.labels)
     }
 
-    fn entry(
-        &self,
-        cluster_id: &str,
-        cluster_name: &str,
-        namespace: &str,
-    ) -> Option<&Namespace> {
+    fn entry(&self, cluster_id: &str, cluster_name: &str, namespace: &str) -> Option<&Namespace> {
         [cluster_id, cluster_name]
             .into_iter()
             .filter(|c| !c.is_empty())

@@ -5,6 +5,8 @@
 //! limits, timeouts and metrics live once, in `crate::delivery`.
 
 pub mod http;
+pub mod splunk;
+pub mod sumologic;
 pub mod syslog;
 pub mod tls;
 pub mod webhook;
@@ -78,6 +80,17 @@ pub trait Notifier: Send + Sync + fmt::Debug {
     /// destination, the whole frame of a stream, the whole message of email.
     fn render(&self, event: &Event, ctx: &RenderContext) -> Result<Vec<u8>, String>;
 
+    /// Sends this type's test message (Central's test payload), returning
+    /// what happened.
+    fn test(&self) -> BoxFuture<'_, Result<String, DeliveryError>> {
+        Box::pin(async {
+            Err(DeliveryError::permanent(
+                crate::delivery::FailureReason::ClientError,
+                "this destination type has no test message",
+            ))
+        })
+    }
+
     /// Closes connections cleanly at shutdown (a TLS close_notify, say).
     fn close(&self) -> BoxFuture<'_, ()> {
         Box::pin(async {})
@@ -126,6 +139,16 @@ pub static TYPES: &[NotifierType] = &[
         name: "webhook",
         default_audit: false,
         parse: parse_as::<webhook::Settings>,
+    },
+    NotifierType {
+        name: "splunk",
+        default_audit: false,
+        parse: parse_as::<splunk::Settings>,
+    },
+    NotifierType {
+        name: "sumologic",
+        default_audit: false,
+        parse: parse_as::<sumologic::Settings>,
     },
     NotifierType {
         name: "syslog",

@@ -531,6 +531,14 @@ impl Notifier for Syslog {
         })
     }
 
+    fn test(&self) -> BoxFuture<'_, Result<String, DeliveryError>> {
+        Box::pin(async move {
+            let record = cef::test_record(&self.settings, chrono::Utc::now());
+            self.write(&cef::frames(&record, &self.settings)).await?;
+            Ok(format!("test message written to {}", self.addr))
+        })
+    }
+
     fn close(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             if let Transport::Stream { link, .. } = &self.transport {

@@ -178,7 +178,28 @@ impl Webhook {
     }
 }
 
+/// Central's generic-webhook test alert.
+const TEST_ALERT: &str = r#"{"alert": {"id":"testalert","policy":{"name":"This is a test message created to test integration with StackRox."}}}"#;
+
 impl Notifier for Webhook {
+    fn test(&self) -> BoxFuture<'_, Result<String, DeliveryError>> {
+        Box::pin(async move {
+            let event =
+                crate::model::decode(TEST_ALERT.as_bytes(), 1 << 20).expect("test alert decodes");
+            let now = RenderContext {
+                now: chrono::Utc::now(),
+            };
+            let body = self
+                .render(&event, &now)
+                .map_err(|e| DeliveryError::permanent(FailureReason::Render, e))?;
+            let meta = SendMeta {
+                idempotency_key: "testalert:ACTIVE".into(),
+            };
+            self.send(&event, &body, &meta).await?;
+            Ok(format!("{} accepted the test message", self.target))
+        })
+    }
+
     fn can_resolve(&self) -> bool {
         self.send_resolved
     }

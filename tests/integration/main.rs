@@ -6,5 +6,6 @@ mod cli;
 mod delivery;
 mod kit;
 mod source;
+mod splunk;
 mod syslog;
 mod webhook;

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod hec;
 pub mod receiver;
 pub mod rsyslog;
 pub mod tls;

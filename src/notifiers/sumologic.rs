@@ -1,0 +1,115 @@
+//! Sumo Logic HTTP source (spec §2.10): the bare alert, pruned to 10,000
+//! bytes, to the collector URL (which carries its token, so it is a secret).
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use reqwest::header::CONTENT_TYPE;
+use serde::Deserialize;
+
+use super::http::{self, TlsSettings};
+use super::{Notifier, RenderContext, SendMeta};
+use crate::config::{join, read_secret, redact_url, Common, Errors, Secret};
+use crate::delivery::DeliveryError;
+use crate::formats::splunk;
+use crate::model::Event;
+
+#[derive(Deserialize)]
+pub struct Settings {
+    #[serde(default)]
+    url: Option<Secret>,
+    #[serde(default)]
+    url_file: Option<PathBuf>,
+    #[serde(default)]
+    ca_file: Option<PathBuf>,
+    #[serde(default)]
+    skip_tls_verify: bool,
+}
+
+pub struct SumoLogic {
+    client: reqwest::Client,
+    url: Secret,
+    target: String,
+}
+
+impl fmt::Debug for SumoLogic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SumoLogic")
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Central's Sumo Logic test body.
+const TEST_BODY: &str = r#"{"testID":"testalert","testMessage":"This is a test message created to test integration with StackRox."}"#;
+
+impl super::Settings for Settings {
+    fn build(self, common: &Common, path: &str, errs: &mut Errors) -> Option<Arc<dyn Notifier>> {
+        let before = errs.list.len();
+        let url = read_secret(&self.url, &self.url_file, &join(path, "url"), errs)
+            .map(|u| Secret::new(http::with_scheme(u.expose())));
+        match &url {
+            Some(u) if reqwest::Url::parse(u.expose()).is_err() => errs.push(
+                &join(path, "url"),
+                format!("not a valid URL ({})", redact_url(u.expose())),
+            ),
+            None if errs.list.len() == before => errs.push(&join(path, "url"), "is required"),
+            _ => {}
+        }
+        if common.audit {
+            errs.push(&join(path, "audit"), "Sumo Logic takes no audit messages");
+        }
+        let tls = TlsSettings {
+            ca_file: &self.ca_file,
+            skip_tls_verify: self.skip_tls_verify,
+        };
+        let client = http::client(tls, common.timeout, path, errs);
+        if errs.list.len() > before {
+            return None;
+        }
+        let url = url?;
+        Some(Arc::new(SumoLogic {
+            client: client?,
+            target: redact_url(url.expose()),
+            url,
+        }))
+    }
+}
+
+impl SumoLogic {
+    async fn post(&self, body: Vec<u8>) -> Result<(), DeliveryError> {
+        let resp = self
+            .client
+            .post(self.url.expose())
+            .header(CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| http::transport_error(&e, &self.target))?;
+        http::status_outcome(resp.status(), resp.headers(), &self.target)
+    }
+}
+
+impl Notifier for SumoLogic {
+    fn render(&self, event: &Event, _ctx: &RenderContext) -> Result<Vec<u8>, String> {
+        splunk::sumo_body(event)
+    }
+
+    fn send<'a>(
+        &'a self,
+        _event: &'a Event,
+        payload: &'a [u8],
+        _meta: &'a SendMeta,
+    ) -> BoxFuture<'a, Result<(), DeliveryError>> {
+        Box::pin(self.post(payload.to_vec()))
+    }
+
+    fn test(&self) -> BoxFuture<'_, Result<String, DeliveryError>> {
+        Box::pin(async move {
+            self.post(TEST_BODY.as_bytes().to_vec()).await?;
+            Ok(format!("{} accepted the test message", self.target))
+        })
+    }
+}
