@@ -3,6 +3,7 @@
 //! binary as a child process.
 
 mod cli;
+mod cli_test;
 mod delivery;
 mod kit;
 mod source;

@@ -401,3 +401,69 @@ async fn rsyslog_restarted_mid_stream_loses_nothing() {
         "no reset seen and yet duplicates"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_datagrams_and_newline_framing() {
+    let r = Rsyslog::shared();
+    let topic = kit::unique("sysu-in");
+    let dlq = kit::unique("sysu-dlq");
+    kit::create_topic(&topic, 1).await;
+    kit::create_topic(&dlq, 1).await;
+    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let host = kit::unique("hu");
+    let destinations = format!(
+        "{}{}",
+        syslog_dest(
+            "udp",
+            &udp.local_addr().unwrap().port().to_string(),
+            &host,
+            "transport = \"udp\"\naudit = false"
+        ),
+        syslog_dest(
+            "lines",
+            r.get("tcp_port"),
+            &format!("{host}-nl"),
+            "framing = \"newline\"\naudit = false"
+        ),
+    );
+    let mut herald = Herald::start(&kit::config(
+        &topic,
+        &dlq,
+        &kit::unique("sysu-g"),
+        "",
+        &destinations,
+    ));
+    herald.wait_ready(Duration::from_secs(30)).await;
+    kit::produce_to(
+        &kit::producer(),
+        &topic,
+        0,
+        kit::fixture_text("alert-resource.json").as_bytes(),
+    )
+    .await;
+    let expected = expected_alert("alert-resource", &host, true, "", (2, 9), "{}");
+    let mut buf = vec![0u8; 65_536];
+    let n = tokio::time::timeout(Duration::from_secs(20), udp.recv(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(buf[..n].to_vec()).unwrap(),
+        expected,
+        "one datagram, no octet count"
+    );
+    let lines = r
+        .wait_lines("out_tcp", &format!("{host}-nl"), 1, Duration::from_secs(20))
+        .await;
+    assert_eq!(
+        lines,
+        vec![expected_alert(
+            "alert-resource",
+            &format!("{host}-nl"),
+            true,
+            "",
+            (2, 9),
+            "{}"
+        )]
+    );
+}
