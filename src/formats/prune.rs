@@ -23,7 +23,7 @@ fn prune_map(alert: &mut Value, path: &[&str], size: &mut usize, budget: usize) 
         if *size < budget {
             break;
         }
-        map.remove(&k);
+        map.shift_remove(&k);
         *size = size.saturating_sub(len);
     }
     if map.is_empty() {
@@ -53,7 +53,7 @@ fn pointer_mut<'a>(v: &'a mut Value, path: &[&str]) -> Option<&'a mut Value> {
 fn remove_at(v: &mut Value, path: &[&str]) {
     let (last, parents) = path.split_last().expect("non-empty path");
     if let Some(parent) = pointer_mut(v, parents).and_then(Value::as_object_mut) {
-        parent.remove(*last);
+        parent.shift_remove(*last);
     }
 }
 
@@ -79,7 +79,7 @@ pub fn prune_alert(alert: &mut Value, max_size: usize) {
 pub fn blank_policy_text(alert: &mut Value) {
     if let Some(policy) = alert.get_mut("policy").and_then(Value::as_object_mut) {
         for key in ["description", "rationale", "remediation", "exclusions"] {
-            policy.remove(key);
+            policy.shift_remove(key);
         }
     }
 }
@@ -146,6 +146,35 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&v).unwrap(),
             r#"{"@type":"storage.Alert","id":"a","z":1}"#
+        );
+    }
+}
+
+#[cfg(test)]
+mod order_tests {
+    use super::*;
+
+    /// Removing keys keeps the others in order (protojson order is wire data).
+    #[test]
+    fn blanking_and_pruning_keep_key_order() {
+        let mut a: Value = serde_json::from_str(
+            r#"{"policy":{"id":"p","description":"d","name":"n","rationale":"r","severity":"LOW_SEVERITY","remediation":"m"}}"#,
+        )
+        .unwrap();
+        blank_policy_text(&mut a);
+        assert_eq!(
+            serde_json::to_string(&a).unwrap(),
+            r#"{"policy":{"id":"p","name":"n","severity":"LOW_SEVERITY"}}"#
+        );
+        let mut b: Value = serde_json::from_str(&format!(
+            r#"{{"deployment":{{"annotations":{{"a":"1","big":"{}","z":"2"}}}}}}"#,
+            "x".repeat(300)
+        ))
+        .unwrap();
+        prune_alert(&mut b, 200);
+        assert_eq!(
+            serde_json::to_string(&b).unwrap(),
+            r#"{"deployment":{"annotations":{"a":"1","z":"2"}}}"#
         );
     }
 }

@@ -169,37 +169,55 @@ fn poll_once<S: AsyncRead + Unpin>(s: &mut S, buf: &mut [u8]) -> Option<std::io:
 
 /// The connection and what it recently carried. TCP syslog has no
 /// acknowledgements: a receiver that resets its connection (it stopped with
-/// frames still unread, say) loses them silently. So the last frames written
-/// are kept, bounded in bytes, and written again on the next connection after
-/// a reset: a SIEM may see a duplicate (same devicePayloadId), never a gap.
+/// frames still unread) loses them silently, and one that stops cleanly may
+/// still drop the last frame it read. So the last frames written are kept,
+/// bounded in bytes, and written again on the next connection: all of them
+/// after a reset, the last second's after a clean close. A SIEM may see a
+/// duplicate (same devicePayloadId), never a gap.
 #[derive(Default)]
 struct Link {
     stream: Option<Stream>,
-    recent: std::collections::VecDeque<Vec<u8>>,
+    recent: std::collections::VecDeque<(std::time::Instant, Vec<u8>)>,
     recent_bytes: usize,
     /// Frames to write first on the next connection.
     resend: Vec<Vec<u8>>,
 }
 
+/// After a clean close, frames written this long before the last write are
+/// taken as processed by the receiver.
+const CLEAN_CLOSE_RESEND: Duration = Duration::from_secs(1);
+
 impl Link {
     fn remember(&mut self, frames: &[Vec<u8>], limit: usize) {
+        let now = std::time::Instant::now();
         for f in frames {
             self.recent_bytes += f.len();
-            self.recent.push_back(f.clone());
+            self.recent.push_back((now, f.clone()));
         }
         while self.recent_bytes > limit {
             match self.recent.pop_front() {
-                Some(f) => self.recent_bytes -= f.len(),
+                Some((_, f)) => self.recent_bytes -= f.len(),
                 None => break,
             }
         }
     }
 
-    /// The connection broke: what it recently carried may be lost.
-    fn broken(&mut self) {
+    /// The connection ended: write again what may not have been kept.
+    fn ended(&mut self, reset: bool) {
         self.stream = None;
-        self.resend.extend(self.recent.drain(..));
+        let last = self.recent.back().map(|(t, _)| *t);
+        let keep_after = match (reset, last) {
+            (false, Some(last)) => last.checked_sub(CLEAN_CLOSE_RESEND),
+            _ => None,
+        };
+        let recent = std::mem::take(&mut self.recent);
         self.recent_bytes = 0;
+        self.resend.extend(
+            recent
+                .into_iter()
+                .filter(|(t, _)| reset || keep_after.is_none_or(|k| *t >= k))
+                .map(|(_, f)| f),
+        );
     }
 }
 
@@ -428,18 +446,20 @@ impl Syslog {
                 let mut link = link.lock().await;
                 match link.stream.as_mut().map(Stream::peer_state) {
                     Some(PeerState::Closed) => {
-                        tracing::debug!(addr = %self.addr, "syslog receiver closed the connection; reconnecting");
-                        link.stream = None;
-                        link.recent.clear();
-                        link.recent_bytes = 0;
+                        link.ended(false);
+                        tracing::info!(
+                            addr = %self.addr,
+                            frames = link.resend.len(),
+                            "syslog receiver closed the connection; reconnecting and writing its last frames again"
+                        );
                     }
                     Some(PeerState::Reset) => {
+                        link.ended(true);
                         tracing::warn!(
                             addr = %self.addr,
-                            frames = link.recent.len(),
+                            frames = link.resend.len(),
                             "syslog receiver reset the connection; writing the recent frames again"
                         );
-                        link.broken();
                     }
                     _ => {}
                 }
@@ -468,7 +488,7 @@ impl Syslog {
                         // This delivery is retried by the delivery layer; what
                         // went before it may be lost with the connection.
                         link.resend = resend;
-                        link.broken();
+                        link.ended(true);
                         Err(self.connect_error("write", e))
                     }
                 }

@@ -35,7 +35,7 @@ fn expected_alert_event(fixture: &str, sourcetype: &str) -> Value {
     let mut a: Value = serde_json::from_str(&kit::fixture_text(fixture)).unwrap();
     let policy = a["policy"].as_object_mut().unwrap();
     for k in ["description", "rationale", "remediation", "exclusions"] {
-        policy.remove(k);
+        policy.shift_remove(k);
     }
     let mut event = serde_json::Map::new();
     event.insert("@type".into(), json!("storage.Alert"));
@@ -311,4 +311,67 @@ async fn sumo_gets_the_pruned_bare_alert() {
     );
     let m = herald.metrics().await;
     assert!(!m.contains("SECRET-TOKEN") && !herald.log().contains("SECRET-TOKEN"));
+}
+
+/// The HEC stand-in is as strict as Splunk on what herald could get wrong.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hec_stand_in_refuses_what_splunk_refuses() {
+    let hec = Hec::start("tok", Some(Duration::from_millis(0))).await;
+    let url = format!("{}/services/collector/event", hec.url());
+    let c = reqwest::Client::new();
+    let post = |auth: Option<&'static str>, channel: bool, body: &'static str| {
+        let mut r = c.post(&url).body(body);
+        if let Some(a) = auth {
+            r = r.header("authorization", a);
+        }
+        if channel {
+            r = r.header(
+                "x-splunk-request-channel",
+                "11111111-2222-4333-8444-555555555555",
+            );
+        }
+        async move {
+            let resp = r.send().await.unwrap();
+            let status = resp.status().as_u16();
+            (
+                status,
+                serde_json::from_slice::<Value>(&resp.bytes().await.unwrap()).unwrap(),
+            )
+        }
+    };
+    assert_eq!(
+        post(None, true, r#"{"event":1}"#).await,
+        (401, json!({"text":"Token is required","code":2}))
+    );
+    assert_eq!(
+        post(Some("Splunk bad"), true, r#"{"event":1}"#).await,
+        (403, json!({"text":"Invalid token","code":4}))
+    );
+    assert_eq!(
+        post(Some("Splunk tok"), false, r#"{"event":1}"#).await,
+        (400, json!({"text":"Data channel is missing","code":10}))
+    );
+    assert_eq!(
+        post(Some("Splunk tok"), true, r#"{"event":1}{"#).await,
+        (
+            400,
+            json!({"text":"Invalid data format","code":6,"invalid-event-number":1})
+        )
+    );
+    assert_eq!(
+        post(Some("Splunk tok"), true, r#"{"event":1}{"source":"x"}"#).await,
+        (
+            400,
+            json!({"text":"Event field is required","code":12,"invalid-event-number":1})
+        )
+    );
+    hec.busy(1);
+    assert_eq!(
+        post(Some("Splunk tok"), true, r#"{"event":1}"#).await,
+        (503, json!({"text":"Server is busy","code":9}))
+    );
+    assert_eq!(
+        post(Some("Splunk tok"), true, r#"{"event":1}{"event":2}"#).await,
+        (200, json!({"text":"Success","code":0,"ackId":0}))
+    );
 }

@@ -396,9 +396,10 @@ async fn rsyslog_restarted_mid_stream_loses_nothing() {
         lines.len() - got.len()
     );
     assert!(ok, "lost {} frames", n - got.len());
+    let log = herald.log();
     assert!(
-        herald.log().contains("reset the connection") || lines.len() == n,
-        "no reset seen and yet duplicates"
+        log.contains("reset the connection") || log.contains("closed the connection"),
+        "herald did not notice the restart"
     );
 }
 

@@ -21,6 +21,10 @@ pub fn audit(raw: &str) -> Result<String, String> {
 }
 
 fn convert(raw: &str, msg: &Message) -> Result<String, String> {
+    let mut fast = super::stream::Stream::new(raw);
+    if fast.message(msg).is_some() && fast.finished() {
+        return Ok(fast.out);
+    }
     let v: Value = serde_json::from_str(raw).map_err(|e| format!("not JSON: {e}"))?;
     let mut out = String::with_capacity(raw.len() + raw.len() / 4);
     message(&mut out, &v, msg);
@@ -385,6 +389,40 @@ mod tests {
         let input = r#"{"time":"2024-05-01T12:10:02.118356Z","status":"REQUEST_SUCCEEDED","user":{"username":"admin","permissions":{"resourceToAccess":{"Integration":"READ_WRITE_ACCESS","Alert":"READ_ACCESS"}},"roles":[{"name":"Admin"}]},"request":{"endpoint":"/v1/notifiers","method":"POST","payload":{"@type":"storage.Notifier","name":"slack"},"sourceHeaders":{"xForwardedFor":"10.0.3.7"},"sourceIp":"10.0.3.7"},"method":"UI","interaction":"CREATE"}"#;
         let expected = r#"{"time":{"seconds":1714565402,"nanos":118356000},"status":1,"user":{"username":"admin","permissions":{"resource_to_access":{"Alert":1,"Integration":2}},"roles":[{"name":"Admin"}]},"request":{"endpoint":"/v1/notifiers","method":"POST","payload":{"type_url":"storage.Notifier"},"source_headers":{"x_forwarded_for":"10.0.3.7"},"source_ip":"10.0.3.7"},"method":2,"interaction":1}"#;
         assert_eq!(audit(input).unwrap(), expected);
+    }
+
+    /// The one-pass converter and the general one agree.
+    #[test]
+    fn fast_path_matches_the_general_converter() {
+        for name in ["alert-deployment-runtime.json", "alert-resource.json"] {
+            let text = std::fs::read_to_string(format!(
+                "{}/tests/fixtures/{name}",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .unwrap();
+            let minified = crate::model::json::minify(&text);
+            let mut fast = super::super::stream::Stream::new(&minified);
+            assert!(
+                fast.message(&schema::ALERT).is_some(),
+                "{name} takes the fast path"
+            );
+            let v: Value = serde_json::from_str(&minified).unwrap();
+            let mut general = String::new();
+            message(&mut general, &v, &schema::ALERT);
+            assert_eq!(fast.out, general, "{name}");
+        }
+        let audit = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/audit-notifier-create.json"
+        ))
+        .unwrap();
+        let v: Value = serde_json::from_str(&audit).unwrap();
+        let inner = serde_json::to_string(&v["audit"]).unwrap();
+        let mut fast = super::super::stream::Stream::new(&inner);
+        assert!(fast.message(&schema::AUDIT_MESSAGE).is_some());
+        let mut general = String::new();
+        message(&mut general, &v["audit"], &schema::AUDIT_MESSAGE);
+        assert_eq!(fast.out, general);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 mod convert;
 pub mod schema;
+mod stream;
 
 pub use convert::{alert, audit, shrink, snake};
 
