@@ -7,7 +7,7 @@ use std::time::Duration;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::{Client, StatusCode};
 
-use crate::config::{join, Errors};
+use crate::config::{join, read_secret, redact_url, Errors, Secret};
 use crate::delivery::{DeliveryError, FailureReason};
 
 /// TLS settings of an HTTP destination.
@@ -62,6 +62,34 @@ pub fn client(
         Ok(c) => Some(c),
         Err(e) => {
             errs.push(path, format!("cannot build HTTP client: {e}"));
+            None
+        }
+    }
+}
+
+/// A required endpoint URL that may carry a secret (a key in its path), given
+/// inline as `url` or in `url_file`; `https://` is added as Central does.
+pub fn secret_url(
+    inline: &Option<Secret>,
+    file: &Option<std::path::PathBuf>,
+    path: &str,
+    errs: &mut Errors,
+) -> Option<Secret> {
+    let at = join(path, "url");
+    let before = errs.list.len();
+    match read_secret(inline, file, &at, errs) {
+        Some(u) if !u.expose().trim().is_empty() => {
+            let full = with_scheme(u.expose());
+            if reqwest::Url::parse(&full).is_err() {
+                errs.push(&at, format!("not a valid URL ({})", redact_url(&full)));
+                return None;
+            }
+            Some(Secret::new(full))
+        }
+        _ => {
+            if errs.list.len() == before {
+                errs.push(&at, "is required");
+            }
             None
         }
     }

@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::http::{self, TlsSettings};
 use super::{Notifier, RenderContext, SendMeta};
-use crate::config::{join, read_secret, redact_url, Common, Errors, Secret};
+use crate::config::{join, redact_url, Common, Errors, Secret};
 use crate::delivery::DeliveryError;
 use crate::formats::splunk;
 use crate::model::Event;
@@ -48,16 +48,7 @@ const TEST_BODY: &str = r#"{"testID":"testalert","testMessage":"This is a test m
 impl super::Settings for Settings {
     fn build(self, common: &Common, path: &str, errs: &mut Errors) -> Option<Arc<dyn Notifier>> {
         let before = errs.list.len();
-        let url = read_secret(&self.url, &self.url_file, &join(path, "url"), errs)
-            .map(|u| Secret::new(http::with_scheme(u.expose())));
-        match &url {
-            Some(u) if reqwest::Url::parse(u.expose()).is_err() => errs.push(
-                &join(path, "url"),
-                format!("not a valid URL ({})", redact_url(u.expose())),
-            ),
-            None if errs.list.len() == before => errs.push(&join(path, "url"), "is required"),
-            _ => {}
-        }
+        let url = http::secret_url(&self.url, &self.url_file, path, errs);
         if common.audit {
             errs.push(&join(path, "audit"), "Sumo Logic takes no audit messages");
         }

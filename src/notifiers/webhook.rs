@@ -79,27 +79,7 @@ impl fmt::Debug for Webhook {
 impl super::Settings for Settings {
     fn build(self, common: &Common, path: &str, errs: &mut Errors) -> Option<Arc<dyn Notifier>> {
         let before = errs.list.len();
-        let url = match read_secret(&self.url, &self.url_file, &join(path, "url"), errs) {
-            Some(u) if !u.expose().trim().is_empty() => {
-                let full = http::with_scheme(u.expose());
-                if reqwest::Url::parse(&full).is_err() {
-                    errs.push(
-                        &join(path, "url"),
-                        format!("not a valid URL ({})", redact_url(&full)),
-                    );
-                }
-                Some(Secret::new(full))
-            }
-            Some(_) | None => {
-                if !errs.list[before..]
-                    .iter()
-                    .any(|e| e.path.starts_with(&join(path, "url")))
-                {
-                    errs.push(&join(path, "url"), "is required");
-                }
-                None
-            }
-        };
+        let url = http::secret_url(&self.url, &self.url_file, path, errs);
         let password = read_secret(
             &self.password,
             &self.password_file,

@@ -8,35 +8,6 @@ use std::time::{Duration, Instant};
 use crate::kit::receiver::{Behavior, Recorded};
 use crate::kit::{self, Herald, Receiver};
 
-struct Stack {
-    topic: String,
-    dlq: String,
-    group: String,
-}
-
-async fn stack(prefix: &str, partitions: i32) -> Stack {
-    let s = Stack {
-        topic: kit::unique(&format!("{prefix}-in")),
-        dlq: kit::unique(&format!("{prefix}-dlq")),
-        group: kit::unique(&format!("{prefix}-g")),
-    };
-    kit::create_topic(&s.topic, partitions).await;
-    kit::create_topic(&s.dlq, 1).await;
-    s
-}
-
-impl Stack {
-    fn config(&self, extra_kafka: &str, destinations: &str) -> String {
-        kit::config(
-            &self.topic,
-            &self.dlq,
-            &self.group,
-            extra_kafka,
-            destinations,
-        )
-    }
-}
-
 fn dest(name: &str, url: &str, extra: &str) -> String {
     format!("[[destinations]]\nname = \"{name}\"\nid = \"n1\"\ntype = \"webhook\"\nurl = \"{url}\"\n{extra}\n")
 }
@@ -49,7 +20,7 @@ fn keys(got: &[Recorded]) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_stream_loses_nothing_and_notifies_nothing_twice() {
-    let s = stack("k9", 3).await;
+    let s = kit::Stack::new("k9", 3).await;
     let rx = Receiver::start().await;
     let max_in_flight = 2000;
     let cfg = s.config(
@@ -118,7 +89,7 @@ async fn kill_9_mid_stream_loses_nothing_and_notifies_nothing_twice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_errors_are_retried_and_the_offset_waits_for_the_delivery() {
-    let s = stack("r503", 1).await;
+    let s = kit::Stack::new("r503", 1).await;
     let rx = Receiver::start().await;
     rx.set(Behavior::FailTimes(503, 4, None));
     let cfg = s.config(
@@ -141,13 +112,13 @@ async fn server_errors_are_retried_and_the_offset_waits_for_the_delivery() {
     // While the receiver fails, the offset stays at the alert.
     assert!(kit::eventually(Duration::from_secs(10), || async { rx.arrived() >= 2 }).await);
     assert!(rx.delivered().is_empty());
-    assert!(kit::committed(&s.group, &s.topic, 1).await[0] <= 0);
+    assert!(s.committed().await <= 0);
     let got = rx.wait_delivered(1, Duration::from_secs(20)).await;
     assert_eq!(rx.answered().len(), 5, "4 failures then the delivery");
     assert!(got[0].text().contains("\"r503\""));
     assert!(
         kit::eventually(Duration::from_secs(10), || async {
-            kit::committed(&s.group, &s.topic, 1).await[0] == 1
+            s.committed().await == 1
         })
         .await
     );
@@ -167,7 +138,7 @@ async fn server_errors_are_retried_and_the_offset_waits_for_the_delivery() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_after_is_honoured() {
-    let s = stack("ra", 1).await;
+    let s = kit::Stack::new("ra", 1).await;
     let rx = Receiver::start().await;
     rx.set(Behavior::FailTimes(429, 1, Some("2".into())));
     let cfg = s.config("", &dest("w", &rx.url("/"), "retry_min_delay = \"50ms\""));
@@ -199,7 +170,7 @@ async fn retry_after_is_honoured() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn permanent_failure_is_dead_lettered_and_replay_delivers_it() {
-    let s = stack("p400", 1).await;
+    let s = kit::Stack::new("p400", 1).await;
     let rx = Receiver::start().await;
     rx.set(Behavior::Fail(400, None));
     let cfg = s.config("", &dest("w", &rx.url("/"), ""));
@@ -225,19 +196,14 @@ async fn permanent_failure_is_dead_lettered_and_replay_delivers_it() {
     );
     assert!(
         kit::eventually(Duration::from_secs(10), || async {
-            kit::committed(&s.group, &s.topic, 1).await[0] == 1
+            s.committed().await == 1
         })
         .await
     );
     assert_eq!(rx.answered().len(), 1, "a 4xx is not retried");
 
     let cli = |args: &[&str]| {
-        let out = std::process::Command::new(kit::herald_bin())
-            .args(args)
-            .arg("--config")
-            .arg(&herald.config)
-            .output()
-            .unwrap();
+        let out = kit::cli(args, &herald.config);
         assert!(
             out.status.success(),
             "{}",
@@ -269,7 +235,7 @@ async fn permanent_failure_is_dead_lettered_and_replay_delivers_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_destination_does_not_stall_a_healthy_one_and_the_rate_limit_holds() {
-    let s = stack("iso", 2).await;
+    let s = kit::Stack::new("iso", 2).await;
     let healthy = Receiver::start().await;
     let dead = Receiver::start().await;
     dead.set(Behavior::Fail(503, None));
@@ -356,7 +322,7 @@ async fn a_dead_destination_does_not_stall_a_healthy_one_and_the_rate_limit_hold
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parked_deliveries_survive_a_restart_and_a_resolution_follows_its_trigger() {
-    let s = stack("park", 1).await;
+    let s = kit::Stack::new("park", 1).await;
     let rx = Receiver::start().await;
     rx.set(Behavior::Fail(503, None));
     let cfg = s.config(
@@ -377,15 +343,11 @@ async fn parked_deliveries_survive_a_restart_and_a_resolution_follows_its_trigge
     // Both parked: the offsets move on.
     assert!(
         kit::eventually(Duration::from_secs(20), || async {
-            kit::committed(&s.group, &s.topic, 1).await[0] == 2
+            s.committed().await == 2
         })
         .await
     );
-    let out = std::process::Command::new(kit::herald_bin())
-        .args(["parked", "list", "--config"])
-        .arg(&herald.config)
-        .output()
-        .unwrap();
+    let out = kit::cli(&["parked", "list"], &herald.config);
     let listed = String::from_utf8(out.stdout).unwrap();
     assert_eq!(
         listed.lines().count(),
@@ -426,7 +388,7 @@ async fn parked_deliveries_survive_a_restart_and_a_resolution_follows_its_trigge
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resolved_reaches_a_resolvable_destination_once_and_never_others() {
-    let s = stack("res", 1).await;
+    let s = kit::Stack::new("res", 1).await;
     let plain = Receiver::start().await;
     let resolving = Receiver::start().await;
     let destinations = format!(
@@ -448,7 +410,7 @@ async fn resolved_reaches_a_resolvable_destination_once_and_never_others() {
     }
     assert!(
         kit::eventually(Duration::from_secs(20), || async {
-            kit::committed(&s.group, &s.topic, 1).await[0] == 5
+            s.committed().await == 5
         })
         .await
     );
@@ -478,7 +440,7 @@ async fn resolved_reaches_a_resolvable_destination_once_and_never_others() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_overrides_park_max_age_and_the_dead_letter_file() {
-    let s = stack("age", 1).await;
+    let s = kit::Stack::new("age", 1).await;
     let overridden = Receiver::start().await;
     overridden.set(Behavior::Fail(503, None));
     let dead = Receiver::start().await;
@@ -537,13 +499,10 @@ async fn status_overrides_park_max_age_and_the_dead_letter_file() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines.len(), 2);
-    let out = std::process::Command::new(kit::herald_bin())
-        .args(["dlq", "list", "--json", "--file"])
-        .arg(&file)
-        .arg("--config")
-        .arg(&herald.config)
-        .output()
-        .unwrap();
+    let out = kit::cli(
+        &["dlq", "list", "--json", "--file", file.to_str().unwrap()],
+        &herald.config,
+    );
     let listed: Vec<serde_json::Value> = String::from_utf8(out.stdout)
         .unwrap()
         .lines()
@@ -573,7 +532,7 @@ impl Drop for Tmpfs {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_stops_commits_and_turns_readyz_false() {
-    let s = stack("full", 1).await;
+    let s = kit::Stack::new("full", 1).await;
     let rx = Receiver::start().await;
     rx.set(Behavior::Fail(503, None));
     let dir = tempfile::tempdir().unwrap();
@@ -635,14 +594,10 @@ async fn a_full_disk_stops_commits_and_turns_readyz_false() {
     .await;
     assert!(failed, "readyz did not report the store failure");
     assert_eq!(herald.metric("herald_ledger_healthy").await, 0.0);
-    let stuck = kit::committed(&s.group, &s.topic, 1).await[0];
+    let stuck = s.committed().await;
     assert!(stuck < 1000, "commits stopped before the end: {stuck}");
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(
-        kit::committed(&s.group, &s.topic, 1).await[0],
-        stuck,
-        "no commit after the failure"
-    );
+    assert_eq!(s.committed().await, stuck, "no commit after the failure");
     assert!(
         herald.log().contains("ledger store failure"),
         "no clear error in the log"
@@ -651,7 +606,7 @@ async fn a_full_disk_stops_commits_and_turns_readyz_false() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn annotation_targets_are_isolated() {
-    let s = stack("tgt", 1).await;
+    let s = kit::Stack::new("tgt", 1).await;
     let dead = Receiver::start().await;
     dead.set(Behavior::Fail(503, None));
     let healthy = Receiver::start().await;
@@ -703,7 +658,7 @@ async fn annotation_targets_are_isolated() {
     );
     assert!(
         kit::eventually(Duration::from_secs(20), || async {
-            kit::committed(&s.group, &s.topic, 1).await[0] == 2 * n as i64 + 1
+            s.committed().await == 2 * n as i64 + 1
         })
         .await
     );

@@ -21,14 +21,11 @@ struct Setup {
 }
 
 async fn setup(prefix: &str) -> Setup {
-    let topic = kit::unique(&format!("{prefix}-in"));
-    let dlq = kit::unique(&format!("{prefix}-dlq"));
-    kit::create_topic(&topic, 1).await;
-    kit::create_topic(&dlq, 1).await;
+    let kit::Stack { topic, dlq, group } = kit::Stack::new(prefix, 1).await;
     Setup {
         topic,
         dlq,
-        group: kit::unique(&format!("{prefix}-g")),
+        group,
         rx: Receiver::start().await,
     }
 }

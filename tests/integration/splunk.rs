@@ -9,23 +9,6 @@ use serde_json::{json, Value};
 use crate::kit::hec::Hec;
 use crate::kit::{self, Herald, Receiver};
 
-struct Setup {
-    topic: String,
-    dlq: String,
-    group: String,
-}
-
-async fn setup(prefix: &str) -> Setup {
-    let s = Setup {
-        topic: kit::unique(&format!("{prefix}-in")),
-        dlq: kit::unique(&format!("{prefix}-dlq")),
-        group: kit::unique(&format!("{prefix}-g")),
-    };
-    kit::create_topic(&s.topic, 1).await;
-    kit::create_topic(&s.dlq, 1).await;
-    s
-}
-
 fn splunk(name: &str, url: &str, extra: &str) -> String {
     format!("[[destinations]]\nname = \"{name}\"\nid = \"3c1e0f64-6d2b-4f7a-9d0e-5a8b7c6d5e4f\"\ntype = \"splunk\"\nurl = \"{url}\"\ntoken = \"hec-token-1\"\n{extra}\n")
 }
@@ -45,7 +28,7 @@ fn expected_alert_event(fixture: &str, sourcetype: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn envelope_source_types_audit_and_render_are_exact() {
-    let s = setup("hec").await;
+    let s = kit::Stack::new("hec", 1).await;
     let hec = Hec::start("hec-token-1", None).await;
     let destinations = format!(
         "{}{}",
@@ -56,7 +39,7 @@ async fn envelope_source_types_audit_and_render_are_exact() {
             "source_types = { alert = \"rhacs:alert\", audit = \"\" }\naudit = true"
         )
     );
-    let mut herald = Herald::start(&kit::config(&s.topic, &s.dlq, &s.group, "", &destinations));
+    let mut herald = Herald::start(&s.config("", &destinations));
     herald.wait_ready(Duration::from_secs(30)).await;
     let p = kit::producer();
     kit::produce_to(
@@ -115,20 +98,24 @@ async fn envelope_source_types_audit_and_render_are_exact() {
         assert_eq!(h.get("content-type").unwrap(), "application/json");
     }
     // render gives the bytes sent, for the same input.
-    let out = std::process::Command::new(kit::herald_bin())
-        .args(["render", "--destination", "default-types", "--config"])
-        .arg(&herald.config)
-        .arg("--input")
-        .arg(kit::fixture("alert-deployment-runtime.json"))
-        .output()
-        .unwrap();
+    let fixture = kit::fixture("alert-deployment-runtime.json");
+    let out = kit::cli(
+        &[
+            "render",
+            "--destination",
+            "default-types",
+            "--input",
+            fixture.to_str().unwrap(),
+        ],
+        &herald.config,
+    );
     assert_eq!(String::from_utf8(out.stdout).unwrap(), alert_default);
     assert!(!herald.log().contains("hec-token-1"), "token in the log");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pruning_oversize_auth_errors_and_busy_retries() {
-    let s = setup("hecp").await;
+    let s = kit::Stack::new("hecp", 1).await;
     let hec = Hec::start("hec-token-1", None).await;
     hec.busy(2);
     let wrong = Hec::start("another-token", None).await;
@@ -142,7 +129,7 @@ async fn pruning_oversize_auth_errors_and_busy_retries() {
         splunk("tiny", &hec.url(), "truncate = 150\npolicies = [\"Big*\"]"),
         splunk("wrong-token", &wrong.url(), "policies = [\"Big*\"]"),
     );
-    let mut herald = Herald::start(&kit::config(&s.topic, &s.dlq, &s.group, "", &destinations));
+    let mut herald = Herald::start(&s.config("", &destinations));
     herald.wait_ready(Duration::from_secs(30)).await;
     let annotations = format!(
         r#"{{"big":"{}","mid":"{}","small":"s"}}"#,
@@ -220,7 +207,7 @@ async fn pruning_oversize_auth_errors_and_busy_retries() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_gzip_and_indexer_acks() {
-    let s = setup("hecb").await;
+    let s = kit::Stack::new("hecb", 1).await;
     let hec = Hec::start("hec-token-1", Some(Duration::from_millis(1500))).await;
     let cfg = kit::config(
         &s.topic,
@@ -254,7 +241,7 @@ async fn batches_gzip_and_indexer_acks() {
     );
     let delivered = r#"herald_deliveries_total{destination="batched",outcome="delivered"}"#;
     assert_eq!(herald.metric(delivered).await, 0.0, "final before the ack");
-    assert!(kit::committed(&s.group, &s.topic, 1).await[0] <= 0);
+    assert!(s.committed().await <= 0);
     assert!(
         kit::eventually(Duration::from_secs(60), || async {
             herald.metric(delivered).await == n as f64
@@ -263,7 +250,7 @@ async fn batches_gzip_and_indexer_acks() {
     );
     assert!(
         kit::eventually(Duration::from_secs(10), || async {
-            kit::committed(&s.group, &s.topic, 1).await[0] == n as i64
+            s.committed().await == n as i64
         })
         .await
     );
@@ -287,13 +274,13 @@ async fn batches_gzip_and_indexer_acks() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sumo_gets_the_pruned_bare_alert() {
-    let s = setup("sumo").await;
+    let s = kit::Stack::new("sumo", 1).await;
     let rx = Receiver::start().await;
     let dest = format!(
         "[[destinations]]\nname = \"sumo\"\nall_alerts = true\ntype = \"sumologic\"\nurl = \"{}\"\n",
         rx.url("/receiver/v1/http/SECRET-TOKEN")
     );
-    let mut herald = Herald::start(&kit::config(&s.topic, &s.dlq, &s.group, "", &dest));
+    let mut herald = Herald::start(&s.config("", &dest));
     herald.wait_ready(Duration::from_secs(30)).await;
     let big = "x".repeat(12_000);
     let alert = format!(

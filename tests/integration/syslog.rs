@@ -87,10 +87,7 @@ fn syslog_dest(name: &str, port: &str, host_marker: &str, extra: &str) -> String
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frames_are_byte_exact_over_tcp_tls_and_mtls() {
     let r = Rsyslog::shared();
-    let topic = kit::unique("sys-in");
-    let dlq = kit::unique("sys-dlq");
-    kit::create_topic(&topic, 1).await;
-    kit::create_topic(&dlq, 1).await;
+    let kit::Stack { topic, dlq, .. } = kit::Stack::new("sys", 1).await;
     let host = kit::unique("h");
     let dir = tempfile::tempdir().unwrap();
     let ns_file = dir.path().join("namespaces.toml");
@@ -206,13 +203,17 @@ async fn frames_are_byte_exact_over_tcp_tls_and_mtls() {
     );
 
     // `render` prints exactly the frame (octet count included).
-    let out = std::process::Command::new(kit::herald_bin())
-        .args(["render", "--destination", "tcp", "--config"])
-        .arg(&herald.config)
-        .arg("--input")
-        .arg(kit::fixture("alert-deployment-runtime.json"))
-        .output()
-        .unwrap();
+    let input = kit::fixture("alert-deployment-runtime.json");
+    let out = kit::cli(
+        &[
+            "render",
+            "--destination",
+            "tcp",
+            "--input",
+            input.to_str().unwrap(),
+        ],
+        &herald.config,
+    );
     let rec = dep(true, " env=prod dc=east");
     assert_eq!(
         String::from_utf8(out.stdout).unwrap(),
@@ -223,10 +224,7 @@ async fn frames_are_byte_exact_over_tcp_tls_and_mtls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn default_procid_and_device_version_are_herald_s() {
     let r = Rsyslog::shared();
-    let topic = kit::unique("sysd-in");
-    let dlq = kit::unique("sysd-dlq");
-    kit::create_topic(&topic, 1).await;
-    kit::create_topic(&dlq, 1).await;
+    let kit::Stack { topic, dlq, .. } = kit::Stack::new("sysd", 1).await;
     let host = kit::unique("hd");
     let dest = format!(
         "[[destinations]]\nname = \"s\"\nall_alerts = true\ntype = \"syslog\"\nhost = \"127.0.0.1\"\nport = {}\nhostname = \"{host}\"\naudit = false\n",
@@ -299,10 +297,7 @@ fn ids(lines: &[String], prefix: &str) -> HashSet<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_thousand_frames_over_tls_arrive_complete() {
     let r = Rsyslog::shared();
-    let topic = kit::unique("sys100k-in");
-    let dlq = kit::unique("sys100k-dlq");
-    kit::create_topic(&topic, 3).await;
-    kit::create_topic(&dlq, 1).await;
+    let kit::Stack { topic, dlq, .. } = kit::Stack::new("sys100k", 3).await;
     let host = kit::unique("h100k");
     let n = 100_000;
     produce_many(&topic, "t", n).await;
@@ -359,10 +354,7 @@ async fn a_hundred_thousand_frames_over_tls_arrive_complete() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rsyslog_restarted_mid_stream_loses_nothing() {
     let r = Rsyslog::private(20514);
-    let topic = kit::unique("sysrs-in");
-    let dlq = kit::unique("sysrs-dlq");
-    kit::create_topic(&topic, 1).await;
-    kit::create_topic(&dlq, 1).await;
+    let kit::Stack { topic, dlq, .. } = kit::Stack::new("sysrs", 1).await;
     let host = kit::unique("hrs");
     let n = 20_000;
     let dest = syslog_dest(
@@ -406,10 +398,7 @@ async fn rsyslog_restarted_mid_stream_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn udp_datagrams_and_newline_framing() {
     let r = Rsyslog::shared();
-    let topic = kit::unique("sysu-in");
-    let dlq = kit::unique("sysu-dlq");
-    kit::create_topic(&topic, 1).await;
-    kit::create_topic(&dlq, 1).await;
+    let kit::Stack { topic, dlq, .. } = kit::Stack::new("sysu", 1).await;
     let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let host = kit::unique("hu");
     let destinations = format!(

@@ -13,10 +13,7 @@ fn compact(pretty: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_are_byte_exact_and_render_matches() {
-    let topic = kit::unique("wh-in");
-    let dlq = kit::unique("wh-dlq");
-    kit::create_topic(&topic, 1).await;
-    kit::create_topic(&dlq, 1).await;
+    let kit::Stack { topic, dlq, .. } = kit::Stack::new("wh", 1).await;
     let rx = Receiver::start().await;
     let destinations = format!(
         r#"
@@ -104,13 +101,17 @@ audit = true
         ("extra", "alert-deployment-runtime.json", &with_extra),
         ("extra", "audit-notifier-create.json", &audit_body),
     ] {
-        let out = std::process::Command::new(kit::herald_bin())
-            .args(["render", "--config"])
-            .arg(&herald.config)
-            .args(["--destination", dest, "--input"])
-            .arg(kit::fixture(fixture))
-            .output()
-            .unwrap();
+        let input = kit::fixture(fixture);
+        let out = kit::cli(
+            &[
+                "render",
+                "--destination",
+                dest,
+                "--input",
+                input.to_str().unwrap(),
+            ],
+            &herald.config,
+        );
         assert!(
             out.status.success(),
             "{}",
@@ -135,10 +136,7 @@ audit = true
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consumes_over_sasl_scram() {
-    let topic = kit::unique("sasl-in");
-    let dlq = kit::unique("sasl-dlq");
-    kit::create_topic(&topic, 1).await;
-    kit::create_topic(&dlq, 1).await;
+    let kit::Stack { topic, dlq, .. } = kit::Stack::new("sasl", 1).await;
     let rx = Receiver::start().await;
     let sasl_brokers =
         std::env::var("HERALD_TEST_SASL_BROKERS").unwrap_or_else(|_| "127.0.0.1:9094".into());
@@ -167,10 +165,7 @@ async fn consumes_over_sasl_scram() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_trusts_ca_file_or_skip_verify_and_rejects_unknown_issuers() {
-    let topic = kit::unique("tls-in");
-    let dlq = kit::unique("tls-dlq");
-    kit::create_topic(&topic, 1).await;
-    kit::create_topic(&dlq, 1).await;
+    let kit::Stack { topic, dlq, .. } = kit::Stack::new("tls", 1).await;
     let dir = tempfile::tempdir().unwrap();
     let certs = kit::tls::certs(dir.path());
     let rx = Receiver::start_tls(&certs).await;
@@ -230,10 +225,7 @@ url = "{u}/untrusted"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn honours_http_proxy_from_the_environment() {
-    let topic = kit::unique("px-in");
-    let dlq = kit::unique("px-dlq");
-    kit::create_topic(&topic, 1).await;
-    kit::create_topic(&dlq, 1).await;
+    let kit::Stack { topic, dlq, .. } = kit::Stack::new("px", 1).await;
     // The recording receiver plays the proxy: a proxied plain-HTTP request
     // arrives with the absolute URL of the real target.
     let proxy = Receiver::start().await;
@@ -256,10 +248,7 @@ async fn honours_http_proxy_from_the_environment() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consumes_over_mutual_tls() {
-    let topic = kit::unique("mtls-in");
-    let dlq = kit::unique("mtls-dlq");
-    kit::create_topic(&topic, 1).await;
-    kit::create_topic(&dlq, 1).await;
+    let kit::Stack { topic, dlq, .. } = kit::Stack::new("mtls", 1).await;
     let rx = Receiver::start().await;
     let stack = std::env::var("HERALD_STACK_DIR")
         .unwrap_or_else(|_| format!("{}/.cache/herald-stack", std::env::var("HOME").unwrap()));

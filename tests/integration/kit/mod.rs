@@ -378,6 +378,51 @@ pub fn metric_value(exposition: &str, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// A test's own input topic, dead-letter topic and consumer group.
+pub struct Stack {
+    pub topic: String,
+    pub dlq: String,
+    pub group: String,
+}
+
+impl Stack {
+    pub async fn new(prefix: &str, partitions: i32) -> Stack {
+        let s = Stack {
+            topic: unique(&format!("{prefix}-in")),
+            dlq: unique(&format!("{prefix}-dlq")),
+            group: unique(&format!("{prefix}-g")),
+        };
+        create_topic(&s.topic, partitions).await;
+        create_topic(&s.dlq, 1).await;
+        s
+    }
+
+    pub fn config(&self, extra_kafka: &str, destinations: &str) -> String {
+        config(
+            &self.topic,
+            &self.dlq,
+            &self.group,
+            extra_kafka,
+            destinations,
+        )
+    }
+
+    /// The committed offset of partition 0.
+    pub async fn committed(&self) -> i64 {
+        committed(&self.group, &self.topic, 1).await[0]
+    }
+}
+
+/// Runs `herald <args> --config <config>` and returns its output.
+pub fn cli(args: &[&str], config: &Path) -> std::process::Output {
+    Command::new(herald_bin())
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .expect("herald runs")
+}
+
 /// A minimal valid config for one input topic and a list of destination tables.
 pub fn config(
     topic: &str,
