@@ -267,8 +267,13 @@ async fn default_procid_and_device_version_are_herald_s() {
 
 /// n small alerts, each with a unique id, for the load tests.
 async fn produce_many(topic: &str, prefix: &str, n: usize) {
+    produce_many_from(topic, prefix, 0, n).await;
+}
+
+/// Alerts `<prefix>-<start>` … `<prefix>-<start + n - 1>`.
+async fn produce_many_from(topic: &str, prefix: &str, start: usize, n: usize) {
     let p = kit::producer();
-    for chunk in (0..n).collect::<Vec<_>>().chunks(2000) {
+    for chunk in (start..start + n).collect::<Vec<_>>().chunks(2000) {
         let sends: Vec<_> = chunk
             .iter()
             .map(|i| {
@@ -371,10 +376,16 @@ async fn rsyslog_restarted_mid_stream_loses_nothing() {
         &dest,
     ));
     herald.wait_ready(Duration::from_secs(30)).await;
-    produce_many(&topic, "r", n).await;
+    // Half the stream, a restart while it flows, then the other half: herald
+    // writes after the restart, so it meets the closed connection.
+    let (first, second) = (n / 2, n - n / 2);
+    let t = topic.clone();
+    let producer = tokio::spawn(async move { produce_many(&t, "r", first).await });
     r.wait_lines("out_tcp", &host, 3000, Duration::from_secs(60))
         .await;
     r.restart();
+    producer.await.unwrap();
+    produce_many_from(&topic, "r", first, second).await;
     let ok = kit::eventually(Duration::from_secs(180), || async {
         ids(&r.lines("out_tcp", &host), "r-").len() >= n
     })
