@@ -5,4 +5,5 @@ pub mod cef;
 pub mod gojson;
 pub mod prune;
 pub mod splunk;
+pub mod text;
 pub mod webhook;

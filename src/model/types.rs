@@ -195,6 +195,38 @@ pub struct Policy {
     pub lifecycle_stages: Vec<LifecycleStage>,
     pub severity: Severity,
     pub notifiers: Vec<String>,
+    pub policy_sections: Vec<PolicySection>,
+    pub mitre_attack_vectors: Vec<MitreVectors>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PolicySection {
+    pub section_name: String,
+    pub policy_groups: Vec<PolicyGroup>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PolicyGroup {
+    pub field_name: String,
+    /// `OR` (absent) or `AND`.
+    pub boolean_operator: String,
+    pub negate: bool,
+    pub values: Vec<PolicyValue>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PolicyValue {
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct MitreVectors {
+    pub tactic: String,
+    pub techniques: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -261,7 +293,49 @@ pub struct Node {
 #[serde(rename_all = "camelCase", default)]
 pub struct Violation {
     pub message: String,
+    pub key_value_attrs: Option<KeyValueAttrs>,
+    pub file_access: Option<FileAccess>,
     pub time: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct KeyValueAttrs {
+    pub attrs: Vec<KeyValue>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct KeyValue {
+    pub key: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct FileAccess {
+    pub file: Option<FileRef>,
+    pub process: Option<ProcessRef>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct FileRef {
+    pub effective_path: String,
+    pub actual_path: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ProcessRef {
+    pub signal: Option<ProcessSignal>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ProcessSignal {
+    pub name: String,
+    pub exec_file_path: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
