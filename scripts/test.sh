@@ -8,7 +8,9 @@ cd "$(dirname "$0")/.."
 scripts/deps.sh
 started=0
 started_rsyslog=0
+started_smtp=0
 cleanup() {
+  if [[ $started_smtp == 1 ]]; then scripts/smtp.sh stop || true; fi
   if [[ $started == 1 ]]; then scripts/kafka.sh stop || true; fi
   if [[ $started_rsyslog == 1 ]]; then scripts/rsyslog.sh stop || true; fi
 }
@@ -20,6 +22,10 @@ fi
 if ! scripts/rsyslog.sh status >/dev/null 2>&1; then
   scripts/rsyslog.sh start
   started_rsyslog=1
+fi
+if ! scripts/smtp.sh status >/dev/null 2>&1; then
+  scripts/smtp.sh start
+  started_smtp=1
 fi
 
 cargo fmt --all -- --check

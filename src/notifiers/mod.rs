@@ -4,6 +4,7 @@
 //! one destination, and says whether a failure is worth retrying. Retries, rate
 //! limits, timeouts and metrics live once, in `crate::delivery`.
 
+pub mod email;
 pub mod http;
 pub mod splunk;
 pub mod sumologic;
@@ -139,6 +140,11 @@ pub static TYPES: &[NotifierType] = &[
         name: "webhook",
         default_audit: false,
         parse: parse_as::<webhook::Settings>,
+    },
+    NotifierType {
+        name: "email",
+        default_audit: false,
+        parse: parse_as::<email::Settings>,
     },
     NotifierType {
         name: "splunk",

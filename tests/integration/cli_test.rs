@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::kit::hec::Hec;
 use crate::kit::receiver::Behavior;
-use crate::kit::rsyslog::Rsyslog;
+use crate::kit::service::Rsyslog;
 use crate::kit::{self, Receiver};
 
 fn herald_test(config: &str, destination: &str) -> (bool, String, String) {

@@ -5,6 +5,7 @@
 mod cli;
 mod cli_test;
 mod delivery;
+mod email;
 mod kit;
 mod source;
 mod splunk;

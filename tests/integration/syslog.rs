@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use crate::kit::rsyslog::Rsyslog;
+use crate::kit::service::Rsyslog;
 use crate::kit::{self, Herald};
 
 fn fixture_json(name: &str) -> serde_json::Value {

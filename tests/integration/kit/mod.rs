@@ -5,7 +5,7 @@
 
 pub mod hec;
 pub mod receiver;
-pub mod rsyslog;
+pub mod service;
 pub mod tls;
 
 use std::io::Read;

@@ -1,0 +1,435 @@
+#!/usr/bin/env bash
+# A real SMTP server (aiosmtpd, from PyPI, in its own venv) as the mail relay
+# for herald's alert-email tests. ONE Python process of our own
+# (scripts/smtp/server.py), backgrounded by this script, with three
+# listeners on 127.0.0.1:
+#   STARTTLS + AUTH    SMTP_STARTTLS_PORT (10587): STARTTLS required first
+#                      (530 otherwise), then AUTH PLAIN/LOGIN, then mail
+#   SMTPS + AUTH       SMTP_SMTPS_PORT    (10465): implicit TLS, AUTH
+#                      PLAIN/LOGIN, then mail
+#   plain relay        SMTP_PLAIN_PORT    (10025): cleartext, no AUTH offered,
+#                      mail accepted from anyone
+# On the two AUTH servers MAIL/RCPT/DATA before AUTH get `530 5.7.0
+# Authentication required`, a wrong password `535 5.7.8 Authentication
+# credentials invalid`. Credentials: herald / smtp-secret.
+#
+# Every accepted message is stored byte-exact (the DATA bytes after
+# dot-unstuffing, CRLF kept, no header added) as
+#   $HERALD_STACK_DIR/run/smtp/out/<server>/<id>.eml    server: starttls,
+#   $HERALD_STACK_DIR/run/smtp/out/<server>/<id>.json           smtps, plain
+# <id> = <UTC yyyymmddTHHMMSS.ffffff>Z-<6-digit sequence>: names sort in
+# delivery order. The .json (envelope: mail_from, rcpt_tos, server,
+# auth_mechanism "PLAIN"/"LOGIN"/null, auth_login, tls, ...; see
+# scripts/smtp/server.py) appears only after the .eml is complete.
+#
+# Test PKI (openssl CLI, EC P-256, unencrypted PKCS#8 keys, 30 days) in
+# $HERALD_STACK_DIR/run/smtp-tls/: ca.pem (trust this), server.pem/.key (SAN
+# DNS:localhost, IP:127.0.0.1). Generated when missing, invalid or expiring
+# within a day; kept otherwise.
+#
+# Usage: scripts/smtp.sh COMMAND
+#   install   create the venv $HERALD_STACK_DIR/smtp-venv with the pinned
+#             scripts/smtp/requirements.txt (once; again when that file or
+#             the Python changes)
+#   start     install if needed, make the certs, start our server, wait until
+#             the three ports accept. A fresh start empties the output dirs
+#             (SMTP_KEEP_OUTPUT=1 keeps them); on an already running instance
+#             it does nothing
+#   stop      stop the server started by this script, wait for its exit
+#   restart   stop + start keeping the output dirs and certs
+#   status    exit 0 iff our server runs, the three ports accept and the
+#             plain port answers 220
+#   info      print ports, CA, output dirs, credentials, pid (key=value lines)
+#   clear     empty the output dirs (safe while running)
+#
+# Environment:
+#   HERALD_STACK_DIR       state root (default ~/.cache/herald-stack)
+#   SMTP_STARTTLS_PORT     STARTTLS + AUTH listener (default 10587)
+#   SMTP_SMTPS_PORT        implicit TLS + AUTH      (default 10465)
+#   SMTP_PLAIN_PORT        cleartext, no AUTH       (default 10025)
+#   SMTP_KEEP_OUTPUT=1     make `start` keep the stored messages
+#   SMTP_START_TIMEOUT     seconds to wait for the ports (default 20)
+#   SMTP_SMTPUTF8          1 (default) advertise SMTPUTF8, 0 don't (MAIL
+#                          FROM ... SMTPUTF8 then gets 501)
+#   SMTP_MAX_MESSAGE_SIZE  SIZE limit in bytes (default 33554432; 0 = none)
+#   SMTP_PYTHON            interpreter for the venv (default: python3.11 or
+#                          python3, must be 3.11+)
+# SMTP_SMTPUTF8 and SMTP_MAX_MESSAGE_SIZE apply at a fresh start (restart).
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+SRC_DIR="$SCRIPT_DIR/smtp"
+SERVER_PY="$SRC_DIR/server.py"
+REQUIREMENTS="$SRC_DIR/requirements.txt"
+# requirements.txt is the single place where the version is pinned.
+AIOSMTPD_VERSION=$(sed -n 's/^aiosmtpd==\([^ ]*\).*/\1/p' "$REQUIREMENTS")
+
+STACK_DIR=${HERALD_STACK_DIR:-$HOME/.cache/herald-stack}
+VENV="$STACK_DIR/smtp-venv"
+VENV_PY="$VENV/bin/python"
+VENV_MARK="$VENV/.herald-complete"
+RUN_DIR="$STACK_DIR/run"
+SMTP_DIR="$RUN_DIR/smtp"
+OUT_DIR="$SMTP_DIR/out"
+SERVER_NAMES=(starttls smtps plain)
+# Temp files of deliveries in progress (renamed into out/<server>/).
+TMP_DIR="$SMTP_DIR/tmp"
+LOG_FILE="$SMTP_DIR/server.log"
+STDOUT_LOG="$SMTP_DIR/server.out"
+PID_FILE="$RUN_DIR/smtp.pid"
+LOCK_FILE="$RUN_DIR/.smtp.lock"
+
+TLS_DIR="$RUN_DIR/smtp-tls"
+TLS_CA="$TLS_DIR/ca.pem"
+TLS_CA_KEY="$TLS_DIR/ca.key"
+TLS_SERVER_CERT="$TLS_DIR/server.pem"
+TLS_SERVER_KEY="$TLS_DIR/server.key"
+TLS_FILES=("$TLS_CA" "$TLS_CA_KEY" "$TLS_SERVER_CERT" "$TLS_SERVER_KEY")
+TLS_DAYS=30
+
+HOST=127.0.0.1
+STARTTLS_PORT=${SMTP_STARTTLS_PORT:-10587}
+SMTPS_PORT=${SMTP_SMTPS_PORT:-10465}
+PLAIN_PORT=${SMTP_PLAIN_PORT:-10025}
+PORTS=("$STARTTLS_PORT" "$SMTPS_PORT" "$PLAIN_PORT")
+USERNAME=herald
+PASSWORD=smtp-secret
+SMTPUTF8=${SMTP_SMTPUTF8:-1}
+MAX_MESSAGE_SIZE=${SMTP_MAX_MESSAGE_SIZE:-33554432}
+START_TIMEOUT=${SMTP_START_TIMEOUT:-20}
+STOP_TIMEOUT=20
+
+log() { echo "smtp.sh: $*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# Serialises start/stop/restart/install/clear across parallel callers (test
+# binaries may all call `start`). Closed in the server child (9>&-).
+take_lock() {
+  mkdir -p "$RUN_DIR"
+  exec 9>"$LOCK_FILE"
+  flock 9
+}
+
+# ---------------------------------------------------------------- install
+
+# Prints the real path of a Python 3.11+ interpreter (not a pyenv shim, so
+# the venv does not depend on which pyenv version is selected later).
+find_python() {
+  local c exe
+  for c in ${SMTP_PYTHON:-python3.11 python3}; do
+    command -v "$c" >/dev/null 2>&1 || continue
+    exe=$("$c" -c 'import sys; assert sys.version_info >= (3, 11); print(sys.executable)' 2>/dev/null) || continue
+    [[ -x $exe ]] && { echo "$exe"; return 0; }
+  done
+  return 1
+}
+
+# What the marker records: the requirements' hash and the base interpreter.
+venv_want() { echo "$(sha256sum "$REQUIREMENTS" | cut -d' ' -f1) $1"; }
+
+installed() {
+  [[ -f $VENV_MARK && -x $VENV_PY ]] || return 1
+  local base
+  base=$(cut -d' ' -f2- "$VENV_MARK")
+  [[ $(<"$VENV_MARK") == "$(venv_want "$base")" ]] || return 1
+  # Also catches a venv whose base interpreter went away.
+  "$VENV_PY" -c 'import aiosmtpd' >/dev/null 2>&1
+}
+
+install_venv() {
+  installed && return 0
+  local py out t0=$SECONDS
+  py=$(find_python) || die "no Python 3.11+ found (tried: ${SMTP_PYTHON:-python3.11 python3}); set SMTP_PYTHON"
+  log "creating $VENV with aiosmtpd $AIOSMTPD_VERSION (Python $py)"
+  rm -rf "$VENV"
+  mkdir -p "$STACK_DIR"
+  out=$("$py" -m venv "$VENV" 2>&1) || {
+    echo "$out" >&2
+    die "python -m venv failed (Debian's system python needs: apt-get install python3-venv)"
+  }
+  out=$("$VENV_PY" -m pip install -q --disable-pip-version-check --no-input -r "$REQUIREMENTS" 2>&1) || {
+    echo "$out" >&2
+    die "pip install -r $REQUIREMENTS failed"
+  }
+  "$VENV_PY" -c "import aiosmtpd; assert aiosmtpd.__version__ == '$AIOSMTPD_VERSION', aiosmtpd.__version__" ||
+    die "aiosmtpd $AIOSMTPD_VERSION not importable from $VENV"
+  # Written last: a venv without the marker is rebuilt.
+  venv_want "$py" >"$VENV_MARK"
+  log "installed aiosmtpd $AIOSMTPD_VERSION in $((SECONDS - t0))s"
+}
+
+# ---------------------------------------------------------------- TLS
+
+tls_ok() {
+  local f
+  for f in "${TLS_FILES[@]}"; do [[ -s $f ]] || return 1; done
+  for f in "$TLS_CA" "$TLS_SERVER_CERT"; do
+    openssl x509 -noout -checkend 86400 -in "$f" >/dev/null 2>&1 || return 1
+  done
+  openssl verify -CAfile "$TLS_CA" "$TLS_SERVER_CERT" >/dev/null 2>&1
+}
+
+# Builds the CA and server cert in a temp dir and swaps it in, so a failed run
+# never leaves a half-written set behind.
+gen_tls() {
+  command -v openssl >/dev/null || die "openssl not found (apt-get install openssl)"
+  local tmp="$TLS_DIR.tmp.$$" out
+  rm -rf "$tmp"
+  mkdir -p "$tmp"
+  cat >"$tmp/openssl.cnf" <<EOF
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+[ca_ext]
+basicConstraints = critical, CA:TRUE, pathlen:0
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+[server_ext]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:localhost, IP:$HOST
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+EOF
+  if ! out=$(cd "$tmp" && tls_make_files 2>&1); then
+    echo "$out" >&2
+    rm -rf "$tmp"
+    die "TLS certificate generation failed"
+  fi
+  rm -rf "$TLS_DIR"
+  mv "$tmp" "$TLS_DIR"
+  log "generated test CA + server cert (valid ${TLS_DAYS} days) in $TLS_DIR"
+}
+
+# Runs in a subshell inside the temp dir holding openssl.cnf. genpkey writes
+# unencrypted PKCS#8 ("BEGIN PRIVATE KEY").
+tls_make_files() {
+  local k
+  umask 077
+  for k in ca server; do
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$k.key" || return 1
+  done
+  openssl req -new -x509 -config openssl.cnf -key ca.key -subj "/CN=herald smtp test CA" \
+    -days "$TLS_DAYS" -extensions ca_ext -out ca.pem || return 1
+  openssl req -new -config openssl.cnf -key server.key -subj "/CN=localhost" |
+    openssl x509 -req -CA ca.pem -CAkey ca.key -set_serial "0x$(openssl rand -hex 16)" \
+      -days "$TLS_DAYS" -extfile openssl.cnf -extensions server_ext -out server.pem || return 1
+  chmod 644 ca.pem server.pem && rm -f openssl.cnf &&
+    openssl verify -CAfile ca.pem server.pem
+}
+
+# ---------------------------------------------------------------- process
+
+pid_alive() {
+  local state
+  state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
+  [[ -n $state && $state != Z ]]
+}
+
+# Prints the pid iff the pid file points at OUR server (guards against a
+# recycled pid and against a server of another stack dir).
+our_pid() {
+  [[ -f $PID_FILE ]] || return 1
+  local pid
+  pid=$(<"$PID_FILE")
+  [[ $pid =~ ^[0-9]+$ ]] && pid_alive "$pid" || return 1
+  local cmd
+  cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+  [[ $cmd == *"/server.py "* && $cmd == *" --out-dir $OUT_DIR "* ]] || return 1
+  echo "$pid"
+}
+
+port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
+
+# True iff process $1 itself holds a listening socket on HOST:port for each of
+# our ports (read from /proc: no connection, no handshake noise in the log).
+ports_open() {
+  local pid=$1 inodes p hex inode
+  inodes=" $(find "/proc/$pid/fd" -lname 'socket:*' -printf '%l\n' 2>/dev/null | tr -dc '0-9\n' | tr '\n' ' ') "
+  for p in "${PORTS[@]}"; do
+    printf -v hex '%08X:%04X' "$(ip_hex_le "$HOST")" "$p"
+    inode=$(awk -v a="$hex" '$2 == a && $4 == "0A" { print $10 }' /proc/net/tcp)
+    [[ -n $inode && $inodes == *" $inode "* ]] || return 1
+  done
+}
+
+# 127.0.0.1 -> 0x0100007F, the byte order /proc/net/tcp shows.
+ip_hex_le() {
+  local a b c d
+  IFS=. read -r a b c d <<<"$1"
+  echo $(((d << 24) | (c << 16) | (b << 8) | a))
+}
+
+# The event loop serves: the plain port answers "220 ..." (then QUIT).
+greets() {
+  (
+    exec 3<>"/dev/tcp/$HOST/$PLAIN_PORT" || exit 1
+    IFS= read -r -t 3 line <&3 || exit 1
+    printf 'QUIT\r\n' >&3
+    [[ $line == "220 "* ]]
+  ) 2>/dev/null
+}
+
+wait_ready() {
+  local pid=$1 deadline=$((SECONDS + START_TIMEOUT))
+  while ((SECONDS < deadline)); do
+    if ! pid_alive "$pid"; then
+      tail -n 30 "$STDOUT_LOG" "$LOG_FILE" >&2 2>/dev/null || true
+      rm -f "$PID_FILE"
+      die "server exited during startup (logs: $STDOUT_LOG, $LOG_FILE)"
+    fi
+    ports_open "$pid" && greets && return 0
+    sleep 0.1
+  done
+  die "server (pid $pid) did not open ports ${PORTS[*]} within ${START_TIMEOUT}s (logs: $STDOUT_LOG, $LOG_FILE)"
+}
+
+# Empties out/<server>/ (the dirs themselves stay). Safe while running: a
+# delivery in progress lives in TMP_DIR until its final rename.
+clear_outputs() {
+  local n
+  for n in "${SERVER_NAMES[@]}"; do
+    mkdir -p "$OUT_DIR/$n"
+    find "$OUT_DIR/$n" -mindepth 1 -delete
+  done
+}
+
+start_smtp() {
+  install_venv
+  local pid
+  if pid=$(our_pid); then
+    log "server already running (pid $pid)"
+    tls_ok || log "warning: TLS files in $TLS_DIR missing/invalid/expiring; run: $0 restart"
+    wait_ready "$pid"
+  else
+    rm -f "$PID_FILE"
+    local p
+    for p in "${PORTS[@]}"; do
+      port_open "$p" && die "port $p is already in use by another process (not started by this script)"
+    done
+    tls_ok || gen_tls
+    if [[ ${SMTP_KEEP_OUTPUT:-0} == 1 ]]; then
+      local n
+      for n in "${SERVER_NAMES[@]}"; do mkdir -p "$OUT_DIR/$n"; done
+    else
+      clear_outputs
+    fi
+    rm -rf "$TMP_DIR"
+    mkdir -p "$TMP_DIR"
+    local t0=$SECONDS
+    # setsid: survive the calling shell and not get its Ctrl-C; without job
+    # control it execs in place, so $! is the Python process.
+    setsid "$VENV_PY" "$SERVER_PY" --host "$HOST" \
+      --starttls-port "$STARTTLS_PORT" --smtps-port "$SMTPS_PORT" --plain-port "$PLAIN_PORT" \
+      --cert "$TLS_SERVER_CERT" --key "$TLS_SERVER_KEY" \
+      --out-dir "$OUT_DIR" --tmp-dir "$TMP_DIR" --log-file "$LOG_FILE" \
+      --username "$USERNAME" --password "$PASSWORD" \
+      --smtputf8 "$SMTPUTF8" --data-size-limit "$MAX_MESSAGE_SIZE" \
+      >>"$STDOUT_LOG" 2>&1 </dev/null 9>&- &
+    pid=$!
+    echo "$pid" >"$PID_FILE"
+    log "starting aiosmtpd $AIOSMTPD_VERSION server (pid $pid), waiting up to ${START_TIMEOUT}s"
+    wait_ready "$pid"
+    log "server up after $((SECONDS - t0))s"
+  fi
+  log "STARTTLS+AUTH $HOST:$STARTTLS_PORT -> $OUT_DIR/starttls/"
+  log "SMTPS+AUTH    $HOST:$SMTPS_PORT -> $OUT_DIR/smtps/"
+  log "plain relay   $HOST:$PLAIN_PORT -> $OUT_DIR/plain/"
+  log "user $USERNAME / $PASSWORD, CA $TLS_CA, log $LOG_FILE"
+}
+
+stop_smtp() {
+  local pid
+  if ! pid=$(our_pid); then
+    rm -f "$PID_FILE"
+    log "server not running"
+    return 0
+  fi
+  log "stopping server (pid $pid)"
+  kill -TERM "$pid" 2>/dev/null || true
+  local deadline=$((SECONDS + STOP_TIMEOUT))
+  while pid_alive "$pid" && ((SECONDS < deadline)); do sleep 0.05; done
+  if pid_alive "$pid"; then
+    log "server ignored SIGTERM for ${STOP_TIMEOUT}s, sending SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+    while pid_alive "$pid"; do sleep 0.05; done
+  fi
+  rm -f "$PID_FILE"
+  log "server stopped"
+}
+
+status_smtp() {
+  local pid
+  if ! pid=$(our_pid); then
+    echo "smtp: not running"
+    return 1
+  fi
+  if ports_open "$pid" && greets; then
+    echo "smtp: running (pid $pid) on $HOST ports starttls=$STARTTLS_PORT smtps=$SMTPS_PORT plain=$PLAIN_PORT"
+  else
+    echo "smtp: process $pid alive but ports ${PORTS[*]} do not all accept"
+    return 1
+  fi
+}
+
+print_info() {
+  local pid
+  pid=$(our_pid) || pid=
+  cat <<EOF
+host=$HOST
+starttls_port=$STARTTLS_PORT
+smtps_port=$SMTPS_PORT
+plain_port=$PLAIN_PORT
+ca=$TLS_CA
+tls_server_name=localhost
+tls_dir=$TLS_DIR
+out_dir=$OUT_DIR
+out_starttls=$OUT_DIR/starttls
+out_smtps=$OUT_DIR/smtps
+out_plain=$OUT_DIR/plain
+username=$USERNAME
+password=$PASSWORD
+aiosmtpd_version=$AIOSMTPD_VERSION
+smtputf8=$SMTPUTF8
+max_message_size=$MAX_MESSAGE_SIZE
+log=$LOG_FILE
+stdout_log=$STDOUT_LOG
+venv=$VENV
+pid_file=$PID_FILE
+pid=$pid
+EOF
+}
+
+cmd=${1:-}
+[[ $# -gt 0 ]] && shift
+case $cmd in
+  install)
+    take_lock
+    install_venv
+    ;;
+  start)
+    take_lock
+    start_smtp
+    ;;
+  stop)
+    take_lock
+    stop_smtp
+    ;;
+  restart)
+    take_lock
+    stop_smtp
+    SMTP_KEEP_OUTPUT=1 start_smtp
+    ;;
+  status) status_smtp ;;
+  info) print_info ;;
+  clear)
+    take_lock
+    clear_outputs
+    ;;
+  *)
+    sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0" >&2
+    exit 2
+    ;;
+esac
