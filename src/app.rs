@@ -83,6 +83,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .iter()
         .map(|d| Pool::start(d, shared.clone()))
         .collect();
+    // Start-up checks (Jira permissions and priorities …) in the background:
+    // a destination that fails them still gets its deliveries retried.
+    for d in &config.destinations {
+        let (name, notifier) = (d.common.name.clone(), d.notifier.clone());
+        tokio::spawn(async move {
+            match notifier.preflight().await {
+                Ok(what) => tracing::info!(destination = %name, "start-up checks: {what}"),
+                Err(e) => {
+                    tracing::error!(destination = %name, error = %e, "start-up checks failed")
+                }
+            }
+        });
+    }
     if let Some(l) = &ledger {
         tokio::spawn(ledger_upkeep(
             l.clone(),

@@ -35,6 +35,9 @@ enum Command {
     CheckConfig {
         #[arg(long, short)]
         config: PathBuf,
+        /// Also run each destination's start-up checks against it.
+        #[arg(long)]
+        online: bool,
     },
     /// Print exactly the bytes herald would send to one destination for one
     /// message value, without sending anything.
@@ -115,7 +118,7 @@ pub fn main() -> ExitCode {
             println!("herald {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        Command::CheckConfig { config } => match Config::load(&config) {
+        Command::CheckConfig { config, online } => match Config::load(&config) {
             Ok(c) => {
                 println!(
                     "{}: valid ({} destination{})",
@@ -123,6 +126,25 @@ pub fn main() -> ExitCode {
                     c.destinations.len(),
                     if c.destinations.len() == 1 { "" } else { "s" }
                 );
+                if online {
+                    return report(block_on(async move {
+                        let mut failed = 0;
+                        for d in &c.destinations {
+                            match d.notifier.preflight().await {
+                                Ok(what) => println!("{}: ok: {what}", d.common.name),
+                                Err(e) => {
+                                    failed += 1;
+                                    println!("{}: failed: {e}", d.common.name);
+                                }
+                            }
+                        }
+                        anyhow::ensure!(
+                            failed == 0,
+                            "{failed} destination(s) failed their start-up checks"
+                        );
+                        Ok(())
+                    }));
+                }
                 ExitCode::SUCCESS
             }
             Err(errs) => {

@@ -6,6 +6,7 @@
 
 pub mod email;
 pub mod http;
+pub mod jira;
 pub mod splunk;
 pub mod sumologic;
 pub mod syslog;
@@ -92,6 +93,12 @@ pub trait Notifier: Send + Sync + fmt::Debug {
         })
     }
 
+    /// Start-up checks against the destination (Jira's permissions and
+    /// priorities, say); what they found, for logs and `check-config --online`.
+    fn preflight(&self) -> BoxFuture<'_, Result<String, DeliveryError>> {
+        Box::pin(async { Ok("no start-up checks for this type".to_string()) })
+    }
+
     /// Closes connections cleanly at shutdown (a TLS close_notify, say).
     fn close(&self) -> BoxFuture<'_, ()> {
         Box::pin(async {})
@@ -145,6 +152,11 @@ pub static TYPES: &[NotifierType] = &[
         name: "email",
         default_audit: false,
         parse: parse_as::<email::Settings>,
+    },
+    NotifierType {
+        name: "jira",
+        default_audit: false,
+        parse: parse_as::<jira::Settings>,
     },
     NotifierType {
         name: "splunk",

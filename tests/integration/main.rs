@@ -6,6 +6,7 @@ mod cli;
 mod cli_test;
 mod delivery;
 mod email;
+mod jira;
 mod kit;
 mod source;
 mod splunk;

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod hec;
+pub mod jira;
 pub mod receiver;
 pub mod service;
 pub mod tls;

@@ -1,0 +1,332 @@
+#!/usr/bin/env bash
+# Contract mocks for herald's HTTP notifiers: Stoplight Prism (npm
+# @stoplight/prism-cli, pinned below; 5.15+ needs Node 24, this one runs on
+# Node 18/20) in `mock` mode, offline, validating every request against an
+# OpenAPI document. Two Prism processes of our own, backgrounded by this
+# script, on 127.0.0.1:
+#   Jira       PRISM_JIRA_PORT      (14010) serving tests/contracts/jira-v2.json
+#              (Jira REST v2 + GET /rest/api/3/search/jql, see its info.x-herald)
+#   PagerDuty  PRISM_PAGERDUTY_PORT (14011) serving the PagerDuty Events v2 spec
+#              from <repo>/../shared/specs/pagerduty-events-v2.json, read in
+#              place at run time (it has no license: never copy it into the
+#              repo). Missing: PagerDuty is skipped with a warning.
+#              Prism matches the spec's paths without its server's /v2 base
+#              path: the endpoint is http://127.0.0.1:14011/enqueue (and
+#              /change/enqueue); /v2/enqueue gets Prism's 404.
+#
+# Prism runs WITHOUT --errors: a request that breaks the contract still gets
+# an answer (422/400/401, see below), and every violation is reported in the
+# `sl-violations` response header, a JSON array of
+#   {"location":["request","body","fields"],"severity":"Error","code":"required",
+#    "message":"Request body must have required property 'fields'"}
+# Request-side problems have location[0] == "request" (body, query, header,
+# path); response-side ones (the mock's own example breaking the spec) have
+# "response". Tests assert on request-side entries with severity "Error".
+# Answers come from the documents' static examples (no -d/--dynamic), so they
+# are the same on every call. Both specs' operations are secured: Jira wants
+# an `Authorization: Basic ...` (or Bearer) header, else 401 + violation.
+#
+# Usage: scripts/prism.sh COMMAND
+#   install   npm install the pinned prism-cli into $HERALD_STACK_DIR/prism
+#             (a private prefix; once, again when the version changes)
+#   start     install if needed, start both mocks, wait until they answer
+#             (PRISM_START_TIMEOUT, 60 s); on running instances it does nothing
+#   stop      stop the mocks started by this script, wait for their exit
+#   restart   stop + start
+#   status    exit 0 iff our mocks run and answer (PagerDuty only if its spec
+#             exists)
+#   info      print URLs, spec paths, logs, pids (key=value lines)
+#
+# Environment:
+#   HERALD_STACK_DIR       state root (default ~/.cache/herald-stack)
+#   PRISM_JIRA_PORT        Jira mock port      (default 14010)
+#   PRISM_PAGERDUTY_PORT   PagerDuty mock port (default 14011)
+#   PRISM_SHARED_SPECS     dir holding pagerduty-events-v2.json (default
+#                          <repo>/../shared/specs)
+#   PRISM_START_TIMEOUT    seconds to wait for the mocks (default 60)
+#   PRISM_NODE             node binary (default: node from PATH, must be 18+)
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_DIR=$(cd "$SCRIPT_DIR/.." && pwd)
+PRISM_VERSION=5.14.2
+PRISM_PKG="@stoplight/prism-cli@$PRISM_VERSION"
+
+STACK_DIR=${HERALD_STACK_DIR:-$HOME/.cache/herald-stack}
+PREFIX="$STACK_DIR/prism"
+PRISM_MAIN="$PREFIX/node_modules/@stoplight/prism-cli/dist/index.js"
+PRISM_MARK="$PREFIX/.herald-complete"
+RUN_DIR="$STACK_DIR/run"
+PRISM_RUN="$RUN_DIR/prism"
+LOCK_FILE="$RUN_DIR/.prism.lock"
+
+HOST=127.0.0.1
+JIRA_PORT=${PRISM_JIRA_PORT:-14010}
+PD_PORT=${PRISM_PAGERDUTY_PORT:-14011}
+JIRA_SPEC="$REPO_DIR/tests/contracts/jira-v2.json"
+SHARED_SPECS=${PRISM_SHARED_SPECS:-$(cd "$REPO_DIR/.." && pwd)/shared/specs}
+PD_SPEC="$SHARED_SPECS/pagerduty-events-v2.json"
+START_TIMEOUT=${PRISM_START_TIMEOUT:-60}
+STOP_TIMEOUT=20
+NODE=${PRISM_NODE:-node}
+
+# name -> port / spec / probe (a GET that must get an HTTP answer from Prism;
+# any status will do, Prism answers unknown routes with 404/405 itself).
+MOCKS=(jira pagerduty)
+declare -A PORT=([jira]=$JIRA_PORT [pagerduty]=$PD_PORT)
+declare -A SPEC=([jira]=$JIRA_SPEC [pagerduty]=$PD_SPEC)
+declare -A PROBE=([jira]=/rest/api/2/serverInfo [pagerduty]=/enqueue)
+
+pid_file() { echo "$RUN_DIR/prism-$1.pid"; }
+log_file() { echo "$PRISM_RUN/$1.log"; }
+
+log() { echo "prism.sh: $*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# Serialises start/stop/restart/install across parallel callers (test binaries
+# may all call `start`). Closed in the Prism children (9>&-).
+take_lock() {
+  mkdir -p "$RUN_DIR"
+  exec 9>"$LOCK_FILE"
+  flock 9
+}
+
+# ---------------------------------------------------------------- install
+
+node_ok() {
+  local v
+  v=$("$NODE" -p 'process.versions.node.split(".")[0]' 2>/dev/null) || return 1
+  ((v >= 18))
+}
+
+installed() {
+  [[ -f $PRISM_MARK && $(<"$PRISM_MARK") == "$PRISM_PKG" && -f $PRISM_MAIN ]]
+}
+
+install_prism() {
+  installed && return 0
+  command -v "$NODE" >/dev/null || die "node not found (apt-get install nodejs npm, or set PRISM_NODE)"
+  node_ok || die "$NODE is $("$NODE" --version 2>/dev/null): prism-cli $PRISM_VERSION needs Node 18+"
+  command -v npm >/dev/null || die "npm not found (apt-get install npm)"
+  local t0=$SECONDS out
+  log "installing $PRISM_PKG into $PREFIX"
+  rm -rf "$PREFIX"
+  mkdir -p "$PREFIX"
+  # A package.json of our own makes $PREFIX a project root, so npm installs
+  # into $PREFIX/node_modules and not into some package.json above it.
+  printf '{"name":"herald-prism","private":true}\n' >"$PREFIX/package.json"
+  out=$(cd "$PREFIX" && npm install --no-audit --no-fund --no-update-notifier --loglevel=error \
+    --save-exact "$PRISM_PKG" 2>&1) || {
+    echo "$out" >&2
+    die "npm install $PRISM_PKG failed"
+  }
+  [[ -f $PRISM_MAIN ]] || die "npm install finished but $PRISM_MAIN is missing"
+  local v
+  v=$("$NODE" -p "require('$PREFIX/node_modules/@stoplight/prism-cli/package.json').version")
+  [[ $v == "$PRISM_VERSION" ]] || die "installed prism-cli is $v, want $PRISM_VERSION"
+  # Written last: a prefix without the marker is reinstalled.
+  echo "$PRISM_PKG" >"$PRISM_MARK"
+  log "installed $PRISM_PKG in $((SECONDS - t0))s"
+}
+
+# ---------------------------------------------------------------- process
+
+# True while any thread of process $1 runs. Node's main thread can exit first
+# and show as a zombie (Z) while its other threads still hold the listening
+# socket, so /proc/PID/stat alone says "gone" too early.
+pid_alive() {
+  local t state
+  for t in "/proc/$1/task/"*/stat; do
+    state=$(sed 's/.*) //' "$t" 2>/dev/null | cut -d' ' -f1) || continue
+    [[ -n $state && $state != Z && $state != X ]] && return 0
+  done
+  return 1
+}
+
+# Prints the pid iff the pid file of mock $1 points at OUR Prism (guards
+# against a recycled pid and against a Prism of another stack dir or port).
+our_pid() {
+  local f
+  f=$(pid_file "$1")
+  [[ -f $f ]] || return 1
+  local pid cmd
+  pid=$(<"$f")
+  [[ $pid =~ ^[0-9]+$ ]] && pid_alive "$pid" || return 1
+  cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+  [[ $cmd == *"$PRISM_MAIN mock "* && $cmd == *" --port ${PORT[$1]} "* ]] || return 1
+  echo "$pid"
+}
+
+port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
+
+# True iff Prism on port $2 answers an HTTP request (any status code).
+answers() {
+  local code
+  code=$(curl -s -o /dev/null -m 3 -w '%{http_code}' "http://$HOST:$2${PROBE[$1]}" 2>/dev/null) || true
+  [[ $code =~ ^[1-5][0-9][0-9]$ ]]
+}
+
+# The mocks this run serves: PagerDuty only when its spec is there.
+active_mocks() {
+  local m
+  for m in "${MOCKS[@]}"; do
+    [[ $m == pagerduty && ! -f ${SPEC[pagerduty]} ]] && continue
+    echo "$m"
+  done
+}
+
+spawn() {
+  local m=$1 port=${PORT[$1]} spec=${SPEC[$1]} lf
+  lf=$(log_file "$m")
+  : >"$lf"
+  # setsid: survive the calling shell and not get its Ctrl-C; without job
+  # control it execs in place, so $! is the node process. No --errors: broken
+  # requests are answered and reported in sl-violations. No --dynamic: static
+  # examples. `--multiprocess false` (the default; said explicitly): no forked
+  # child, one process per mock, so the pid file names the one to stop.
+  setsid "$NODE" "$PRISM_MAIN" mock "$spec" --host "$HOST" --port "$port" \
+    --multiprocess false --errors false --dynamic false \
+    >>"$lf" 2>&1 </dev/null 9>&- &
+  echo $! >"$(pid_file "$m")"
+}
+
+wait_ready() {
+  local deadline=$((SECONDS + START_TIMEOUT)) m pid pending
+  while ((SECONDS < deadline)); do
+    pending=0
+    for m in "$@"; do
+      if ! pid=$(our_pid "$m"); then
+        tail -n 30 "$(log_file "$m")" >&2 2>/dev/null || true
+        rm -f "$(pid_file "$m")"
+        die "prism $m exited during startup (log: $(log_file "$m"))"
+      fi
+      answers "$m" "${PORT[$m]}" || pending=1
+    done
+    ((pending == 0)) && return 0
+    sleep 0.2
+  done
+  die "prism mocks ($*) did not answer within ${START_TIMEOUT}s (logs: $PRISM_RUN/*.log)"
+}
+
+start_prism() {
+  install_prism
+  command -v curl >/dev/null || die "curl not found (apt-get install curl)"
+  [[ -f $JIRA_SPEC ]] || die "Jira contract $JIRA_SPEC missing"
+  [[ -f $PD_SPEC ]] || log "WARNING: $PD_SPEC not found (no ../shared beside the repo?): PagerDuty mock skipped"
+  mkdir -p "$PRISM_RUN"
+  local m pid t0=$SECONDS started=()
+  local -a mocks
+  mapfile -t mocks < <(active_mocks)
+  for m in "${mocks[@]}"; do
+    if pid=$(our_pid "$m"); then
+      log "$m mock already running (pid $pid)"
+      continue
+    fi
+    rm -f "$(pid_file "$m")"
+    port_open "${PORT[$m]}" && die "port ${PORT[$m]} ($m) is already in use by another process (not started by this script)"
+    spawn "$m"
+    started+=("$m")
+    log "starting prism $PRISM_VERSION $m mock (pid $(<"$(pid_file "$m")")) on $HOST:${PORT[$m]}"
+  done
+  wait_ready "${mocks[@]}"
+  ((${#started[@]} > 0)) && log "mocks up after $((SECONDS - t0))s"
+  for m in "${mocks[@]}"; do
+    log "$m  http://$HOST:${PORT[$m]}  spec ${SPEC[$m]}  log $(log_file "$m")"
+  done
+}
+
+stop_one() {
+  local m=$1 pid
+  if ! pid=$(our_pid "$m"); then
+    rm -f "$(pid_file "$m")"
+    return 0
+  fi
+  log "stopping $m mock (pid $pid)"
+  kill -TERM "$pid" 2>/dev/null || true
+  local deadline=$((SECONDS + STOP_TIMEOUT))
+  while pid_alive "$pid" && ((SECONDS < deadline)); do sleep 0.05; done
+  if pid_alive "$pid"; then
+    log "$m mock ignored SIGTERM for ${STOP_TIMEOUT}s, sending SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+    while pid_alive "$pid"; do sleep 0.05; done
+  fi
+  rm -f "$(pid_file "$m")"
+}
+
+stop_prism() {
+  local m
+  for m in "${MOCKS[@]}"; do stop_one "$m"; done
+  log "mocks stopped"
+}
+
+status_prism() {
+  local m pid rc=0 mocks
+  mapfile -t mocks < <(active_mocks)
+  for m in "${mocks[@]}"; do
+    if ! pid=$(our_pid "$m"); then
+      echo "prism $m: not running"
+      rc=1
+    elif answers "$m" "${PORT[$m]}"; then
+      echo "prism $m: running (pid $pid) on http://$HOST:${PORT[$m]}"
+    else
+      echo "prism $m: process $pid alive but http://$HOST:${PORT[$m]} does not answer"
+      rc=1
+    fi
+  done
+  [[ -f $PD_SPEC ]] || echo "prism pagerduty: skipped ($PD_SPEC not found)"
+  return "$rc"
+}
+
+print_info() {
+  local jpid ppid pd_url=
+  jpid=$(our_pid jira) || jpid=
+  ppid=$(our_pid pagerduty) || ppid=
+  [[ -f $PD_SPEC ]] && pd_url="http://$HOST:$PD_PORT"
+  cat <<EOF
+host=$HOST
+jira_port=$JIRA_PORT
+jira_url=http://$HOST:$JIRA_PORT
+jira_spec=$JIRA_SPEC
+jira_log=$(log_file jira)
+jira_pid_file=$(pid_file jira)
+jira_pid=$jpid
+pagerduty_port=$PD_PORT
+pagerduty_url=$pd_url
+pagerduty_enqueue_url=${pd_url:+$pd_url/enqueue}
+pagerduty_spec=$PD_SPEC
+pagerduty_log=$(log_file pagerduty)
+pagerduty_pid_file=$(pid_file pagerduty)
+pagerduty_pid=$ppid
+violations_header=sl-violations
+prism_version=$PRISM_VERSION
+prism_prefix=$PREFIX
+EOF
+}
+
+cmd=${1:-}
+[[ $# -gt 0 ]] && shift
+case $cmd in
+  install)
+    take_lock
+    install_prism
+    ;;
+  start)
+    take_lock
+    start_prism
+    ;;
+  stop)
+    take_lock
+    stop_prism
+    ;;
+  restart)
+    take_lock
+    stop_prism
+    start_prism
+    ;;
+  status) status_prism ;;
+  info) print_info ;;
+  *)
+    sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0" >&2
+    exit 2
+    ;;
+esac

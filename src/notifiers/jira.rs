@@ -1,0 +1,765 @@
+//! Jira issues (spec §2.4, REST API v2): Central's start-up checks, priority
+//! mapping (or `auto` from the issue type's allowed priorities), the summary
+//! and wiki-markup description, default fields merged into `fields`, the
+//! project by annotation. Beyond Central: a label searched before creating,
+//! so a crash or a lost ledger never makes a second ticket; a comment on
+//! runtime re-notifications; a transition on resolve.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock, RwLock};
+
+use futures::future::BoxFuture;
+use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::http::{self, TlsSettings};
+use super::{Notifier, RenderContext, SendMeta, Target};
+use crate::config::{join, read_secret, redact_url, Common, Errors, Secret};
+use crate::delivery::{DeliveryError, FailureReason};
+use crate::formats::{gojson, text};
+use crate::model::{AlertState, Event, Severity};
+use crate::routing::annotations;
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum MappingSetting {
+    Auto(String),
+    Map(BTreeMap<String, String>),
+}
+
+#[derive(Deserialize)]
+pub struct Settings {
+    url: String,
+    username: String,
+    #[serde(default)]
+    password: Option<Secret>,
+    #[serde(default)]
+    password_file: Option<PathBuf>,
+    issue_type: String,
+    /// The default project key.
+    default_target: String,
+    #[serde(default)]
+    annotation_key: String,
+    /// LOW/MEDIUM/HIGH/CRITICAL → priority name, or "auto".
+    #[serde(default)]
+    priority_mapping: Option<MappingSetting>,
+    #[serde(default)]
+    disable_priority: bool,
+    /// Merged into `fields`, overriding the built-in keys (Central's defaultFieldsJson).
+    #[serde(default)]
+    default_fields: Option<toml::Table>,
+    /// A label `<prefix><alert id>` searched before creating (empty: off).
+    #[serde(default = "default_label")]
+    idempotency_label_prefix: String,
+    /// Comment on the issue when a runtime alert is re-notified.
+    #[serde(default)]
+    comment_on_update: bool,
+    /// A transition (by name) to apply when the alert is resolved.
+    #[serde(default)]
+    resolve_transition: Option<String>,
+    #[serde(default)]
+    ca_file: Option<PathBuf>,
+    #[serde(default)]
+    skip_tls_verify: bool,
+}
+
+fn default_label() -> String {
+    "herald-".into()
+}
+
+/// Central's UI defaults.
+fn default_mapping() -> BTreeMap<Severity, String> {
+    BTreeMap::from([
+        (Severity::Critical, "Highest".to_string()),
+        (Severity::High, "High".to_string()),
+        (Severity::Medium, "Medium".to_string()),
+        (Severity::Low, "Low".to_string()),
+    ])
+}
+
+pub struct Jira {
+    client: reqwest::Client,
+    base: String,
+    target: String,
+    username: String,
+    password: Secret,
+    /// Set once `configuration` answered 401/403 to Basic (Central's fallback).
+    bearer: OnceLock<bool>,
+    issue_type: String,
+    default_project: String,
+    annotation_key: String,
+    auto_mapping: bool,
+    mapping: RwLock<BTreeMap<Severity, String>>,
+    disable_priority: bool,
+    default_fields: serde_json::Map<String, Value>,
+    label_prefix: String,
+    comment_on_update: bool,
+    resolve_transition: Option<String>,
+    ui_endpoint: String,
+    namespaces: Arc<crate::config::namespaces::NamespaceMetadata>,
+}
+
+impl fmt::Debug for Jira {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Jira")
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
+fn severity_name(s: &str) -> Option<Severity> {
+    match s.to_ascii_uppercase().as_str() {
+        "LOW" => Some(Severity::Low),
+        "MEDIUM" => Some(Severity::Medium),
+        "HIGH" => Some(Severity::High),
+        "CRITICAL" => Some(Severity::Critical),
+        _ => None,
+    }
+}
+
+impl super::Settings for Settings {
+    fn build(self, common: &Common, path: &str, errs: &mut Errors) -> Option<Arc<dyn Notifier>> {
+        let before = errs.list.len();
+        let base = format!("{}/", http::with_scheme(&self.url).trim_end_matches('/'));
+        if self.url.trim().is_empty() || reqwest::Url::parse(&base).is_err() {
+            errs.push(&join(path, "url"), "is required and must be a URL");
+        }
+        for (name, v) in [
+            ("username", &self.username),
+            ("issue_type", &self.issue_type),
+            ("default_target", &self.default_target),
+        ] {
+            if v.trim().is_empty() {
+                errs.push(&join(path, name), "is required");
+            }
+        }
+        let password = read_secret(
+            &self.password,
+            &self.password_file,
+            &join(path, "password"),
+            errs,
+        );
+        if password.is_none() && errs.list.len() == before {
+            errs.push(
+                &join(path, "password"),
+                "is required (a password or API token, inline or as password_file)",
+            );
+        }
+        let (auto_mapping, mapping) = match self.priority_mapping {
+            None => (false, default_mapping()),
+            Some(MappingSetting::Auto(s)) if s == "auto" => (true, BTreeMap::new()),
+            Some(MappingSetting::Auto(s)) => {
+                errs.push(
+                    &join(path, "priority_mapping"),
+                    format!("{s:?}: use \"auto\" or a table of LOW, MEDIUM, HIGH, CRITICAL"),
+                );
+                (false, BTreeMap::new())
+            }
+            Some(MappingSetting::Map(m)) => {
+                let mut out = BTreeMap::new();
+                for (k, v) in m {
+                    match severity_name(&k) {
+                        Some(s) => {
+                            out.insert(s, v);
+                        }
+                        None => errs.push(
+                            &format!("{}.{k}", join(path, "priority_mapping")),
+                            "not one of LOW, MEDIUM, HIGH, CRITICAL",
+                        ),
+                    }
+                }
+                for s in [
+                    Severity::Low,
+                    Severity::Medium,
+                    Severity::High,
+                    Severity::Critical,
+                ] {
+                    if !out.contains_key(&s) {
+                        errs.push(
+                            &join(path, "priority_mapping"),
+                            format!("mapping for severity {} required", s.title().to_uppercase()),
+                        );
+                    }
+                }
+                (false, out)
+            }
+        };
+        let default_fields = match self.default_fields {
+            None => serde_json::Map::new(),
+            Some(t) => match serde_json::to_value(t) {
+                Ok(Value::Object(m)) => m,
+                _ => {
+                    errs.push(
+                        &join(path, "default_fields"),
+                        "must be a table of Jira fields",
+                    );
+                    serde_json::Map::new()
+                }
+            },
+        };
+        let tls = TlsSettings {
+            ca_file: &self.ca_file,
+            skip_tls_verify: self.skip_tls_verify,
+        };
+        let client = http::client(tls, common.timeout, path, errs);
+        if errs.list.len() > before {
+            return None;
+        }
+        Some(Arc::new(Jira {
+            client: client?,
+            target: redact_url(&base),
+            base,
+            username: self.username,
+            password: password?,
+            bearer: OnceLock::new(),
+            issue_type: self.issue_type,
+            default_project: self.default_target,
+            annotation_key: self.annotation_key,
+            auto_mapping,
+            mapping: RwLock::new(mapping),
+            disable_priority: self.disable_priority,
+            default_fields,
+            label_prefix: self.idempotency_label_prefix,
+            comment_on_update: self.comment_on_update,
+            resolve_transition: self.resolve_transition,
+            ui_endpoint: common.ui_endpoint.clone(),
+            namespaces: common.namespaces.clone(),
+        }))
+    }
+}
+
+/// Picks CRITICAL, HIGH, MEDIUM, LOW from a scheme's allowed priorities:
+/// well-known names first, otherwise the scheme's order (most urgent first).
+pub fn auto_mapping(allowed: &[String]) -> BTreeMap<Severity, String> {
+    let has = |n: &str| allowed.iter().any(|a| a == n);
+    let order = [
+        Severity::Critical,
+        Severity::High,
+        Severity::Medium,
+        Severity::Low,
+    ];
+    for names in [
+        ["Highest", "High", "Medium", "Low"],
+        ["Blocker", "Critical", "Major", "Minor"],
+    ] {
+        if names.iter().all(|n| has(n)) {
+            return order
+                .into_iter()
+                .zip(names.iter().map(|n| n.to_string()))
+                .collect();
+        }
+    }
+    order
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, s)| {
+            allowed
+                .get(i.min(allowed.len().saturating_sub(1)))
+                .map(|n| (s, n.clone()))
+        })
+        .collect()
+}
+
+impl Jira {
+    fn auth(&self) -> HeaderValue {
+        let v = if self.bearer.get() == Some(&true) {
+            format!("Bearer {}", self.password.expose())
+        } else {
+            use base64::Engine;
+            let raw = format!("{}:{}", self.username, self.password.expose());
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(raw)
+            )
+        };
+        let mut h = HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static("Basic"));
+        h.set_sensitive(true);
+        h
+    }
+
+    /// One API call; Jira's error text (never the credentials) in the error.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(u16, Value), DeliveryError> {
+        let mut req = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .header(AUTHORIZATION, self.auth());
+        if let Some(b) = body {
+            req = req.header(CONTENT_TYPE, "application/json").body(b);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| http::transport_error(&e, &self.target))?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().await.unwrap_or_default();
+        if let Err(mut e) = http::status_outcome(status, &headers, &self.target) {
+            let text = String::from_utf8_lossy(&bytes);
+            e.message = format!(
+                "{} {path}: {}",
+                e.message,
+                text.chars().take(500).collect::<String>()
+            );
+            return Err(e);
+        }
+        Ok((
+            status.as_u16(),
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        ))
+    }
+
+    /// Central's start-up checks; fills the `auto` mapping.
+    pub async fn preflight(&self) -> Result<String, DeliveryError> {
+        if self.bearer.get().is_none() {
+            match self
+                .call(Method::GET, "rest/api/2/configuration", None)
+                .await
+            {
+                Ok(_) => {
+                    let _ = self.bearer.set(false);
+                }
+                Err(e) if e.reason == FailureReason::AuthError => {
+                    let _ = self.bearer.set(true);
+                    self.call(Method::GET, "rest/api/2/configuration", None)
+                        .await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let project = &self.default_project;
+        let perms = self
+            .call(
+                Method::GET,
+                &format!("rest/api/2/mypermissions?projectKey={project}&permissions=CREATE_ISSUES"),
+                None,
+            )
+            .await
+            .map_err(|e| {
+                if e.status == Some(404) {
+                    DeliveryError::permanent(
+                        FailureReason::ClientError,
+                        format!("Project {project} not found"),
+                    )
+                } else {
+                    e
+                }
+            })?
+            .1;
+        if perms["permissions"]["CREATE_ISSUES"]["havePermission"].as_bool() != Some(true) {
+            return Err(DeliveryError::permanent(
+                FailureReason::AuthError,
+                format!(
+                    "user {} has no CREATE_ISSUES permission in project {project}",
+                    self.username
+                ),
+            ));
+        }
+        if self.disable_priority {
+            return Ok(format!(
+                "project {project}: CREATE_ISSUES granted; priority not set"
+            ));
+        }
+        let type_id = self.issue_type_id(project).await?;
+        let allowed = self.allowed_priorities(project, &type_id).await?;
+        if self.auto_mapping {
+            let m = auto_mapping(&allowed);
+            if m.len() < 4 {
+                return Err(DeliveryError::permanent(
+                    FailureReason::ClientError,
+                    "the issue type allows no priorities; set disable_priority = true",
+                ));
+            }
+            *self.mapping.write().unwrap_or_else(|p| p.into_inner()) = m;
+        }
+        let mapping = self
+            .mapping
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let missing: Vec<&String> = mapping.values().filter(|n| !allowed.contains(n)).collect();
+        if !missing.is_empty() {
+            return Err(DeliveryError::permanent(
+                FailureReason::ClientError,
+                format!("Priority mappings that do not exist in Jira: {missing:?} (allowed for {}: {allowed:?})", self.issue_type),
+            ));
+        }
+        let shown: Vec<String> = mapping
+            .iter()
+            .rev()
+            .map(|(s, n)| format!("{}={n}", s.title().to_uppercase()))
+            .collect();
+        Ok(format!(
+            "project {project}: CREATE_ISSUES granted; priority mapping {}",
+            shown.join(", ")
+        ))
+    }
+
+    /// Pages `createmeta/<project>/issuetypes` (`values` on Server/DC,
+    /// `issueTypes` on Cloud) for the issue type's id.
+    async fn issue_type_id(&self, project: &str) -> Result<String, DeliveryError> {
+        let mut start = 0;
+        loop {
+            let page = self
+                .call(
+                    Method::GET,
+                    &format!("rest/api/2/issue/createmeta/{project}/issuetypes?startAt={start}"),
+                    None,
+                )
+                .await?
+                .1;
+            let items = page["values"]
+                .as_array()
+                .or_else(|| page["issueTypes"].as_array())
+                .cloned()
+                .unwrap_or_default();
+            if let Some(t) = items.iter().find(|t| {
+                t["name"]
+                    .as_str()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(&self.issue_type))
+            }) {
+                return Ok(t["id"].as_str().unwrap_or_default().to_string());
+            }
+            if items.is_empty() || page["isLast"].as_bool() == Some(true) {
+                return Err(DeliveryError::permanent(
+                    FailureReason::ClientError,
+                    format!(
+                        "issue type {:?} not found in project {project}",
+                        self.issue_type
+                    ),
+                ));
+            }
+            start += items.len();
+        }
+    }
+
+    /// The issue type's `priority.allowedValues` (`values` or `fields` pages).
+    async fn allowed_priorities(
+        &self,
+        project: &str,
+        type_id: &str,
+    ) -> Result<Vec<String>, DeliveryError> {
+        let mut start = 0;
+        loop {
+            let page = self
+                .call(Method::GET, &format!("rest/api/2/issue/createmeta/{project}/issuetypes/{type_id}?startAt={start}"), None)
+                .await?
+                .1;
+            let items = page["values"]
+                .as_array()
+                .or_else(|| page["fields"].as_array())
+                .cloned()
+                .unwrap_or_default();
+            if let Some(f) = items.iter().find(|f| {
+                f["name"]
+                    .as_str()
+                    .is_some_and(|n| n.eq_ignore_ascii_case("priority"))
+            }) {
+                let names = f["allowedValues"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v["name"].as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                return Ok(names);
+            }
+            if items.is_empty() || page["isLast"].as_bool() == Some(true) {
+                return Err(DeliveryError::permanent(
+                    FailureReason::ClientError,
+                    format!("Priority field not found on requested issue type {:?}. Consider checking the 'Disable setting priority' box (disable_priority = true).", self.issue_type),
+                ));
+            }
+            start += items.len();
+        }
+    }
+
+    fn project(&self, event: &Event) -> String {
+        match event {
+            Event::Alert(a) => {
+                let (v, _) = annotations::resolve(
+                    &a.fields,
+                    &self.annotation_key,
+                    &self.default_project,
+                    Some(&*self.namespaces),
+                );
+                v.to_string()
+            }
+            Event::Audit(_) => self.default_project.clone(),
+        }
+    }
+
+    /// The issue body: Go-JSON with sorted keys, HTML-escaped, a trailing newline.
+    fn issue_body(&self, event: &Event) -> Result<Vec<u8>, String> {
+        let Event::Alert(a) = event else {
+            return Err("Jira takes no audit messages".into());
+        };
+        let f = &a.fields;
+        let mut fields = serde_json::Map::new();
+        fields.insert(
+            "description".into(),
+            json!(text::format_alert(f, &self.ui_endpoint, text::Table::Jira)),
+        );
+        fields.insert("issuetype".into(), json!({ "name": self.issue_type }));
+        if !self.disable_priority {
+            let mapping = self.mapping.read().unwrap_or_else(|p| p.into_inner());
+            fields.insert(
+                "priority".into(),
+                match mapping.get(&f.policy.severity) {
+                    Some(name) => json!({ "name": name }),
+                    None => json!({}),
+                },
+            );
+        }
+        fields.insert("project".into(), json!({ "key": self.project(event) }));
+        fields.insert("summary".into(), json!(text::summary(f)));
+        if !self.label_prefix.is_empty() {
+            fields.insert("labels".into(), json!([self.label(&f.id)]));
+        }
+        for (k, v) in &self.default_fields {
+            fields.insert(k.clone(), v.clone());
+        }
+        let mut out = String::new();
+        gojson::write_value(&mut out, &json!({ "fields": fields }));
+        out.push('\n');
+        Ok(out.into_bytes())
+    }
+
+    fn label(&self, id: &str) -> String {
+        format!("{}{id}", self.label_prefix)
+    }
+
+    /// The key of the issue carrying this alert's label, if one exists.
+    async fn existing_issue(&self, id: &str) -> Result<Option<String>, DeliveryError> {
+        if self.label_prefix.is_empty() {
+            return Ok(None);
+        }
+        let jql = format!("labels = \"{}\"", self.label(id));
+        let q: String = url_encode(&jql);
+        let found = self
+            .call(
+                Method::GET,
+                &format!("rest/api/2/search?jql={q}&fields=key&maxResults=1"),
+                None,
+            )
+            .await?
+            .1;
+        Ok(found["issues"][0]["key"].as_str().map(str::to_string))
+    }
+
+    async fn deliver(&self, event: &Event, payload: &[u8]) -> Result<(), DeliveryError> {
+        if self.bearer.get().is_none()
+            || (self.auto_mapping
+                && self
+                    .mapping
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .is_empty())
+        {
+            self.preflight().await?;
+        }
+        let Event::Alert(a) = event else {
+            return Ok(());
+        };
+        let id = &a.fields.id;
+        match a.fields.state {
+            AlertState::Resolved => {
+                let Some(transition) = &self.resolve_transition else {
+                    return Ok(());
+                };
+                let Some(key) = self.existing_issue(id).await? else {
+                    return Err(DeliveryError::permanent(
+                        FailureReason::ClientError,
+                        format!("no issue labelled {} to resolve", self.label(id)),
+                    ));
+                };
+                let list = self
+                    .call(
+                        Method::GET,
+                        &format!("rest/api/2/issue/{key}/transitions"),
+                        None,
+                    )
+                    .await?
+                    .1;
+                let tid = list["transitions"]
+                    .as_array()
+                    .and_then(|ts| {
+                        ts.iter().find(|t| {
+                            t["name"]
+                                .as_str()
+                                .is_some_and(|n| n.eq_ignore_ascii_case(transition))
+                        })
+                    })
+                    .and_then(|t| t["id"].as_str().map(str::to_string))
+                    .ok_or_else(|| {
+                        DeliveryError::permanent(
+                            FailureReason::ClientError,
+                            format!("issue {key} has no transition {transition:?}"),
+                        )
+                    })?;
+                let body = serde_json::to_vec(&json!({ "transition": { "id": tid } }))
+                    .expect("serialises");
+                self.call(
+                    Method::POST,
+                    &format!("rest/api/2/issue/{key}/transitions"),
+                    Some(body),
+                )
+                .await?;
+                Ok(())
+            }
+            _ => {
+                if let Some(key) = self.existing_issue(id).await? {
+                    if self.comment_on_update {
+                        let note = format!(
+                            "Updated: {}\r\n{}",
+                            text::readable_time(&a.fields),
+                            text::summary(&a.fields)
+                        );
+                        let body =
+                            serde_json::to_vec(&json!({ "body": note })).expect("serialises");
+                        self.call(
+                            Method::POST,
+                            &format!("rest/api/2/issue/{key}/comment"),
+                            Some(body),
+                        )
+                        .await?;
+                    }
+                    tracing::debug!(issue = %key, alert = %id, "issue already exists; not creating another");
+                    return Ok(());
+                }
+                self.call(Method::POST, "rest/api/2/issue", Some(payload.to_vec()))
+                    .await
+                    .map(|_| ())
+            }
+        }
+    }
+}
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Central's Jira test issue.
+const TEST_SUMMARY: &str = "This is a test issue created to test integration with StackRox.";
+
+impl Notifier for Jira {
+    fn can_resolve(&self) -> bool {
+        self.resolve_transition.is_some()
+    }
+
+    fn target(&self, event: &Event) -> Option<Target> {
+        if self.annotation_key.is_empty() {
+            return None;
+        }
+        let p = self.project(event);
+        Some(Target {
+            label: p.clone(),
+            key: p,
+        })
+    }
+
+    fn render(&self, event: &Event, _ctx: &RenderContext) -> Result<Vec<u8>, String> {
+        self.issue_body(event)
+    }
+
+    fn send<'a>(
+        &'a self,
+        event: &'a Event,
+        payload: &'a [u8],
+        _meta: &'a SendMeta,
+    ) -> BoxFuture<'a, Result<(), DeliveryError>> {
+        Box::pin(self.deliver(event, payload))
+    }
+
+    fn preflight(&self) -> BoxFuture<'_, Result<String, DeliveryError>> {
+        Box::pin(Jira::preflight(self))
+    }
+
+    fn test(&self) -> BoxFuture<'_, Result<String, DeliveryError>> {
+        Box::pin(async move {
+            self.preflight().await?;
+            let mut fields = serde_json::Map::new();
+            fields.insert("description".into(), json!("StackRox Test Issue"));
+            fields.insert("issuetype".into(), json!({ "name": self.issue_type }));
+            if !self.disable_priority {
+                let low = self
+                    .mapping
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&Severity::Low)
+                    .cloned();
+                fields.insert(
+                    "priority".into(),
+                    low.map_or(json!({}), |n| json!({ "name": n })),
+                );
+            }
+            fields.insert("project".into(), json!({ "key": self.default_project }));
+            fields.insert("summary".into(), json!(TEST_SUMMARY));
+            let mut out = String::new();
+            gojson::write_value(&mut out, &json!({ "fields": fields }));
+            out.push('\n');
+            let (_, created) = self
+                .call(Method::POST, "rest/api/2/issue", Some(out.into_bytes()))
+                .await?;
+            Ok(format!(
+                "created test issue {}",
+                created["key"].as_str().unwrap_or("?")
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn auto_mapping_prefers_well_known_names_then_scheme_order() {
+        let m = auto_mapping(&names(&["Lowest", "Low", "Medium", "High", "Highest"]));
+        assert_eq!(m[&Severity::Critical], "Highest");
+        assert_eq!(m[&Severity::Low], "Low");
+        let m = auto_mapping(&names(&[
+            "Trivial", "Minor", "Major", "Critical", "Blocker",
+        ]));
+        assert_eq!(
+            (
+                m[&Severity::Critical].as_str(),
+                m[&Severity::High].as_str(),
+                m[&Severity::Medium].as_str(),
+                m[&Severity::Low].as_str()
+            ),
+            ("Blocker", "Critical", "Major", "Minor")
+        );
+        let m = auto_mapping(&names(&["P1", "P2", "P3"]));
+        assert_eq!(
+            (
+                m[&Severity::Critical].as_str(),
+                m[&Severity::High].as_str(),
+                m[&Severity::Medium].as_str(),
+                m[&Severity::Low].as_str()
+            ),
+            ("P1", "P2", "P3", "P3")
+        );
+        assert!(auto_mapping(&[]).is_empty());
+    }
+}

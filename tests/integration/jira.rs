@@ -1,0 +1,251 @@
+//! Jira against a recording Jira in the Server/DC and Cloud response shapes:
+//! the created issue's fields exactly, the project by annotation, namespace
+//! and default, priorities per severity, default fields merged, `auto`
+//! priority mapping for three schemes, the Bearer fallback, and no second
+//! issue when the same alert comes again after the ledger is wiped.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::kit::jira::{Jira, Shape};
+use crate::kit::{self, Herald};
+
+fn jira_dest(name: &str, j: &Jira, extra: &str) -> String {
+    format!(
+        "[[destinations]]\nname = \"{name}\"\nid = \"3c1e0f64-6d2b-4f7a-9d0e-5a8b7c6d5e4f\"\ntype = \"jira\"\nurl = \"{}\"\nusername = \"bot\"\npassword = \"jira-token-1\"\nissue_type = \"task\"\ndefault_target = \"SEC\"\nannotation_key = \"jira-project\"\nui_endpoint = \"https://central.example.com\"\n{extra}\n",
+        j.url()
+    )
+}
+
+fn alert(id: &str, severity: &str, namespace: &str, annotations: &str) -> String {
+    format!(
+        r#"{{"id":"{id}","policy":{{"name":"P {id}","severity":"{severity}","notifiers":["3c1e0f64-6d2b-4f7a-9d0e-5a8b7c6d5e4f"]}},"clusterId":"c1","clusterName":"prod","namespace":"{namespace}","deployment":{{"name":"d-{id}","namespace":"{namespace}","clusterId":"c1","clusterName":"prod"{annotations}}},"time":"2024-05-01T12:00:00Z"}}"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issues_have_exact_fields_in_both_response_shapes() {
+    for shape in [Shape::ServerDc, Shape::Cloud] {
+        let j = Jira::start(shape, &["Highest", "High", "Medium", "Low", "Lowest"], true).await;
+        let s = kit::Stack::new("jira", 1).await;
+        let dir = tempfile::tempdir().unwrap();
+        let ns = dir.path().join("ns.toml");
+        std::fs::write(&ns, "[[namespaces]]\ncluster = \"c1\"\nname = \"web\"\nannotations = { jira-project = \"WEB\" }\n").unwrap();
+        let dest = jira_dest(
+            "jira",
+            &j,
+            "priority_mapping = { CRITICAL = \"Highest\", HIGH = \"High\", MEDIUM = \"Medium\", LOW = \"Lowest\" }\ndefault_fields = { customfield_10004 = 3, customfield_20005 = \"Alerts\", issuetype = { name = \"Bug\" } }",
+        );
+        let cfg = format!(
+            "namespace_metadata = \"{}\"\n{}",
+            ns.display(),
+            s.config("", &dest)
+        );
+        let mut herald = Herald::start(&cfg);
+        herald.wait_ready(Duration::from_secs(30)).await;
+        let p = kit::producer();
+        let alerts = [
+            alert(
+                "a-ann",
+                "HIGH_SEVERITY",
+                "payments",
+                r#","annotations":{"jira-project":"PAY"}"#,
+            ),
+            alert("a-ns", "LOW_SEVERITY", "web", ""),
+            alert("a-def", "CRITICAL_SEVERITY", "other", ""),
+        ];
+        for a in &alerts {
+            kit::produce_to(&p, &s.topic, 0, a.as_bytes()).await;
+        }
+        assert!(
+            kit::eventually(Duration::from_secs(30), || async { j.issues().len() == 3 }).await,
+            "{:?}",
+            herald.log()
+        );
+        let issues = j.issues();
+        let by_label = |id: &str| {
+            issues
+                .iter()
+                .find(|i| i["fields"]["labels"] == json!([format!("herald-{id}")]))
+                .unwrap()
+                .clone()
+        };
+        for (id, project, priority) in [
+            ("a-ann", "PAY", "High"),
+            ("a-ns", "WEB", "Lowest"),
+            ("a-def", "SEC", "Highest"),
+        ] {
+            let issue = by_label(id);
+            let f = &issue["fields"];
+            assert_eq!(f["project"], json!({"key": project}), "{id}");
+            assert_eq!(f["priority"], json!({"name": priority}), "{id}");
+            // default fields are merged and override built-in keys (issuetype here)
+            assert_eq!(f["issuetype"], json!({"name": "Bug"}));
+            assert_eq!(f["customfield_10004"], 3);
+            assert_eq!(f["customfield_20005"], "Alerts");
+            assert_eq!(
+                f["summary"],
+                format!("Deployment d-{id} (in cluster prod) violates 'P {id}' Policy")
+            );
+            assert!(f["description"].as_str().unwrap().starts_with(&format!(
+                "Alert ID: {id}\r\nAlert URL: https://central.example.com/main/violations/{id}\r\n"
+            )));
+            // The body is exactly what `render` prints: Go-JSON, sorted keys, a trailing newline.
+            let dir = tempfile::tempdir().unwrap();
+            let input = dir.path().join("a.json");
+            std::fs::write(
+                &input,
+                alerts
+                    .iter()
+                    .find(|a| a.contains(&format!("\"{id}\"")))
+                    .unwrap(),
+            )
+            .unwrap();
+            let out = kit::cli(
+                &[
+                    "render",
+                    "--destination",
+                    "jira",
+                    "--input",
+                    input.to_str().unwrap(),
+                ],
+                &herald.config,
+            );
+            assert_eq!(
+                String::from_utf8(out.stdout).unwrap(),
+                issue["raw"].as_str().unwrap(),
+                "{id}"
+            );
+        }
+        let raw = by_label("a-def")["raw"].as_str().unwrap().to_string();
+        assert!(raw.starts_with("{\"fields\":{\"customfield_10004\":3,\"customfield_20005\":\"Alerts\",\"description\":") && raw.ends_with("}}\n"), "{raw}");
+        // Paging: both createmeta lists were read past their first page.
+        let calls = j.calls();
+        assert!(
+            calls
+                .iter()
+                .any(|(_, p, _)| p.contains("/issuetypes?startAt=1")),
+            "{calls:?}"
+        );
+        assert!(
+            calls
+                .iter()
+                .any(|(_, p, _)| p.contains("/issuetypes/10001?startAt=1")),
+            "{calls:?}"
+        );
+        assert!(!herald.log().contains("jira-token-1"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_priority_mapping_for_three_schemes() {
+    let schemes: [(&[&str], &str); 3] = [
+        (
+            &["Lowest", "Low", "Medium", "High", "Highest"],
+            "CRITICAL=Highest, HIGH=High, MEDIUM=Medium, LOW=Low",
+        ),
+        (
+            &["Blocker", "Critical", "Major", "Minor", "Trivial"],
+            "CRITICAL=Blocker, HIGH=Critical, MEDIUM=Major, LOW=Minor",
+        ),
+        (
+            &["P1 - Urgent", "P2 - Soon", "P3 - Later", "P4 - Someday"],
+            "CRITICAL=P1 - Urgent, HIGH=P2 - Soon, MEDIUM=P3 - Later, LOW=P4 - Someday",
+        ),
+    ];
+    for (scheme, expected) in schemes {
+        let j = Jira::start(Shape::Cloud, scheme, true).await;
+        let dir = tempfile::tempdir().unwrap();
+        let cfg_path = dir.path().join("h.toml");
+        let cfg = kit::config(
+            "t",
+            "t-dlq",
+            "g",
+            "",
+            &jira_dest("jira", &j, "priority_mapping = \"auto\""),
+        )
+        .replace("{http}", "127.0.0.1:0");
+        std::fs::write(&cfg_path, cfg).unwrap();
+        let out = kit::cli(&["check-config", "--online"], &cfg_path);
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains(&format!(
+                "jira: ok: project SEC: CREATE_ISSUES granted; priority mapping {expected}"
+            )),
+            "{stdout}"
+        );
+    }
+    // A mapping naming a priority the scheme lacks fails with what to fix.
+    let j = Jira::start(Shape::ServerDc, &["Blocker", "Major"], true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg_path = dir.path().join("h.toml");
+    std::fs::write(
+        &cfg_path,
+        kit::config("t", "t-dlq", "g", "", &jira_dest("jira", &j, ""))
+            .replace("{http}", "127.0.0.1:0"),
+    )
+    .unwrap();
+    let out = kit::cli(&["check-config", "--online"], &cfg_path);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stdout.contains("Priority mappings that do not exist in Jira"),
+        "{stdout}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bearer_fallback_and_no_second_issue_after_the_ledger_is_wiped() {
+    let j = Jira::start(
+        Shape::ServerDc,
+        &["Highest", "High", "Medium", "Low"],
+        false,
+    )
+    .await;
+    let s = kit::Stack::new("jirab", 1).await;
+    let mut herald = Herald::start(&s.config("", &jira_dest("jira", &j, "")));
+    herald.wait_ready(Duration::from_secs(30)).await;
+    let value = alert("again", "MEDIUM_SEVERITY", "payments", "");
+    kit::produce_to(&kit::producer(), &s.topic, 0, value.as_bytes()).await;
+    assert!(kit::eventually(Duration::from_secs(30), || async { j.issues().len() == 1 }).await);
+    // Basic was refused once on /configuration; every later call used Bearer.
+    let calls = j.calls();
+    assert!(calls[0].2.starts_with("Basic ") && calls[0].1 == "/rest/api/2/configuration");
+    assert!(
+        calls[1..]
+            .iter()
+            .all(|(_, _, a)| a == "Bearer jira-token-1"),
+        "{calls:?}"
+    );
+    // Wipe the ledger and consume the alert again (a new group from the start).
+    herald.kill9();
+    std::fs::remove_dir_all(herald.dir.path().join("state")).unwrap();
+    let cfg = std::fs::read_to_string(&herald.config)
+        .unwrap()
+        .replace(&s.group, &kit::unique("jirab-2"));
+    std::fs::write(&herald.config, cfg).unwrap();
+    herald.spawn();
+    herald.wait_ready(Duration::from_secs(30)).await;
+    let delivered = r#"herald_deliveries_total{destination="jira",outcome="delivered"}"#;
+    assert!(
+        kit::eventually(Duration::from_secs(30), || async {
+            herald.metric(delivered).await == 1.0
+        })
+        .await
+    );
+    assert_eq!(j.issues().len(), 1, "no second issue");
+    let searches = j
+        .calls()
+        .iter()
+        .filter(|(_, p, _)| {
+            p.starts_with("/rest/api/2/search?jql=labels%20%3D%20%22herald-again%22")
+        })
+        .count();
+    assert_eq!(searches, 2, "searched by label before each create");
+}
