@@ -9,7 +9,9 @@ scripts/deps.sh
 started=0
 started_rsyslog=0
 started_smtp=0
+started_prism=0
 cleanup() {
+  if [[ $started_prism == 1 ]]; then scripts/prism.sh stop || true; fi
   if [[ $started_smtp == 1 ]]; then scripts/smtp.sh stop || true; fi
   if [[ $started == 1 ]]; then scripts/kafka.sh stop || true; fi
   if [[ $started_rsyslog == 1 ]]; then scripts/rsyslog.sh stop || true; fi
@@ -26,6 +28,10 @@ fi
 if ! scripts/smtp.sh status >/dev/null 2>&1; then
   scripts/smtp.sh start
   started_smtp=1
+fi
+if ! scripts/prism.sh status >/dev/null 2>&1; then
+  scripts/prism.sh start
+  started_prism=1
 fi
 
 cargo fmt --all -- --check

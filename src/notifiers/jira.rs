@@ -473,13 +473,13 @@ impl Jira {
                     .unwrap_or_default();
                 return Ok(names);
             }
-            if items.is_empty() || page["isLast"].as_bool() == Some(true) {
+            start += items.len();
+            if last_page(&page, &items, start) {
                 return Err(DeliveryError::permanent(
                     FailureReason::ClientError,
                     format!("Priority field not found on requested issue type {:?}. Consider checking the 'Disable setting priority' box (disable_priority = true).", self.issue_type),
                 ));
             }
-            start += items.len();
         }
     }
 
@@ -642,6 +642,15 @@ impl Jira {
             }
         }
     }
+}
+
+/// Whether a createmeta page was the last: empty, `isLast`, or `total` reached
+/// (a server that repeats its page must not make herald page forever).
+fn last_page(page: &Value, items: &[Value], next_start: usize) -> bool {
+    items.is_empty()
+        || page["isLast"].as_bool() == Some(true)
+        || page["total"].as_u64().is_some_and(|t| next_start as u64 >= t)
+        || next_start > 10_000
 }
 
 fn url_encode(s: &str) -> String {

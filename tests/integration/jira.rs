@@ -249,3 +249,97 @@ async fn bearer_fallback_and_no_second_issue_after_the_ledger_is_wiped() {
         .count();
     assert_eq!(searches, 2, "searched by label before each create");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn comment_on_a_runtime_update_and_transition_on_resolve() {
+    let j = Jira::start(Shape::Cloud, &["Highest", "High", "Medium", "Low"], true).await;
+    let s = kit::Stack::new("jirat", 1).await;
+    let dest = jira_dest(
+        "jira",
+        &j,
+        "comment_on_update = true\nrenotify_runtime_updates = true\nresolve_transition = \"done\"",
+    );
+    let mut herald = Herald::start(&s.config("", &dest));
+    herald.wait_ready(Duration::from_secs(30)).await;
+    let p = kit::producer();
+    let base = alert("rt", "HIGH_SEVERITY", "payments", "").replace(r#""namespace":"payments","deployment""#, r#""lifecycleStage":"RUNTIME","namespace":"payments","deployment""#);
+    let update = base.replace("2024-05-01T12:00:00Z", "2024-05-01T12:30:00Z");
+    let resolved = update.replace(r#""id":"rt","#, r#""id":"rt","state":"RESOLVED","#);
+    for v in [&base, &update, &resolved] {
+        kit::produce_to(&p, &s.topic, 0, v.as_bytes()).await;
+    }
+    assert!(kit::eventually(Duration::from_secs(30), || async { !j.transitions().is_empty() }).await, "{}", herald.log());
+    assert_eq!(j.issues().len(), 1);
+    let key = j.issues()[0]["key"].as_str().unwrap().to_string();
+    let comments = j.comments();
+    assert_eq!(comments.len(), 1);
+    assert_eq!(comments[0].0, key);
+    assert_eq!(
+        comments[0].1,
+        "Updated: 2024-05-01 12:30:00\r\nDeployment d-rt (in cluster prod) violates 'P rt' Policy"
+    );
+    assert_eq!(j.transitions(), vec![(key, "31".to_string())]);
+}
+
+/// Lines of a Prism log, after its first `from` bytes, that report a
+/// request-side violation (earlier lines are other clients': readiness probes).
+fn request_violations(log: &str, from: usize) -> Vec<String> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.get(from..)
+        .unwrap_or("")
+        .lines()
+        .filter(|l| l.contains("Violation") && l.contains("request"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Every call herald makes against Prism serving the Jira v2 contract
+/// (tests/contracts/jira-v2.json): no request-side violations, and the
+/// create, comment and transition calls answered with success.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_call_keeps_to_the_jira_v2_contract() {
+    let prism = crate::kit::service::Service::shared_of("prism.sh");
+    let s = kit::Stack::new("jirac", 1).await;
+    let log_len = |k: &str| std::fs::metadata(prism.get(k)).map(|m| m.len() as usize).unwrap_or(0);
+    let from = [log_len("jira_log"), log_len("jira_found_log")];
+    let dest = |name: &str, url: &str, extra: &str| {
+        format!(
+            "[[destinations]]\nname = \"{name}\"\nid = \"3c1e0f64-6d2b-4f7a-9d0e-5a8b7c6d5e4f\"\ntype = \"jira\"\nurl = \"{url}\"\nusername = \"bot\"\npassword = \"secret\"\nissue_type = \"Task\"\ndefault_target = \"OPS\"\n{extra}\n"
+        )
+    };
+    let destinations = format!(
+        "{}{}",
+        dest("create", prism.get("jira_url"), ""),
+        dest(
+            "existing",
+            prism.get("jira_found_url"),
+            "comment_on_update = true\nrenotify_runtime_updates = true\nresolve_transition = \"Done\""
+        ),
+    );
+    let mut herald = Herald::start(&s.config("", &destinations));
+    herald.wait_ready(Duration::from_secs(30)).await;
+    let p = kit::producer();
+    let first = alert("c1", "HIGH_SEVERITY", "payments", "").replace(r#""namespace":"payments","deployment""#, r#""lifecycleStage":"RUNTIME","namespace":"payments","deployment""#);
+    let update = first.replace("12:00:00Z", "12:30:00Z");
+    let resolved = update.replace(r#""id":"c1","#, r#""id":"c1","state":"RESOLVED","#);
+    for v in [&first, &update, &resolved] {
+        kit::produce_to(&p, &s.topic, 0, v.as_bytes()).await;
+    }
+    let m = |d: &str| format!(r#"herald_deliveries_total{{destination="{d}",outcome="delivered"}}"#);
+    assert!(
+        kit::eventually(Duration::from_secs(30), || async {
+            herald.metric(&m("create")).await == 1.0 && herald.metric(&m("existing")).await == 3.0
+        })
+        .await,
+        "{}",
+        herald.log()
+    );
+    for (log, from) in [prism.get("jira_log"), prism.get("jira_found_log")].into_iter().zip(from) {
+        let v = request_violations(log, from);
+        assert!(v.is_empty(), "request-side violations in {log}: {v:#?}");
+    }
+    let found = std::fs::read_to_string(prism.get("jira_found_log")).unwrap();
+    for call in ["/rest/api/2/issue/OPS-1/comment", "/rest/api/2/issue/OPS-1/transitions"] {
+        assert!(found.contains(call), "{call} not called");
+    }
+}

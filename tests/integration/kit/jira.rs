@@ -21,6 +21,10 @@ pub enum Shape {
 #[derive(Default)]
 struct Inner {
     issues: Vec<Value>,
+    /// (issue key, comment body)
+    comments: Vec<(String, String)>,
+    /// (issue key, transition id)
+    transitions: Vec<(String, String)>,
     /// (method, path and query, Authorization header)
     calls: Vec<(String, String, String)>,
 }
@@ -59,6 +63,14 @@ impl Jira {
 
     pub fn issues(&self) -> Vec<Value> {
         self.inner.lock().unwrap().issues.clone()
+    }
+
+    pub fn comments(&self) -> Vec<(String, String)> {
+        self.inner.lock().unwrap().comments.clone()
+    }
+
+    pub fn transitions(&self) -> Vec<(String, String)> {
+        self.inner.lock().unwrap().transitions.clone()
     }
 
     pub fn calls(&self) -> Vec<(String, String, String)> {
@@ -224,6 +236,22 @@ async fn handle(
                 json!({"id": inner.issues.len().to_string(), "key": key}).to_string(),
             )
                 .into_response()
+        }
+        ("GET", ["issue", _key, "transitions"]) => ok(json!({"transitions": [
+            {"id": "11", "name": "In Progress"},
+            {"id": "31", "name": "Done"}
+        ]})),
+        ("POST", ["issue", key, "transitions"]) => {
+            let v: Value = serde_json::from_slice(&body).unwrap_or_default();
+            let id = v["transition"]["id"].as_str().unwrap_or("").to_string();
+            j.inner.lock().unwrap().transitions.push((key.to_string(), id));
+            StatusCode::NO_CONTENT.into_response()
+        }
+        ("POST", ["issue", key, "comment"]) => {
+            let v: Value = serde_json::from_slice(&body).unwrap_or_default();
+            let text = v["body"].as_str().unwrap_or("").to_string();
+            j.inner.lock().unwrap().comments.push((key.to_string(), text));
+            (StatusCode::CREATED, json!({"id": "1"}).to_string()).into_response()
         }
         _ => (
             StatusCode::NOT_FOUND,
