@@ -32,6 +32,13 @@ enum MappingSetting {
 }
 
 #[derive(Deserialize)]
+#[serde(untagged)]
+enum DefaultFields {
+    Json(String),
+    Table(toml::Table),
+}
+
+#[derive(Deserialize)]
 pub struct Settings {
     url: String,
     username: String,
@@ -49,9 +56,10 @@ pub struct Settings {
     priority_mapping: Option<MappingSetting>,
     #[serde(default)]
     disable_priority: bool,
-    /// Merged into `fields`, overriding the built-in keys (Central's defaultFieldsJson).
+    /// Merged into `fields`, overriding the built-in keys: a table, or a
+    /// JSON object as text (Central's defaultFieldsJson).
     #[serde(default)]
-    default_fields: Option<toml::Table>,
+    default_fields: Option<DefaultFields>,
     /// A label `<prefix><alert id>` searched before creating (empty: off).
     #[serde(default = "default_label")]
     idempotency_label_prefix: String,
@@ -89,6 +97,8 @@ pub struct Jira {
     password: Secret,
     /// Set once `configuration` answered 401/403 to Basic (Central's fallback).
     bearer: OnceLock<bool>,
+    /// Jira Cloud (from `serverInfo`): it searches with /rest/api/3/search/jql.
+    cloud: OnceLock<bool>,
     issue_type: String,
     default_project: String,
     annotation_key: String,
@@ -190,16 +200,31 @@ impl super::Settings for Settings {
         };
         let default_fields = match self.default_fields {
             None => serde_json::Map::new(),
-            Some(t) => match serde_json::to_value(t) {
-                Ok(Value::Object(m)) => m,
-                _ => {
-                    errs.push(
-                        &join(path, "default_fields"),
-                        "must be a table of Jira fields",
-                    );
-                    serde_json::Map::new()
+            Some(d) => {
+                let v = match d {
+                    DefaultFields::Json(text) => {
+                        serde_json::from_str::<Value>(&text).map_err(|e| e.to_string())
+                    }
+                    DefaultFields::Table(t) => serde_json::to_value(t).map_err(|e| e.to_string()),
+                };
+                match v {
+                    Ok(Value::Object(m)) => m,
+                    Ok(_) => {
+                        errs.push(
+                            &join(path, "default_fields"),
+                            "must be a JSON object or a table of Jira fields",
+                        );
+                        serde_json::Map::new()
+                    }
+                    Err(e) => {
+                        errs.push(
+                            &join(path, "default_fields"),
+                            format!("could not unmarshal default fields JSON: {e}"),
+                        );
+                        serde_json::Map::new()
+                    }
                 }
-            },
+            }
         };
         let tls = TlsSettings {
             ca_file: &self.ca_file,
@@ -216,6 +241,7 @@ impl super::Settings for Settings {
             username: self.username,
             password: password?,
             bearer: OnceLock::new(),
+            cloud: OnceLock::new(),
             issue_type: self.issue_type,
             default_project: self.default_target,
             annotation_key: self.annotation_key,
@@ -334,6 +360,15 @@ impl Jira {
                 }
                 Err(e) => return Err(e),
             }
+        }
+        if self.cloud.get().is_none() {
+            let info = self
+                .call(Method::GET, "rest/api/2/serverInfo", None)
+                .await?
+                .1;
+            let _ = self
+                .cloud
+                .set(info["deploymentType"].as_str() == Some("Cloud"));
         }
         let project = &self.default_project;
         let perms = self
@@ -545,10 +580,17 @@ impl Jira {
         }
         let jql = format!("labels = \"{}\"", self.label(id));
         let q: String = url_encode(&jql);
+        // Cloud retired /rest/api/2/search for /rest/api/3/search/jql (which
+        // can lag a just-created issue by seconds; the ledger covers that).
+        let search = if self.cloud.get() == Some(&true) {
+            "rest/api/3/search/jql"
+        } else {
+            "rest/api/2/search"
+        };
         let found = self
             .call(
                 Method::GET,
-                &format!("rest/api/2/search?jql={q}&fields=key&maxResults=1"),
+                &format!("{search}?jql={q}&fields=key&maxResults=1"),
                 None,
             )
             .await?
@@ -557,7 +599,7 @@ impl Jira {
     }
 
     async fn deliver(&self, event: &Event, payload: &[u8]) -> Result<(), DeliveryError> {
-        if self.bearer.get().is_none()
+        if self.cloud.get().is_none()
             || (self.auto_mapping
                 && self
                     .mapping
@@ -649,7 +691,9 @@ impl Jira {
 fn last_page(page: &Value, items: &[Value], next_start: usize) -> bool {
     items.is_empty()
         || page["isLast"].as_bool() == Some(true)
-        || page["total"].as_u64().is_some_and(|t| next_start as u64 >= t)
+        || page["total"]
+            .as_u64()
+            .is_some_and(|t| next_start as u64 >= t)
         || next_start > 10_000
 }
 

@@ -149,3 +149,54 @@ url = "{sumo}"
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_and_jira_test_messages() {
+    let smtp = crate::kit::service::Service::shared_of("smtp.sh");
+    let jira = crate::kit::jira::Jira::start(
+        crate::kit::jira::Shape::ServerDc,
+        &["Highest", "High", "Medium", "Low"],
+        true,
+    )
+    .await;
+    let destinations = format!(
+        "[[destinations]]\nname = \"mail\"\nid = \"n1\"\ntype = \"email\"\nserver = \"127.0.0.1:{}\"\ntls = \"none\"\nallow_unauthenticated = true\nsender = \"rhacs@example.com\"\ndefault_target = \"test-{}@example.com\"\n[[destinations]]\nname = \"jira\"\nid = \"n1\"\ntype = \"jira\"\nurl = \"{}\"\nusername = \"bot\"\npassword = \"jira-token-1\"\nissue_type = \"Task\"\ndefault_target = \"SEC\"\n",
+        smtp.get("plain_port"),
+        std::process::id(),
+        jira.url()
+    );
+    let cfg = config(&destinations);
+    let (ok, out, err) = herald_test(&cfg, "mail");
+    assert!(ok && out.starts_with("mail: ok: "), "{out}{err}");
+    let rcpt = format!("test-{}@example.com", std::process::id());
+    let found = std::fs::read_dir(smtp.get("out_plain"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .find(|m| m.contains(&format!("To: {rcpt}\r\n")))
+        .expect("the test email arrived");
+    assert!(
+        found.contains("\r\nSubject: StackRox Test Email\r\n"),
+        "{found}"
+    );
+    // Central writes the body plus CRLF; its body already ends in CRLF.
+    assert!(
+        found.ends_with(
+            "\r\n\r\nThis is a test email created to test integration with StackRox.\r\n\r\n"
+        ),
+        "{found:?}"
+    );
+
+    let (ok, out, err) = herald_test(&cfg, "jira");
+    assert!(
+        ok && out.starts_with("jira: ok: created test issue SEC-1"),
+        "{out}{err}"
+    );
+    let issue = &jira.issues()[0];
+    assert_eq!(
+        issue["raw"],
+        "{\"fields\":{\"description\":\"StackRox Test Issue\",\"issuetype\":{\"name\":\"Task\"},\"priority\":{\"name\":\"Low\"},\"project\":{\"key\":\"SEC\"},\"summary\":\"This is a test issue created to test integration with StackRox.\"}}\n"
+    );
+}

@@ -35,7 +35,7 @@ async fn issues_have_exact_fields_in_both_response_shapes() {
         let dest = jira_dest(
             "jira",
             &j,
-            "priority_mapping = { CRITICAL = \"Highest\", HIGH = \"High\", MEDIUM = \"Medium\", LOW = \"Lowest\" }\ndefault_fields = { customfield_10004 = 3, customfield_20005 = \"Alerts\", issuetype = { name = \"Bug\" } }",
+            "priority_mapping = { CRITICAL = \"Highest\", HIGH = \"High\", MEDIUM = \"Medium\", LOW = \"Lowest\" }\ndefault_fields = '{\"customfield_10004\": 3, \"customfield_20005\": \"Alerts\", \"issuetype\": {\"name\": \"Bug\"}}'",
         );
         let cfg = format!(
             "namespace_metadata = \"{}\"\n{}",
@@ -262,13 +262,23 @@ async fn comment_on_a_runtime_update_and_transition_on_resolve() {
     let mut herald = Herald::start(&s.config("", &dest));
     herald.wait_ready(Duration::from_secs(30)).await;
     let p = kit::producer();
-    let base = alert("rt", "HIGH_SEVERITY", "payments", "").replace(r#""namespace":"payments","deployment""#, r#""lifecycleStage":"RUNTIME","namespace":"payments","deployment""#);
+    let base = alert("rt", "HIGH_SEVERITY", "payments", "").replace(
+        r#""namespace":"payments","deployment""#,
+        r#""lifecycleStage":"RUNTIME","namespace":"payments","deployment""#,
+    );
     let update = base.replace("2024-05-01T12:00:00Z", "2024-05-01T12:30:00Z");
     let resolved = update.replace(r#""id":"rt","#, r#""id":"rt","state":"RESOLVED","#);
     for v in [&base, &update, &resolved] {
         kit::produce_to(&p, &s.topic, 0, v.as_bytes()).await;
     }
-    assert!(kit::eventually(Duration::from_secs(30), || async { !j.transitions().is_empty() }).await, "{}", herald.log());
+    assert!(
+        kit::eventually(Duration::from_secs(30), || async {
+            !j.transitions().is_empty()
+        })
+        .await,
+        "{}",
+        herald.log()
+    );
     assert_eq!(j.issues().len(), 1);
     let key = j.issues()[0]["key"].as_str().unwrap().to_string();
     let comments = j.comments();
@@ -300,7 +310,11 @@ fn request_violations(log: &str, from: usize) -> Vec<String> {
 async fn every_call_keeps_to_the_jira_v2_contract() {
     let prism = crate::kit::service::Service::shared_of("prism.sh");
     let s = kit::Stack::new("jirac", 1).await;
-    let log_len = |k: &str| std::fs::metadata(prism.get(k)).map(|m| m.len() as usize).unwrap_or(0);
+    let log_len = |k: &str| {
+        std::fs::metadata(prism.get(k))
+            .map(|m| m.len() as usize)
+            .unwrap_or(0)
+    };
     let from = [log_len("jira_log"), log_len("jira_found_log")];
     let dest = |name: &str, url: &str, extra: &str| {
         format!(
@@ -319,13 +333,17 @@ async fn every_call_keeps_to_the_jira_v2_contract() {
     let mut herald = Herald::start(&s.config("", &destinations));
     herald.wait_ready(Duration::from_secs(30)).await;
     let p = kit::producer();
-    let first = alert("c1", "HIGH_SEVERITY", "payments", "").replace(r#""namespace":"payments","deployment""#, r#""lifecycleStage":"RUNTIME","namespace":"payments","deployment""#);
+    let first = alert("c1", "HIGH_SEVERITY", "payments", "").replace(
+        r#""namespace":"payments","deployment""#,
+        r#""lifecycleStage":"RUNTIME","namespace":"payments","deployment""#,
+    );
     let update = first.replace("12:00:00Z", "12:30:00Z");
     let resolved = update.replace(r#""id":"c1","#, r#""id":"c1","state":"RESOLVED","#);
     for v in [&first, &update, &resolved] {
         kit::produce_to(&p, &s.topic, 0, v.as_bytes()).await;
     }
-    let m = |d: &str| format!(r#"herald_deliveries_total{{destination="{d}",outcome="delivered"}}"#);
+    let m =
+        |d: &str| format!(r#"herald_deliveries_total{{destination="{d}",outcome="delivered"}}"#);
     assert!(
         kit::eventually(Duration::from_secs(30), || async {
             herald.metric(&m("create")).await == 1.0 && herald.metric(&m("existing")).await == 3.0
@@ -334,12 +352,18 @@ async fn every_call_keeps_to_the_jira_v2_contract() {
         "{}",
         herald.log()
     );
-    for (log, from) in [prism.get("jira_log"), prism.get("jira_found_log")].into_iter().zip(from) {
+    for (log, from) in [prism.get("jira_log"), prism.get("jira_found_log")]
+        .into_iter()
+        .zip(from)
+    {
         let v = request_violations(log, from);
         assert!(v.is_empty(), "request-side violations in {log}: {v:#?}");
     }
     let found = std::fs::read_to_string(prism.get("jira_found_log")).unwrap();
-    for call in ["/rest/api/2/issue/OPS-1/comment", "/rest/api/2/issue/OPS-1/transitions"] {
+    for call in [
+        "/rest/api/2/issue/OPS-1/comment",
+        "/rest/api/2/issue/OPS-1/transitions",
+    ] {
         assert!(found.contains(call), "{call} not called");
     }
 }

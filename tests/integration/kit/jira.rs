@@ -150,9 +150,27 @@ async fn handle(
     let start: usize = query_param(&uri, "startAt")
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
+    // Cloud retired /rest/api/2/search: it answers 410 Gone there.
+    if j.shape == Shape::Cloud && path == "/rest/api/2/search" {
+        return (
+            StatusCode::GONE,
+            json!({"errorMessages": ["use /rest/api/3/search/jql"]}).to_string(),
+        )
+            .into_response();
+    }
+    let path = if j.shape == Shape::Cloud && path == "/rest/api/3/search/jql" {
+        "/rest/api/2/search"
+    } else {
+        path
+    };
     let segments: Vec<&str> = path.trim_start_matches("/rest/api/2/").split('/').collect();
     match (method.as_str(), segments.as_slice()) {
         ("GET", ["configuration"]) => ok(json!({"votingEnabled": true})),
+        ("GET", ["serverInfo"]) => ok(json!({
+            "baseUrl": j.url(),
+            "deploymentType": if j.shape == Shape::Cloud { "Cloud" } else { "Server" },
+            "version": "9.12.0"
+        })),
         ("GET", ["mypermissions"]) => {
             if query_param(&uri, "projectKey").as_deref() == Some("NOPE") {
                 return (
@@ -244,13 +262,21 @@ async fn handle(
         ("POST", ["issue", key, "transitions"]) => {
             let v: Value = serde_json::from_slice(&body).unwrap_or_default();
             let id = v["transition"]["id"].as_str().unwrap_or("").to_string();
-            j.inner.lock().unwrap().transitions.push((key.to_string(), id));
+            j.inner
+                .lock()
+                .unwrap()
+                .transitions
+                .push((key.to_string(), id));
             StatusCode::NO_CONTENT.into_response()
         }
         ("POST", ["issue", key, "comment"]) => {
             let v: Value = serde_json::from_slice(&body).unwrap_or_default();
             let text = v["body"].as_str().unwrap_or("").to_string();
-            j.inner.lock().unwrap().comments.push((key.to_string(), text));
+            j.inner
+                .lock()
+                .unwrap()
+                .comments
+                .push((key.to_string(), text));
             (StatusCode::CREATED, json!({"id": "1"}).to_string()).into_response()
         }
         _ => (
