@@ -37,6 +37,9 @@
 #   KAFKA_START_TIMEOUT    seconds to wait for the broker (default 90)
 #   JAVA_HOME              Java 17+ to use (default: java on PATH)
 set -euo pipefail
+LOG_NAME=kafka.sh
+# shellcheck source=lib.sh source-path=SCRIPTDIR
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CONF_SRC="$SCRIPT_DIR/kafka"
@@ -90,9 +93,6 @@ JAVA_BIN=${JAVA_HOME:+$JAVA_HOME/bin/}java
 TOOLS_JVM_OPTS=(-Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1
   -Djava.awt.headless=true "-Dlog4j2.configurationFile=$CONF_SRC/tools-log4j2.yaml")
 
-log() { echo "kafka.sh: $*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-
 check_java() {
   command -v "$JAVA_BIN" >/dev/null || die "java not found (need Java 17+)"
   local v
@@ -110,10 +110,8 @@ install_jars() {
   [[ -f $JARS_DIR/.complete && $(<"$JARS_DIR/.complete") == "$want" ]] && return 0
 
   command -v mvn >/dev/null || die "mvn not found (apt-get install maven)"
-  mkdir -p "$STACK_DIR"
   # Parallel test runs may race to install; the loser just waits.
-  exec 9>"$STACK_DIR/.kafka-install.lock"
-  flock 9
+  take_lock "$STACK_DIR/.kafka-install.lock"
   if [[ -f $JARS_DIR/.complete && $(<"$JARS_DIR/.complete") == "$want" ]]; then
     exec 9>&-
     return 0
@@ -324,45 +322,25 @@ format_storage() {
 
 # ---------------------------------------------------------------- process
 
-# True for a live (non-zombie) process.
-pid_alive() {
-  local state
-  state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
-  [[ -n $state && $state != Z ]]
-}
-
-# Prints the broker pid iff the pid file points at OUR broker (guards
-# against a recycled pid).
-our_pid() {
-  [[ -f $PID_FILE ]] || return 1
-  local pid
-  pid=$(<"$PID_FILE")
-  [[ $pid =~ ^[0-9]+$ ]] && pid_alive "$pid" || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "kafka.Kafka $SERVER_PROPS" || return 1
-  echo "$pid"
-}
-
-port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
+# Our broker (the JVM running this stack dir's server.properties).
+our_pid() { pid_from_file "$PID_FILE" "kafka.Kafka $SERVER_PROPS"; }
 
 topic_cmd() {
   timeout 60 "$JAVA_BIN" "${TOOLS_JVM_OPTS[@]}" -cp "$JARS_DIR/*" org.apache.kafka.tools.TopicCommand \
     --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_PROPS" "$@"
 }
 
-answering() { port_open "$PORT" && topic_cmd --list >/dev/null 2>&1; }
+answering() { port_open "$HOST" "$PORT" && topic_cmd --list >/dev/null 2>&1; }
+
+ready() {
+  pid_alive "$1" || startup_failed "$PID_FILE" 40 "broker exited during startup (logs: $LOG_DIR)" \
+    "$LOG_DIR/server.log" "$LOG_DIR/kafka.out"
+  answering
+}
 
 wait_ready() {
-  local pid=$1 deadline=$((SECONDS + START_TIMEOUT))
-  while ((SECONDS < deadline)); do
-    if ! pid_alive "$pid"; then
-      tail -n 40 "$LOG_DIR/server.log" "$LOG_DIR/kafka.out" >&2 2>/dev/null || true
-      rm -f "$PID_FILE"
-      die "broker exited during startup (logs: $LOG_DIR)"
-    fi
-    answering && return 0
-    sleep 1
-  done
-  die "broker did not answer on $BOOTSTRAP within ${START_TIMEOUT}s (logs: $LOG_DIR/server.log)"
+  wait_for "$START_TIMEOUT" 1 ready "$1" ||
+    die "broker did not answer on $BOOTSTRAP within ${START_TIMEOUT}s (logs: $LOG_DIR/server.log)"
 }
 
 create_topic() {
@@ -377,15 +355,14 @@ create_topic() {
   fi
 }
 
+# Sets the caller's $out (bash's dynamic scoping) for its warning.
+partitions_online() { out=$(topic_cmd --describe --unavailable-partitions 2>/dev/null) && [[ -z $out ]]; }
+
 # Topic creation returns once the controller committed it; wait until every
 # partition also has a leader so producers don't start with retries.
 wait_partitions_online() {
-  local deadline=$((SECONDS + 20)) out
-  while ((SECONDS < deadline)); do
-    out=$(topic_cmd --describe --unavailable-partitions 2>/dev/null) && [[ -z $out ]] && return 0
-    sleep 0.5
-  done
-  log "warning: some partitions still have no leader: $out"
+  local out=
+  wait_for 20 0.5 partitions_online || log "warning: some partitions still have no leader: $out"
 }
 
 start_broker() {
@@ -399,15 +376,12 @@ start_broker() {
     # and one started by an older kafka.sh may lack the SSL listener.
     if ! tls_ok; then
       log "warning: TLS files in $TLS_DIR missing/invalid/expiring; run: $0 restart-broker"
-    elif ! port_open "$SSL_PORT"; then
+    elif ! port_open "$HOST" "$SSL_PORT"; then
       log "warning: no SSL listener on $HOST:$SSL_PORT; run: $0 restart-broker"
     fi
   else
     rm -f "$PID_FILE"
-    local p
-    for p in "$PORT" "$SSL_PORT" "$SASL_PORT" "$CONTROLLER_PORT"; do
-      port_open "$p" && die "port $p is already in use by another process (not started by this script)"
-    done
+    ports_free "$HOST" "$PORT" "$SSL_PORT" "$SASL_PORT" "$CONTROLLER_PORT"
     mkdir -p "$RUN_DIR"
     if [[ ${KAFKA_KEEP_DATA:-0} == 1 && -f $DATA_DIR/meta.properties ]]; then
       ensure_tls
@@ -454,15 +428,7 @@ stop_broker() {
     log "broker not running"
     return 0
   fi
-  log "stopping broker (pid $pid)"
-  kill -TERM "$pid" 2>/dev/null || true
-  local deadline=$((SECONDS + STOP_TIMEOUT))
-  while pid_alive "$pid" && ((SECONDS < deadline)); do sleep 0.2; done
-  if pid_alive "$pid"; then
-    log "broker ignored SIGTERM for ${STOP_TIMEOUT}s, sending SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    while pid_alive "$pid"; do sleep 0.1; done
-  fi
+  stop_pid "$pid" broker "$STOP_TIMEOUT"
   rm -f "$PID_FILE"
   log "broker stopped"
 }
@@ -531,8 +497,5 @@ case $cmd in
     run_class "$@"
     ;;
   info) print_info ;;
-  *)
-    sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0" >&2
-    exit 2
-    ;;
+  *) usage ;;
 esac

@@ -57,6 +57,9 @@
 #   PRISM_START_TIMEOUT    seconds to wait for the mocks (default 60)
 #   PRISM_NODE             node binary (default: node from PATH, must be 18+)
 set -euo pipefail
+LOG_NAME=prism.sh
+# shellcheck source=lib.sh source-path=SCRIPTDIR
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_DIR=$(cd "$SCRIPT_DIR/.." && pwd)
@@ -69,6 +72,8 @@ PRISM_MAIN="$PREFIX/node_modules/@stoplight/prism-cli/dist/index.js"
 PRISM_MARK="$PREFIX/.herald-complete"
 RUN_DIR="$STACK_DIR/run"
 PRISM_RUN="$RUN_DIR/prism"
+# Serialises start/stop/restart/install across parallel callers (test binaries
+# may all call `start`). Closed in the Prism children (9>&-).
 LOCK_FILE="$RUN_DIR/.prism.lock"
 
 HOST=127.0.0.1
@@ -92,17 +97,6 @@ declare -A PROBE=([jira]=/rest/api/2/serverInfo [jira-found]=/rest/api/2/serverI
 
 pid_file() { echo "$RUN_DIR/prism-$1.pid"; }
 log_file() { echo "$PRISM_RUN/$1.log"; }
-
-log() { echo "prism.sh: $*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-
-# Serialises start/stop/restart/install across parallel callers (test binaries
-# may all call `start`). Closed in the Prism children (9>&-).
-take_lock() {
-  mkdir -p "$RUN_DIR"
-  exec 9>"$LOCK_FILE"
-  flock 9
-}
 
 # ---------------------------------------------------------------- install
 
@@ -144,33 +138,8 @@ install_prism() {
 
 # ---------------------------------------------------------------- process
 
-# True while any thread of process $1 runs. Node's main thread can exit first
-# and show as a zombie (Z) while its other threads still hold the listening
-# socket, so /proc/PID/stat alone says "gone" too early.
-pid_alive() {
-  local t state
-  for t in "/proc/$1/task/"*/stat; do
-    state=$(sed 's/.*) //' "$t" 2>/dev/null | cut -d' ' -f1) || continue
-    [[ -n $state && $state != Z && $state != X ]] && return 0
-  done
-  return 1
-}
-
-# Prints the pid iff the pid file of mock $1 points at OUR Prism (guards
-# against a recycled pid and against a Prism of another stack dir or port).
-our_pid() {
-  local f
-  f=$(pid_file "$1")
-  [[ -f $f ]] || return 1
-  local pid cmd
-  pid=$(<"$f")
-  [[ $pid =~ ^[0-9]+$ ]] && pid_alive "$pid" || return 1
-  cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
-  [[ $cmd == *"$PRISM_MAIN mock "* && $cmd == *" --port ${PORT[$1]} "* ]] || return 1
-  echo "$pid"
-}
-
-port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
+# The pid of OUR Prism for mock $1 (this prefix, this port).
+our_pid() { pid_from_file "$(pid_file "$1")" "$PRISM_MAIN mock " " --port ${PORT[$1]} "; }
 
 # True iff Prism on port $2 answers an HTTP request (any status code).
 answers() {
@@ -222,22 +191,20 @@ make_found_spec() {
   ' "$JIRA_SPEC" "$FOUND_SPEC" || die "could not write $FOUND_SPEC from $JIRA_SPEC"
 }
 
-wait_ready() {
-  local deadline=$((SECONDS + START_TIMEOUT)) m pid pending
-  while ((SECONDS < deadline)); do
-    pending=0
-    for m in "$@"; do
-      if ! pid=$(our_pid "$m"); then
-        tail -n 30 "$(log_file "$m")" >&2 2>/dev/null || true
-        rm -f "$(pid_file "$m")"
-        die "prism $m exited during startup (log: $(log_file "$m"))"
-      fi
-      answers "$m" "${PORT[$m]}" || pending=1
-    done
-    ((pending == 0)) && return 0
-    sleep 0.2
+# True iff all mocks $@ answer; dies if one of them exited.
+all_ready() {
+  local m pending=0
+  for m in "$@"; do
+    our_pid "$m" >/dev/null ||
+      startup_failed "$(pid_file "$m")" 30 "prism $m exited during startup (log: $(log_file "$m"))" "$(log_file "$m")"
+    answers "$m" "${PORT[$m]}" || pending=1
   done
-  die "prism mocks ($*) did not answer within ${START_TIMEOUT}s (logs: $PRISM_RUN/*.log)"
+  ((pending == 0))
+}
+
+wait_ready() {
+  wait_for "$START_TIMEOUT" 0.2 all_ready "$@" ||
+    die "prism mocks ($*) did not answer within ${START_TIMEOUT}s (logs: $PRISM_RUN/*.log)"
 }
 
 start_prism() {
@@ -255,7 +222,7 @@ start_prism() {
       continue
     fi
     rm -f "$(pid_file "$m")"
-    port_open "${PORT[$m]}" && die "port ${PORT[$m]} ($m) is already in use by another process (not started by this script)"
+    port_open "$HOST" "${PORT[$m]}" && die "port ${PORT[$m]} ($m) is already in use by another process (not started by this script)"
     [[ $m == jira-found ]] && make_found_spec
     spawn "$m"
     started+=("$m")
@@ -274,15 +241,7 @@ stop_one() {
     rm -f "$(pid_file "$m")"
     return 0
   fi
-  log "stopping $m mock (pid $pid)"
-  kill -TERM "$pid" 2>/dev/null || true
-  local deadline=$((SECONDS + STOP_TIMEOUT))
-  while pid_alive "$pid" && ((SECONDS < deadline)); do sleep 0.05; done
-  if pid_alive "$pid"; then
-    log "$m mock ignored SIGTERM for ${STOP_TIMEOUT}s, sending SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    while pid_alive "$pid"; do sleep 0.05; done
-  fi
+  stop_pid "$pid" "$m mock" "$STOP_TIMEOUT"
   rm -f "$(pid_file "$m")"
 }
 
@@ -347,26 +306,23 @@ cmd=${1:-}
 [[ $# -gt 0 ]] && shift
 case $cmd in
   install)
-    take_lock
+    take_lock "$LOCK_FILE"
     install_prism
     ;;
   start)
-    take_lock
+    take_lock "$LOCK_FILE"
     start_prism
     ;;
   stop)
-    take_lock
+    take_lock "$LOCK_FILE"
     stop_prism
     ;;
   restart)
-    take_lock
+    take_lock "$LOCK_FILE"
     stop_prism
     start_prism
     ;;
   status) status_prism ;;
   info) print_info ;;
-  *)
-    sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0" >&2
-    exit 2
-    ;;
+  *) usage ;;
 esac

@@ -47,6 +47,9 @@
 #   RSYSLOG_KEEP_OUTPUT=1  make `start` keep the existing output files
 #   RSYSLOG_START_TIMEOUT  seconds to wait for the ports (default 20)
 set -euo pipefail
+LOG_NAME=rsyslog.sh
+# shellcheck source=lib.sh source-path=SCRIPTDIR
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 STACK_DIR=${HERALD_STACK_DIR:-$HOME/.cache/herald-stack}
 RUN_DIR="$STACK_DIR/run"
@@ -63,6 +66,8 @@ OUT_FILES=("$OUT_TCP" "$OUT_TLS" "$OUT_MTLS")
 INTERNAL_LOG="$CONF_DIR/rsyslogd.log"
 STDOUT_LOG="$CONF_DIR/rsyslogd.out"
 PID_FILE="$RUN_DIR/rsyslog.pid"
+# Serialises start/stop/restart/install/clear across parallel callers (test
+# binaries may all call `start`). Closed in the rsyslogd child (9>&-).
 LOCK_FILE="$RUN_DIR/.rsyslog.lock"
 
 TLS_DIR="$RUN_DIR/rsyslog-tls"
@@ -88,17 +93,6 @@ STOP_TIMEOUT=20
 RSYSLOGD=/usr/sbin/rsyslogd
 PACKAGES=(rsyslog rsyslog-openssl)
 SUDO=""
-
-log() { echo "rsyslog.sh: $*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-
-# Serialises start/stop/restart/install/clear across parallel callers (test
-# binaries may all call `start`). Closed in the rsyslogd child (9>&-).
-take_lock() {
-  mkdir -p "$RUN_DIR"
-  exec 9>"$LOCK_FILE"
-  flock 9
-}
 
 # ---------------------------------------------------------------- install
 
@@ -322,57 +316,22 @@ EOF
 
 # ---------------------------------------------------------------- process
 
-pid_alive() {
-  local state
-  state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
-  [[ -n $state && $state != Z ]]
-}
+# Our rsyslogd (the one running our config), not any other.
+our_pid() { pid_from_file "$PID_FILE" "-f $CONF "; }
 
-# Prints the pid iff the pid file points at OUR rsyslogd (guards against a
-# recycled pid and against any other rsyslogd).
-our_pid() {
-  [[ -f $PID_FILE ]] || return 1
-  local pid
-  pid=$(<"$PID_FILE")
-  [[ $pid =~ ^[0-9]+$ ]] && pid_alive "$pid" || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "-f $CONF " || return 1
-  echo "$pid"
-}
+# Listening sockets from /proc: a bare connect to a TLS port makes rsyslogd
+# log a failed handshake every time.
+ports_open() { pid_listens "$1" "$HOST" "${PORTS[@]}"; }
 
-port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
-
-# True iff process $1 itself holds a listening socket on HOST:port for each of
-# our ports. Read from /proc instead of connecting: a bare connect to a TLS
-# port makes rsyslogd log a failed handshake every time.
-ports_open() {
-  local pid=$1 inodes p hex inode
-  inodes=" $(find "/proc/$pid/fd" -lname 'socket:*' -printf '%l\n' 2>/dev/null | tr -dc '0-9\n' | tr '\n' ' ') "
-  for p in "${PORTS[@]}"; do
-    printf -v hex '%08X:%04X' "$(ip_hex_le "$HOST")" "$p"
-    inode=$(awk -v a="$hex" '$2 == a && $4 == "0A" { print $10 }' /proc/net/tcp)
-    [[ -n $inode && $inodes == *" $inode "* ]] || return 1
-  done
-}
-
-# 127.0.0.1 -> 0x0100007F, the byte order /proc/net/tcp shows.
-ip_hex_le() {
-  local a b c d
-  IFS=. read -r a b c d <<<"$1"
-  echo $(((d << 24) | (c << 16) | (b << 8) | a))
+ready() {
+  pid_alive "$1" || startup_failed "$PID_FILE" 30 "rsyslogd exited during startup (logs: $STDOUT_LOG, $INTERNAL_LOG)" \
+    "$STDOUT_LOG" "$INTERNAL_LOG"
+  ports_open "$1"
 }
 
 wait_ready() {
-  local pid=$1 deadline=$((SECONDS + START_TIMEOUT))
-  while ((SECONDS < deadline)); do
-    if ! pid_alive "$pid"; then
-      tail -n 30 "$STDOUT_LOG" "$INTERNAL_LOG" >&2 2>/dev/null || true
-      rm -f "$PID_FILE"
-      die "rsyslogd exited during startup (logs: $STDOUT_LOG, $INTERNAL_LOG)"
-    fi
-    ports_open "$pid" && return 0
-    sleep 0.1
-  done
-  die "rsyslogd (pid $pid) did not open ports ${PORTS[*]} within ${START_TIMEOUT}s (logs: $STDOUT_LOG, $INTERNAL_LOG)"
+  wait_for "$START_TIMEOUT" 0.1 ready "$1" ||
+    die "rsyslogd (pid $1) did not open ports ${PORTS[*]} within ${START_TIMEOUT}s (logs: $STDOUT_LOG, $INTERNAL_LOG)"
 }
 
 truncate_outputs() {
@@ -391,10 +350,7 @@ start_rsyslog() {
     wait_ready "$pid"
   else
     rm -f "$PID_FILE"
-    local p
-    for p in "${PORTS[@]}"; do
-      port_open "$p" && die "port $p is already in use by another process (not started by this script)"
-    done
+    ports_free "$HOST" "${PORTS[@]}"
     tls_ok || gen_tls
     write_conf
     if [[ ${RSYSLOG_KEEP_OUTPUT:-0} == 1 ]]; then
@@ -429,15 +385,7 @@ stop_rsyslog() {
     log "rsyslogd not running"
     return 0
   fi
-  log "stopping rsyslogd (pid $pid)"
-  kill -TERM "$pid" 2>/dev/null || true
-  local deadline=$((SECONDS + STOP_TIMEOUT))
-  while pid_alive "$pid" && ((SECONDS < deadline)); do sleep 0.05; done
-  if pid_alive "$pid"; then
-    log "rsyslogd ignored SIGTERM for ${STOP_TIMEOUT}s, sending SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    while pid_alive "$pid"; do sleep 0.05; done
-  fi
+  stop_pid "$pid" rsyslogd "$STOP_TIMEOUT"
   rm -f "$PID_FILE"
   log "rsyslogd stopped"
 }
@@ -486,30 +434,27 @@ cmd=${1:-}
 [[ $# -gt 0 ]] && shift
 case $cmd in
   install)
-    take_lock
+    take_lock "$LOCK_FILE"
     install_pkgs
     ;;
   start)
-    take_lock
+    take_lock "$LOCK_FILE"
     start_rsyslog
     ;;
   stop)
-    take_lock
+    take_lock "$LOCK_FILE"
     stop_rsyslog
     ;;
   restart)
-    take_lock
+    take_lock "$LOCK_FILE"
     stop_rsyslog
     RSYSLOG_KEEP_OUTPUT=1 start_rsyslog
     ;;
   status) status_rsyslog ;;
   info) print_info ;;
   clear)
-    take_lock
+    take_lock "$LOCK_FILE"
     truncate_outputs
     ;;
-  *)
-    sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0" >&2
-    exit 2
-    ;;
+  *) usage ;;
 esac

@@ -56,6 +56,9 @@
 #                          python3, must be 3.11+)
 # SMTP_SMTPUTF8 and SMTP_MAX_MESSAGE_SIZE apply at a fresh start (restart).
 set -euo pipefail
+LOG_NAME=smtp.sh
+# shellcheck source=lib.sh source-path=SCRIPTDIR
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SRC_DIR="$SCRIPT_DIR/smtp"
@@ -77,6 +80,8 @@ TMP_DIR="$SMTP_DIR/tmp"
 LOG_FILE="$SMTP_DIR/server.log"
 STDOUT_LOG="$SMTP_DIR/server.out"
 PID_FILE="$RUN_DIR/smtp.pid"
+# Serialises start/stop/restart/install/clear across parallel callers (test
+# binaries may all call `start`). Closed in the server child (9>&-).
 LOCK_FILE="$RUN_DIR/.smtp.lock"
 
 TLS_DIR="$RUN_DIR/smtp-tls"
@@ -98,17 +103,6 @@ SMTPUTF8=${SMTP_SMTPUTF8:-1}
 MAX_MESSAGE_SIZE=${SMTP_MAX_MESSAGE_SIZE:-33554432}
 START_TIMEOUT=${SMTP_START_TIMEOUT:-20}
 STOP_TIMEOUT=20
-
-log() { echo "smtp.sh: $*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-
-# Serialises start/stop/restart/install/clear across parallel callers (test
-# binaries may all call `start`). Closed in the server child (9>&-).
-take_lock() {
-  mkdir -p "$RUN_DIR"
-  exec 9>"$LOCK_FILE"
-  flock 9
-}
 
 # ---------------------------------------------------------------- install
 
@@ -222,45 +216,10 @@ tls_make_files() {
 
 # ---------------------------------------------------------------- process
 
-pid_alive() {
-  local state
-  state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
-  [[ -n $state && $state != Z ]]
-}
+# Our server's pid (the Python of this stack dir's server.py).
+our_pid() { pid_from_file "$PID_FILE" "/server.py " " --out-dir $OUT_DIR "; }
 
-# Prints the pid iff the pid file points at OUR server (guards against a
-# recycled pid and against a server of another stack dir).
-our_pid() {
-  [[ -f $PID_FILE ]] || return 1
-  local pid
-  pid=$(<"$PID_FILE")
-  [[ $pid =~ ^[0-9]+$ ]] && pid_alive "$pid" || return 1
-  local cmd
-  cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
-  [[ $cmd == *"/server.py "* && $cmd == *" --out-dir $OUT_DIR "* ]] || return 1
-  echo "$pid"
-}
-
-port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
-
-# True iff process $1 itself holds a listening socket on HOST:port for each of
-# our ports (read from /proc: no connection, no handshake noise in the log).
-ports_open() {
-  local pid=$1 inodes p hex inode
-  inodes=" $(find "/proc/$pid/fd" -lname 'socket:*' -printf '%l\n' 2>/dev/null | tr -dc '0-9\n' | tr '\n' ' ') "
-  for p in "${PORTS[@]}"; do
-    printf -v hex '%08X:%04X' "$(ip_hex_le "$HOST")" "$p"
-    inode=$(awk -v a="$hex" '$2 == a && $4 == "0A" { print $10 }' /proc/net/tcp)
-    [[ -n $inode && $inodes == *" $inode "* ]] || return 1
-  done
-}
-
-# 127.0.0.1 -> 0x0100007F, the byte order /proc/net/tcp shows.
-ip_hex_le() {
-  local a b c d
-  IFS=. read -r a b c d <<<"$1"
-  echo $(((d << 24) | (c << 16) | (b << 8) | a))
-}
+ports_open() { pid_listens "$1" "$HOST" "${PORTS[@]}"; }
 
 # The event loop serves: the plain port answers "220 ..." (then QUIT).
 greets() {
@@ -272,18 +231,15 @@ greets() {
   ) 2>/dev/null
 }
 
+ready() {
+  pid_alive "$1" || startup_failed "$PID_FILE" 30 "server exited during startup (logs: $STDOUT_LOG, $LOG_FILE)" \
+    "$STDOUT_LOG" "$LOG_FILE"
+  ports_open "$1" && greets
+}
+
 wait_ready() {
-  local pid=$1 deadline=$((SECONDS + START_TIMEOUT))
-  while ((SECONDS < deadline)); do
-    if ! pid_alive "$pid"; then
-      tail -n 30 "$STDOUT_LOG" "$LOG_FILE" >&2 2>/dev/null || true
-      rm -f "$PID_FILE"
-      die "server exited during startup (logs: $STDOUT_LOG, $LOG_FILE)"
-    fi
-    ports_open "$pid" && greets && return 0
-    sleep 0.1
-  done
-  die "server (pid $pid) did not open ports ${PORTS[*]} within ${START_TIMEOUT}s (logs: $STDOUT_LOG, $LOG_FILE)"
+  wait_for "$START_TIMEOUT" 0.1 ready "$1" ||
+    die "server (pid $1) did not open ports ${PORTS[*]} within ${START_TIMEOUT}s (logs: $STDOUT_LOG, $LOG_FILE)"
 }
 
 # Empties out/<server>/ (the dirs themselves stay). Safe while running: a
@@ -305,10 +261,7 @@ start_smtp() {
     wait_ready "$pid"
   else
     rm -f "$PID_FILE"
-    local p
-    for p in "${PORTS[@]}"; do
-      port_open "$p" && die "port $p is already in use by another process (not started by this script)"
-    done
+    ports_free "$HOST" "${PORTS[@]}"
     tls_ok || gen_tls
     if [[ ${SMTP_KEEP_OUTPUT:-0} == 1 ]]; then
       local n
@@ -347,15 +300,7 @@ stop_smtp() {
     log "server not running"
     return 0
   fi
-  log "stopping server (pid $pid)"
-  kill -TERM "$pid" 2>/dev/null || true
-  local deadline=$((SECONDS + STOP_TIMEOUT))
-  while pid_alive "$pid" && ((SECONDS < deadline)); do sleep 0.05; done
-  if pid_alive "$pid"; then
-    log "server ignored SIGTERM for ${STOP_TIMEOUT}s, sending SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    while pid_alive "$pid"; do sleep 0.05; done
-  fi
+  stop_pid "$pid" server "$STOP_TIMEOUT"
   rm -f "$PID_FILE"
   log "server stopped"
 }
@@ -406,30 +351,27 @@ cmd=${1:-}
 [[ $# -gt 0 ]] && shift
 case $cmd in
   install)
-    take_lock
+    take_lock "$LOCK_FILE"
     install_venv
     ;;
   start)
-    take_lock
+    take_lock "$LOCK_FILE"
     start_smtp
     ;;
   stop)
-    take_lock
+    take_lock "$LOCK_FILE"
     stop_smtp
     ;;
   restart)
-    take_lock
+    take_lock "$LOCK_FILE"
     stop_smtp
     SMTP_KEEP_OUTPUT=1 start_smtp
     ;;
   status) status_smtp ;;
   info) print_info ;;
   clear)
-    take_lock
+    take_lock "$LOCK_FILE"
     clear_outputs
     ;;
-  *)
-    sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0" >&2
-    exit 2
-    ;;
+  *) usage ;;
 esac
