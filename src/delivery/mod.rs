@@ -164,11 +164,16 @@ impl Pool {
             return l.clone();
         }
         let c = &self.common;
-        let limiter = c.policy.rate_limit.map(|(rate, burst)| {
-            let per_sec = NonZeroU32::new(rate).expect("validated >= 1");
-            let burst = NonZeroU32::new(burst).expect("validated >= 1");
-            RateLimiter::direct(Quota::per_second(per_sec).allow_burst(burst))
-        });
+        let limiter = c
+            .policy
+            .rate_limit
+            .map(|(rate, burst)| {
+                let per_sec = NonZeroU32::new(rate).expect("validated >= 1");
+                let burst = NonZeroU32::new(burst).expect("validated >= 1");
+                Quota::per_second(per_sec).allow_burst(burst)
+            })
+            .or_else(|| self.notifier.default_rate_limit())
+            .map(RateLimiter::direct);
         let deliverer = Arc::new(Deliverer {
             breaker: Breaker::new(c.policy.breaker_failures, c.policy.breaker_cooldown),
             failures: FailureLog::new(self.shared.failure_log_interval),

@@ -2,6 +2,7 @@
 //! Each is golden-tested against the wire rules of `spec/rhacs-notifiers.md`.
 
 pub mod cef;
+pub mod chat;
 pub mod email;
 pub mod gojson;
 pub mod prune;

@@ -129,6 +129,24 @@ pub fn transport_error(e: &reqwest::Error, target: &str) -> DeliveryError {
     DeliveryError::retryable(reason, message)
 }
 
+/// POSTs a JSON body and maps the answer; `target` is the redacted URL used in
+/// every message.
+pub async fn post_json(
+    client: &Client,
+    url: &str,
+    body: Vec<u8>,
+    target: &str,
+) -> Result<(), DeliveryError> {
+    let resp = client
+        .post(url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| transport_error(&e, target))?;
+    status_outcome(resp.status(), resp.headers(), target)
+}
+
 /// Maps a response status to an outcome: 2xx delivered; 408, 429 and 5xx
 /// retryable (honouring `Retry-After`); 401/403 and other 4xx permanent.
 pub fn status_outcome(

@@ -7,6 +7,8 @@
 pub mod email;
 pub mod http;
 pub mod jira;
+pub mod pagerduty;
+pub mod slack;
 pub mod splunk;
 pub mod sumologic;
 pub mod syslog;
@@ -75,6 +77,13 @@ pub trait Notifier: Send + Sync + fmt::Debug {
     /// The annotation-routed target of `event`, when this destination routes
     /// by annotation; `None` for the destination's single default target.
     fn target(&self, _event: &Event) -> Option<Target> {
+        None
+    }
+
+    /// The send rate the service itself enforces per target (PagerDuty's
+    /// 120 events a minute per routing key), used when the destination sets
+    /// no `rate_limit`, so herald waits instead of collecting 429s.
+    fn default_rate_limit(&self) -> Option<governor::Quota> {
         None
     }
 
@@ -157,6 +166,16 @@ pub static TYPES: &[NotifierType] = &[
         name: "jira",
         default_audit: false,
         parse: parse_as::<jira::Settings>,
+    },
+    NotifierType {
+        name: "pagerduty",
+        default_audit: false,
+        parse: parse_as::<pagerduty::Settings>,
+    },
+    NotifierType {
+        name: "slack",
+        default_audit: false,
+        parse: parse_as::<slack::Settings>,
     },
     NotifierType {
         name: "splunk",

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use reqwest::header::CONTENT_TYPE;
 use serde::Deserialize;
 
 use super::http::{self, TlsSettings};
@@ -71,15 +70,7 @@ impl super::Settings for Settings {
 
 impl SumoLogic {
     async fn post(&self, body: Vec<u8>) -> Result<(), DeliveryError> {
-        let resp = self
-            .client
-            .post(self.url.expose())
-            .header(CONTENT_TYPE, "application/json")
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| http::transport_error(&e, &self.target))?;
-        http::status_outcome(resp.status(), resp.headers(), &self.target)
+        http::post_json(&self.client, self.url.expose(), body, &self.target).await
     }
 }
 

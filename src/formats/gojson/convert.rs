@@ -305,7 +305,9 @@ pub fn shrink(json: &str, max: usize) -> String {
     text
 }
 
-fn ordered(out: &mut String, v: &Value) {
+/// Go's rendering of a struct: keys in the order given (struct order),
+/// strings HTML-escaped.
+pub fn ordered(out: &mut String, v: &Value) {
     match v {
         Value::Object(obj) => {
             out.push('{');

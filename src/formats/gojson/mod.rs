@@ -5,7 +5,7 @@ mod convert;
 pub mod schema;
 mod stream;
 
-pub use convert::{alert, audit, plain as write_value, shrink, snake};
+pub use convert::{alert, audit, ordered as write_struct, plain as write_value, shrink, snake};
 
 /// Appends `s` as a Go `encoding/json` string literal (HTML escaping on):
 /// `<`, `>`, `&`, U+2028 and U+2029 as `\uXXXX`; `\n`, `\r`, `\t`, `\b`, `\f`

@@ -1,0 +1,192 @@
+//! PagerDuty Events API v2 (spec §2.7): `trigger` for active alerts and
+//! `resolve` for resolved ones, `dedup_key` = alert id, Central's mapping of
+//! severity, source, component and class, the alert as `custom_details`.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use serde::Deserialize;
+
+use super::http::{self, TlsSettings};
+use super::{Notifier, RenderContext, SendMeta};
+use crate::config::{join, read_secret, redact_url, Common, Errors, Secret};
+use crate::delivery::{DeliveryError, FailureReason};
+use crate::formats::chat;
+use crate::model::Event;
+
+#[derive(Deserialize)]
+pub struct Settings {
+    #[serde(default)]
+    routing_key: Option<Secret>,
+    #[serde(default)]
+    routing_key_file: Option<PathBuf>,
+    /// The Events API endpoint (a proxy or a test server may stand in).
+    #[serde(default = "default_api_url")]
+    api_url: String,
+    #[serde(default)]
+    ca_file: Option<PathBuf>,
+    #[serde(default)]
+    skip_tls_verify: bool,
+}
+
+fn default_api_url() -> String {
+    "https://events.pagerduty.com/v2/enqueue".into()
+}
+
+pub struct PagerDuty {
+    client: reqwest::Client,
+    routing_key: Secret,
+    api_url: String,
+    target: String,
+    ui_endpoint: String,
+}
+
+impl fmt::Debug for PagerDuty {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PagerDuty")
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
+impl super::Settings for Settings {
+    fn build(self, common: &Common, path: &str, errs: &mut Errors) -> Option<Arc<dyn Notifier>> {
+        let before = errs.list.len();
+        let key = read_secret(
+            &self.routing_key,
+            &self.routing_key_file,
+            &join(path, "routing_key"),
+            errs,
+        );
+        if key.as_ref().is_none_or(|k| k.expose().is_empty()) && errs.list.len() == before {
+            errs.push(
+                &join(path, "routing_key"),
+                "is required (the Events v2 integration key, inline or as routing_key_file)",
+            );
+        }
+        if reqwest::Url::parse(&self.api_url).is_err() {
+            errs.push(&join(path, "api_url"), "not a valid URL");
+        }
+        let tls = TlsSettings {
+            ca_file: &self.ca_file,
+            skip_tls_verify: self.skip_tls_verify,
+        };
+        let client = http::client(tls, common.timeout, path, errs);
+        if errs.list.len() > before {
+            return None;
+        }
+        Some(Arc::new(PagerDuty {
+            client: client?,
+            routing_key: key?,
+            target: redact_url(&self.api_url),
+            api_url: self.api_url,
+            ui_endpoint: common.ui_endpoint.clone(),
+        }))
+    }
+}
+
+impl PagerDuty {
+    async fn post(&self, body: Vec<u8>) -> Result<(), DeliveryError> {
+        http::post_json(&self.client, &self.api_url, body, &self.target).await
+    }
+}
+
+/// PagerDuty's documented Events API v2 limit per integration key.
+const EVENTS_PER_MINUTE: u32 = 120;
+
+/// Central's PagerDuty test event.
+const TEST_ALERT: &str = r#"{"id":"testalert","policy":{"name":"Test PagerDuty Policy","severity":"HIGH_SEVERITY","categories":["Privileges"]},"deployment":{"name":"Test Deployment","clusterName":"Test Cluster"},"violations":[{"message":"This is a sample pagerduty alert message created to test integration with StackRox."}]}"#;
+
+impl Notifier for PagerDuty {
+    fn can_resolve(&self) -> bool {
+        true
+    }
+
+    /// PagerDuty accepts 120 events a minute per integration key and answers
+    /// 429 beyond that; one destination is one routing key.
+    fn default_rate_limit(&self) -> Option<governor::Quota> {
+        std::num::NonZeroU32::new(EVENTS_PER_MINUTE).map(governor::Quota::per_minute)
+    }
+
+    fn render(&self, event: &Event, _ctx: &RenderContext) -> Result<Vec<u8>, String> {
+        match event {
+            Event::Alert(a) => Ok(chat::pagerduty_event(
+                a,
+                self.routing_key.expose(),
+                &self.ui_endpoint,
+            )),
+            Event::Audit(_) => Err("PagerDuty takes no audit messages".into()),
+        }
+    }
+
+    fn send<'a>(
+        &'a self,
+        _event: &'a Event,
+        payload: &'a [u8],
+        _meta: &'a SendMeta,
+    ) -> BoxFuture<'a, Result<(), DeliveryError>> {
+        Box::pin(self.post(payload.to_vec()))
+    }
+
+    fn test(&self) -> BoxFuture<'_, Result<String, DeliveryError>> {
+        Box::pin(async move {
+            let event =
+                crate::model::decode(TEST_ALERT.as_bytes(), 1 << 20).expect("test alert decodes");
+            let ctx = RenderContext {
+                now: chrono::Utc::now(),
+            };
+            let body = self
+                .render(&event, &ctx)
+                .map_err(|e| DeliveryError::permanent(FailureReason::Render, e))?;
+            self.post(body).await?;
+            Ok(format!("{} accepted the test event", self.target))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use std::collections::HashMap;
+
+    fn destination(extra: &str) -> crate::config::Destination {
+        let text = format!(
+            "[kafka]\nbrokers = \"127.0.0.1:9092\"\ngroup_id = \"g\"\ntopics = [\"t\"]\ndead_letter_topic = \"d\"\n\
+             [[destinations]]\nname = \"pd\"\nid = \"n1\"\ntype = \"pagerduty\"\nrouting_key = \"R0123456789abcdef0123456789abcdef\"\n{extra}"
+        );
+        let mut c = Config::parse(&text, &HashMap::new()).expect("valid config");
+        c.destinations.remove(0)
+    }
+
+    #[test]
+    fn paces_to_pagerdutys_limit_unless_the_user_sets_one() {
+        let d = destination("");
+        assert_eq!(d.common.policy.rate_limit, None);
+        assert_eq!(
+            d.notifier.default_rate_limit(),
+            Some(governor::Quota::per_minute(
+                std::num::NonZeroU32::new(120).unwrap()
+            ))
+        );
+        // A destination's own rate_limit is what the lane uses (delivery
+        // prefers the policy over the notifier's default).
+        assert_eq!(
+            destination("rate_limit = 5\n").common.policy.rate_limit,
+            Some((5, 5))
+        );
+    }
+
+    #[test]
+    fn a_missing_routing_key_names_the_field() {
+        let text = "[kafka]\nbrokers = \"b:9092\"\ngroup_id = \"g\"\ntopics = [\"t\"]\ndead_letter_topic = \"d\"\n\
+                    [[destinations]]\nname = \"pd\"\nid = \"n1\"\ntype = \"pagerduty\"\n";
+        let errs = Config::parse(text, &HashMap::new()).expect_err("no routing key");
+        let msgs: Vec<String> = errs.list.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            msgs,
+            ["destinations[0].routing_key: is required (the Events v2 integration key, inline or as routing_key_file)"]
+        );
+    }
+}

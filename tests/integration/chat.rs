@@ -1,0 +1,200 @@
+//! PagerDuty and Slack: the Events v2 contract (Prism), exact bodies, a
+//! resolve once and after its trigger, Retry-After, annotation-routed
+//! webhooks, and no webhook URL in logs or metrics.
+
+use std::time::Duration;
+
+use crate::kit::receiver::Behavior;
+use crate::kit::service::Service;
+use crate::kit::{self, Herald, Receiver};
+
+const NID: &str = "3c1e0f64-6d2b-4f7a-9d0e-5a8b7c6d5e4f";
+
+fn alerts() -> Vec<String> {
+    let n = format!(r#""notifiers":["{NID}"]"#);
+    vec![
+        format!(
+            r#"{{"id":"pd-dep","policy":{{"name":"D","severity":"HIGH_SEVERITY","categories":["Privileges"],{n}}},"deployment":{{"name":"web","namespace":"ns","clusterName":"prod","annotations":{{"slack":"SLACK_TEAM"}}}},"time":"2024-05-01T12:00:00Z"}}"#
+        ),
+        format!(
+            r#"{{"id":"pd-img","policy":{{"name":"I","severity":"LOW_SEVERITY",{n}}},"image":{{"name":{{"registry":"docker.io","remote":"library/nginx","tag":"1"}}}},"time":"2024-05-01T12:00:00Z"}}"#
+        ),
+        format!(
+            r#"{{"id":"pd-res","policy":{{"name":"R","severity":"CRITICAL_SEVERITY",{n}}},"resource":{{"resourceType":"SECRETS","name":"s","clusterName":"prod","namespace":"ns"}},"time":"2024-05-01T12:00:00Z"}}"#
+        ),
+        format!(
+            r#"{{"id":"pd-node","policy":{{"name":"N","severity":"MEDIUM_SEVERITY",{n}}},"node":{{"name":"w1","clusterName":"prod"}},"time":"2024-05-01T12:00:00Z"}}"#
+        ),
+    ]
+}
+
+fn resolved(a: &str) -> String {
+    a.replacen(r#"{"id":"#, r#"{"state":"RESOLVED","id":"#, 1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pagerduty_keeps_the_events_v2_contract_and_bodies_are_exact() {
+    let prism = Service::shared_of("prism.sh");
+    let rx = Receiver::start().await;
+    let s = kit::Stack::new("pd", 1).await;
+    let log = prism.get("pagerduty_log").to_string();
+    let from = std::fs::metadata(&log)
+        .map(|m| m.len() as usize)
+        .unwrap_or(0);
+    let dest = |name: &str, url: &str| {
+        format!("[[destinations]]\nname = \"{name}\"\nid = \"{NID}\"\ntype = \"pagerduty\"\nrouting_key = \"R0UTINGKEY0000000000000000000000\"\napi_url = \"{url}\"\nui_endpoint = \"https://central.example.com\"\n")
+    };
+    let destinations = format!(
+        "{}{}",
+        dest("pd-prism", prism.get("pagerduty_enqueue_url")),
+        dest("pd-rec", &rx.url("/enqueue"))
+    );
+    let mut herald = Herald::start(&s.config("", &destinations));
+    herald.wait_ready(Duration::from_secs(30)).await;
+    let p = kit::producer();
+    let all = alerts();
+    for a in &all {
+        kit::produce_to(&p, &s.topic, 0, a.as_bytes()).await;
+    }
+    for a in &all {
+        kit::produce_to(&p, &s.topic, 0, resolved(a).as_bytes()).await;
+        kit::produce_to(&p, &s.topic, 0, resolved(a).as_bytes()).await;
+    }
+    let delivered =
+        |d: &str| format!(r#"herald_deliveries_total{{destination="{d}",outcome="delivered"}}"#);
+    assert!(
+        kit::eventually(Duration::from_secs(30), || async {
+            herald.metric(&delivered("pd-prism")).await == 8.0
+                && herald.metric(&delivered("pd-rec")).await == 8.0
+        })
+        .await,
+        "{}",
+        herald.log()
+    );
+    // Prism answered 202 to every trigger and resolve and found no request-side violation.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let violations: Vec<&str> = text[from..]
+        .lines()
+        .filter(|l| l.contains("Violation") && l.contains("request"))
+        .collect();
+    assert!(violations.is_empty(), "{violations:#?}");
+    // The recording receiver got each trigger, then one resolve each, exactly as rendered.
+    let got = rx.delivered();
+    assert_eq!(got.len(), 8, "a duplicate resolve is not sent");
+    let dir = tempfile::tempdir().unwrap();
+    for (i, a) in all
+        .iter()
+        .chain(all.iter().map(|a| resolved(a)).collect::<Vec<_>>().iter())
+        .enumerate()
+    {
+        let input = dir.path().join(format!("{i}.json"));
+        std::fs::write(&input, a).unwrap();
+        let out = kit::cli(
+            &[
+                "render",
+                "--destination",
+                "pd-rec",
+                "--input",
+                input.to_str().unwrap(),
+            ],
+            &herald.config,
+        );
+        let expected = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            got.iter().any(|r| r.text() == expected),
+            "no request equals the rendered {expected}"
+        );
+    }
+    for id in ["pd-dep", "pd-img", "pd-res", "pd-node"] {
+        let actions: Vec<String> = got
+            .iter()
+            .filter(|r| r.text().contains(&format!(r#""dedup_key":"{id}""#)))
+            .map(|r| {
+                serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["event_action"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(actions, vec!["trigger", "resolve"], "{id}");
+    }
+    assert!(
+        !herald.log().contains("R0UTINGKEY"),
+        "routing key in the log"
+    );
+    assert!(!herald.metrics().await.contains("R0UTINGKEY"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slack_annotations_retry_after_and_no_url_in_logs() {
+    let default = Receiver::start().await;
+    let team = Receiver::start().await;
+    let other = Receiver::start().await;
+    team.set(Behavior::FailTimes(429, 1, Some("3".into())));
+    let s = kit::Stack::new("slack", 1).await;
+    let destinations = format!(
+        "[[destinations]]\nname = \"slack\"\nid = \"{NID}\"\ntype = \"slack\"\nwebhook_url = \"{}\"\nannotation_key = \"slack\"\nretry_min_delay = \"50ms\"\n[[destinations]]\nname = \"other\"\nid = \"{NID}\"\ntype = \"webhook\"\nurl = \"{}\"\n",
+        default.url("/services/T0/B0/DEFAULTSECRET"),
+        other.url("/")
+    );
+    let mut herald = Herald::start(&s.config("", &destinations));
+    herald.wait_ready(Duration::from_secs(30)).await;
+    let p = kit::producer();
+    let all = alerts();
+    let team_url = team.url("/services/T1/B1/TEAMSECRET");
+    kit::produce_to(
+        &p,
+        &s.topic,
+        0,
+        all[0].replace("SLACK_TEAM", &team_url).as_bytes(),
+    )
+    .await;
+    kit::produce_to(&p, &s.topic, 0, all[2].as_bytes()).await;
+    let empty = all[1]
+        .replace(
+            r#""image":"#,
+            r#""deployment":{"name":"e","annotations":{"slack":""}},"x":"#,
+        )
+        .replace("pd-img", "empty-ann");
+    kit::produce_to(&p, &s.topic, 0, empty.as_bytes()).await;
+    // The annotation wins: the team's webhook, after honouring Retry-After: 3.
+    let got = team.wait_delivered(1, Duration::from_secs(20)).await;
+    let answered = team.answered();
+    assert_eq!(
+        answered.iter().map(|r| r.status).collect::<Vec<_>>(),
+        vec![429, 200]
+    );
+    let gap = answered[1].at - answered[0].at;
+    assert!(gap >= Duration::from_secs(3), "retried after {gap:?}");
+    assert!(got[0].text().contains(r#""alert_id":"pd-dep""#));
+    // Meanwhile the other destination and the default webhook kept flowing.
+    let others = other.delivered();
+    assert!(
+        others.len() >= 2 && others.iter().all(|r| r.at < answered[1].at),
+        "the other destination waited"
+    );
+    let d = default.wait_delivered(1, Duration::from_secs(10)).await;
+    assert!(d[0].text().contains(r#""alert_id":"pd-res""#));
+    assert_eq!(d[0].path, "/services/T0/B0/DEFAULTSECRET");
+    // An empty annotation value still wins (Central's rule): no webhook, a dead letter.
+    let records = kit::read_records(&s.dlq, 1, Duration::from_secs(20)).await;
+    let r: serde_json::Value = serde_json::from_slice(&records[0]).unwrap();
+    assert_eq!(
+        (r["destination"].as_str(), r["reason"].as_str()),
+        (Some("slack"), Some("client_error"))
+    );
+    assert_eq!(
+        default.delivered().len(),
+        1,
+        "the empty annotation did not fall back to the default"
+    );
+    // No webhook URL's secret part in logs or metrics.
+    let log = herald.log();
+    let metrics = herald.metrics().await;
+    for secret in ["DEFAULTSECRET", "TEAMSECRET", "/services/"] {
+        assert!(
+            !log.contains(secret) && !metrics.contains(secret),
+            "{secret} leaked"
+        );
+    }
+}
