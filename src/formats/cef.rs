@@ -312,12 +312,7 @@ mod tests {
         }
     }
 
-    fn alert(json: &str) -> Alert {
-        match decode(json.as_bytes(), 1 << 20).unwrap() {
-            Event::Alert(a) => a,
-            Event::Audit(_) => unreachable!(),
-        }
-    }
+    use crate::model::test_alert as alert;
 
     const DEPLOYMENT_ALERT: &str = r#"{"id":"a1","policy":{"name":"Shell","severity":"HIGH_SEVERITY"},"namespace":"payments","deployment":{"name":"d","namespace":"payments"},"time":"2024-05-01T12:03:17.451Z","firstOccurred":"2024-05-01T12:03:17.451Z"}"#;
     const GO_JSON: &str = r#"{"id":"a1","policy":{"name":"Shell","severity":3},"namespace":"payments","Entity":{"Deployment":{"name":"d","namespace":"payments"}},"time":{"seconds":1714564997,"nanos":451000000},"first_occurred":{"seconds":1714564997,"nanos":451000000}}"#;

@@ -196,14 +196,8 @@ pub fn slack_body(alert: &Alert, ui_endpoint: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{decode, Event};
 
-    fn alert(json: &str) -> Alert {
-        match decode(json.as_bytes(), 1 << 20).unwrap() {
-            Event::Alert(a) => a,
-            Event::Audit(_) => unreachable!(),
-        }
-    }
+    use crate::model::test_alert as alert;
 
     #[test]
     fn pagerduty_events_per_entity() {

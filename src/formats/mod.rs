@@ -7,5 +7,6 @@ pub mod email;
 pub mod gojson;
 pub mod prune;
 pub mod splunk;
+pub mod teams;
 pub mod text;
 pub mod webhook;

@@ -204,6 +204,15 @@ fn json_kind(text: &str) -> &'static str {
     }
 }
 
+/// An alert from protojson, for formatter tests.
+#[cfg(test)]
+pub fn test_alert(json: &str) -> super::Alert {
+    match decode(json.as_bytes(), 1 << 20).expect("a valid test alert") {
+        Event::Alert(a) => a,
+        Event::Audit(_) => panic!("not an alert: {json}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,6 +9,8 @@ mod decode;
 pub mod json;
 mod types;
 
+#[cfg(test)]
+pub use decode::test_alert;
 pub use decode::{decode, InvalidMessage, InvalidReason};
 pub use types::*;
 

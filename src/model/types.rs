@@ -293,6 +293,9 @@ pub struct Node {
 #[serde(rename_all = "camelCase", default)]
 pub struct Violation {
     pub message: String,
+    /// `GENERIC`, `K8S_EVENT`, `NETWORK_FLOW`, …
+    #[serde(rename = "type")]
+    pub kind: String,
     pub key_value_attrs: Option<KeyValueAttrs>,
     pub file_access: Option<FileAccess>,
     pub time: Option<Timestamp>,

@@ -4,11 +4,11 @@
 //! one destination, and says whether a failure is worth retrying. Retries, rate
 //! limits, timeouts and metrics live once, in `crate::delivery`.
 
+pub mod chat_webhook;
 pub mod email;
 pub mod http;
 pub mod jira;
 pub mod pagerduty;
-pub mod slack;
 pub mod splunk;
 pub mod sumologic;
 pub mod syslog;
@@ -175,7 +175,7 @@ pub static TYPES: &[NotifierType] = &[
     NotifierType {
         name: "slack",
         default_audit: false,
-        parse: parse_as::<slack::Settings>,
+        parse: parse_as::<chat_webhook::SlackSettings>,
     },
     NotifierType {
         name: "splunk",
@@ -192,6 +192,11 @@ pub static TYPES: &[NotifierType] = &[
         // Central always sends audit messages to syslog.
         default_audit: true,
         parse: parse_as::<syslog::Settings>,
+    },
+    NotifierType {
+        name: "teams",
+        default_audit: false,
+        parse: parse_as::<chat_webhook::TeamsSettings>,
     },
 ];
 

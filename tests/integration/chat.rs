@@ -1,4 +1,4 @@
-//! PagerDuty and Slack: the Events v2 contract (Prism), exact bodies, a
+//! PagerDuty, Slack and Teams: the Events v2 contract (Prism), exact bodies, a
 //! resolve once and after its trigger, Retry-After, annotation-routed
 //! webhooks, and no webhook URL in logs or metrics.
 
@@ -81,25 +81,11 @@ async fn pagerduty_keeps_the_events_v2_contract_and_bodies_are_exact() {
     // The recording receiver got each trigger, then one resolve each, exactly as rendered.
     let got = rx.delivered();
     assert_eq!(got.len(), 8, "a duplicate resolve is not sent");
-    let dir = tempfile::tempdir().unwrap();
-    for (i, a) in all
+    for a in all
         .iter()
         .chain(all.iter().map(|a| resolved(a)).collect::<Vec<_>>().iter())
-        .enumerate()
     {
-        let input = dir.path().join(format!("{i}.json"));
-        std::fs::write(&input, a).unwrap();
-        let out = kit::cli(
-            &[
-                "render",
-                "--destination",
-                "pd-rec",
-                "--input",
-                input.to_str().unwrap(),
-            ],
-            &herald.config,
-        );
-        let expected = String::from_utf8(out.stdout).unwrap();
+        let expected = render(&herald.config, "pd-rec", a);
         assert!(
             got.iter().any(|r| r.text() == expected),
             "no request equals the rendered {expected}"
@@ -192,6 +178,98 @@ async fn slack_annotations_retry_after_and_no_url_in_logs() {
     let log = herald.log();
     let metrics = herald.metrics().await;
     for secret in ["DEFAULTSECRET", "TEAMSECRET", "/services/"] {
+        assert!(
+            !log.contains(secret) && !metrics.contains(secret),
+            "{secret} leaked"
+        );
+    }
+}
+
+/// Renders `alert` for `destination` with `herald render`.
+fn render(config: &std::path::Path, destination: &str, alert: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("a.json");
+    std::fs::write(&input, alert).unwrap();
+    let out = kit::cli(
+        &[
+            "render",
+            "--destination",
+            destination,
+            "--input",
+            input.to_str().unwrap(),
+        ],
+        config,
+    );
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn teams_message_card_adaptive_card_annotation_and_retry_after() {
+    let default = Receiver::start().await;
+    let team = Receiver::start().await;
+    let workflow = Receiver::start().await;
+    team.set(Behavior::FailTimes(429, 1, Some("2".into())));
+    let s = kit::Stack::new("teams", 1).await;
+    let destinations = format!(
+        "[[destinations]]\nname = \"teams\"\nid = \"{NID}\"\ntype = \"teams\"\nwebhook_url = \"{}\"\nannotation_key = \"slack\"\nretry_min_delay = \"50ms\"\nui_endpoint = \"https://central.example.com\"\n\
+         [[destinations]]\nname = \"teams-wf\"\nid = \"{NID}\"\ntype = \"teams\"\nformat = \"adaptive_card\"\nwebhook_url = \"{}\"\n",
+        default.url("/webhookb2/DEFAULTSECRET"),
+        workflow.url("/workflows/WFSECRET"),
+    );
+    let mut herald = Herald::start(&s.config("", &destinations));
+    herald.wait_ready(Duration::from_secs(30)).await;
+    let p = kit::producer();
+    let all = alerts();
+    let annotated = all[0].replace("SLACK_TEAM", &team.url("/webhookb2/TEAMSECRET"));
+    kit::produce_to(&p, &s.topic, 0, annotated.as_bytes()).await;
+    kit::produce_to(&p, &s.topic, 0, all[2].as_bytes()).await;
+    // The annotated webhook wins and gets its retry no earlier than Retry-After.
+    let got = team.wait_delivered(1, Duration::from_secs(20)).await;
+    let answered = team.answered();
+    assert_eq!(
+        answered.iter().map(|r| r.status).collect::<Vec<_>>(),
+        vec![429, 200]
+    );
+    assert!(answered[1].at - answered[0].at >= Duration::from_secs(2));
+    assert_eq!(got[0].text(), render(&herald.config, "teams", &annotated));
+    let card: serde_json::Value = serde_json::from_slice(&got[0].body).unwrap();
+    assert_eq!(
+        card["title"],
+        "Deployment web (in cluster prod) violates 'D' Policy"
+    );
+    assert_eq!(
+        card["sections"][0]["facts"][1]["value"],
+        "https://central.example.com/main/violations/pd-dep"
+    );
+    let d = default.wait_delivered(1, Duration::from_secs(10)).await;
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].text(), render(&herald.config, "teams", &all[2]));
+    assert_eq!(d[0].path, "/webhookb2/DEFAULTSECRET");
+    // The Workflows destination gets both as Adaptive Cards.
+    let wf = workflow.wait_delivered(2, Duration::from_secs(10)).await;
+    for a in [&annotated, &all[2]] {
+        let expected = render(&herald.config, "teams-wf", a);
+        assert!(wf.iter().any(|r| r.text() == expected), "{expected}");
+    }
+    let v: serde_json::Value = serde_json::from_slice(&wf[0].body).unwrap();
+    assert_eq!(
+        v["attachments"][0]["contentType"],
+        "application/vnd.microsoft.card.adaptive"
+    );
+    // Central's test message, to the default webhook.
+    let out = kit::cli(&["test", "--destination", "teams"], &herald.config);
+    assert!(out.status.success(), "{out:?}");
+    let d = default.wait_delivered(2, Duration::from_secs(10)).await;
+    assert_eq!(
+        d[1].text(),
+        r#"{"themeColor":"","title":"","text":"This is a test message created to test teams integration with StackRox.","sections":null}"#
+    );
+    let log = herald.log()
+        + &String::from_utf8_lossy(&out.stdout)
+        + &String::from_utf8_lossy(&out.stderr);
+    let metrics = herald.metrics().await;
+    for secret in ["DEFAULTSECRET", "TEAMSECRET", "WFSECRET"] {
         assert!(
             !log.contains(secret) && !metrics.contains(secret),
             "{secret} leaked"
