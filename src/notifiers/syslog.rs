@@ -489,6 +489,11 @@ impl Syslog {
                         // went before it may be lost with the connection.
                         link.resend = resend;
                         link.ended(true);
+                        tracing::warn!(
+                            addr = %self.addr,
+                            error = %e,
+                            "syslog connection broke while writing; reconnecting and writing the recent frames again"
+                        );
                         Err(self.connect_error("write", e))
                     }
                 }
