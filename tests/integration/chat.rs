@@ -276,3 +276,56 @@ async fn teams_message_card_adaptive_card_annotation_and_retry_after() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pagerduty_retries_429_and_5xx_and_dead_letters_400() {
+    let busy = Receiver::start().await;
+    let broken = Receiver::start().await;
+    busy.set(Behavior::FailTimes(429, 2, Some("1".into())));
+    broken.set(Behavior::Fail(400, None));
+    let s = kit::Stack::new("pdretry", 1).await;
+    let dest = |name: &str, url: &str| {
+        format!("[[destinations]]\nname = \"{name}\"\nid = \"{NID}\"\ntype = \"pagerduty\"\nrouting_key = \"R0UTINGKEY0000000000000000000000\"\napi_url = \"{url}\"\nretry_min_delay = \"50ms\"\nretry_max_delay = \"200ms\"\n")
+    };
+    let destinations = format!(
+        "{}{}",
+        dest("pd-busy", &busy.url("/enqueue")),
+        dest("pd-broken", &broken.url("/enqueue"))
+    );
+    let mut herald = Herald::start(&s.config("", &destinations));
+    herald.wait_ready(Duration::from_secs(30)).await;
+    let p = kit::producer();
+    let all = alerts();
+    kit::produce_to(&p, &s.topic, 0, all[3].as_bytes()).await;
+    // Two 429s with Retry-After: 1, then accepted: one event, three answers.
+    busy.wait_delivered(1, Duration::from_secs(20)).await;
+    let answered = busy.answered();
+    assert_eq!(
+        answered.iter().map(|r| r.status).collect::<Vec<_>>(),
+        vec![429, 429, 200]
+    );
+    assert!(answered[2].at - answered[0].at >= Duration::from_secs(2));
+    // Then a 503 is retried as well.
+    busy.set(Behavior::FailTimes(503, 1, None));
+    kit::produce_to(&p, &s.topic, 0, all[2].as_bytes()).await;
+    busy.wait_delivered(2, Duration::from_secs(20)).await;
+    assert_eq!(
+        busy.answered()[3..]
+            .iter()
+            .map(|r| r.status)
+            .collect::<Vec<_>>(),
+        vec![503, 200]
+    );
+    // A 400 (a malformed event, in PagerDuty's terms) is final: dead-lettered
+    // after one attempt per event, with the destination named.
+    let records = kit::read_records(&s.dlq, 2, Duration::from_secs(20)).await;
+    for r in &records {
+        let r: serde_json::Value = serde_json::from_slice(r).unwrap();
+        assert_eq!(
+            (r["destination"].as_str(), r["reason"].as_str()),
+            (Some("pd-broken"), Some("client_error"))
+        );
+    }
+    assert_eq!(broken.answered().len(), 2);
+    assert!(!herald.log().contains("R0UTINGKEY"));
+}
