@@ -53,6 +53,17 @@ enum Command {
         #[arg(long)]
         now: Option<String>,
     },
+    /// Explain where one message value would go and why, without sending it.
+    Explain {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// A file holding one Kafka message value; `-` or absent reads stdin.
+        #[arg(long, short)]
+        input: Option<PathBuf>,
+        /// Also print each payload (secrets masked).
+        #[arg(long)]
+        render: bool,
+    },
     /// Send a destination's test message (Central's test payload); exit 1 on failure.
     Test {
         #[arg(long, short)]
@@ -170,6 +181,20 @@ pub fn main() -> ExitCode {
             }
             Err(e) => {
                 eprintln!("herald render: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Explain {
+            config,
+            input,
+            render,
+        } => match explain(&config, input, render) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("herald explain: {e}");
                 ExitCode::FAILURE
             }
         },
@@ -302,6 +327,98 @@ async fn dlq_command(command: DlqCommand) -> anyhow::Result<()> {
     }
 }
 
+/// One message value from a file, or stdin for `-` or no file.
+fn read_input(input: Option<&std::path::Path>) -> anyhow::Result<Vec<u8>> {
+    let mut value = Vec::new();
+    match input {
+        Some(p) if p.as_os_str() != "-" => {
+            value = std::fs::read(p)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))?;
+        }
+        _ => {
+            std::io::stdin().read_to_end(&mut value)?;
+        }
+    }
+    Ok(value)
+}
+
+/// Why one event goes where it goes: per destination, the routing decision,
+/// the annotation step that chose the target, and with `render` the payload
+/// with its secrets masked. Nothing is sent and the ledger is not opened.
+fn explain(
+    config: &std::path::Path,
+    input: Option<PathBuf>,
+    render: bool,
+) -> anyhow::Result<String> {
+    use std::fmt::Write as _;
+    let cfg = load(config)?;
+    let value = read_input(input.as_deref())?;
+    let event = decode(&value, cfg.kafka.max_message_bytes)
+        .map_err(|e| anyhow::anyhow!("invalid message (it would be dead-lettered): {e}"))?;
+    let mut out = String::new();
+    match &event {
+        crate::model::Event::Alert(a) => {
+            let f = &a.fields;
+            let _ = writeln!(
+                out,
+                "alert {} ({:?}, policy {:?}, notifiers {:?})",
+                f.id, f.state, f.policy.name, f.policy.notifiers
+            );
+        }
+        crate::model::Event::Audit(_) => out.push_str("audit event\n"),
+    }
+    for d in &cfg.destinations {
+        let c = &d.common;
+        let _ = write!(out, "\n{} ({}): ", c.name, c.kind);
+        match routing::decide(c, d.notifier.can_resolve(), &event) {
+            Err(why) => {
+                let _ = writeln!(out, "not sent: {why}");
+                continue;
+            }
+            Ok(()) => {
+                let why = match &event {
+                    crate::model::Event::Audit(_) => "audit = true".to_string(),
+                    crate::model::Event::Alert(a)
+                        if a.fields.policy.notifiers.iter().any(|n| n == &c.id) =>
+                    {
+                        format!("policy.notifiers lists its id {:?}", c.id)
+                    }
+                    _ => "all_alerts = true".to_string(),
+                };
+                let _ = writeln!(out, "sent ({why}; every filter passed)");
+            }
+        }
+        if let Some(r) = d.notifier.route(&event) {
+            let _ = writeln!(
+                out,
+                "  target: {} (annotation key {:?}, decided by the {})",
+                r.value,
+                r.key,
+                r.step.as_str()
+            );
+        }
+        if render {
+            let body = d
+                .notifier
+                .render(
+                    &event,
+                    &RenderContext {
+                        now: chrono::Utc::now(),
+                    },
+                )
+                .map_err(|e| anyhow::anyhow!("{}: cannot render: {e}", c.name))?;
+            let mut text = String::from_utf8_lossy(&body).into_owned();
+            for secret in d.notifier.payload_secrets() {
+                if !secret.is_empty() {
+                    text = text.replace(secret, "<redacted>");
+                }
+            }
+            let _ = writeln!(out, "  payload:\n{text}");
+        }
+    }
+    Ok(out)
+}
+
 fn render(
     config: &std::path::Path,
     destination: &str,
@@ -321,16 +438,7 @@ fn render(
             names.join(", ")
         )
     })?;
-    let mut value = Vec::new();
-    match input.as_deref() {
-        None => std::io::stdin().read_to_end(&mut value)?,
-        Some(p) if p.as_os_str() == "-" => std::io::stdin().read_to_end(&mut value)?,
-        Some(p) => {
-            value = std::fs::read(p)
-                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))?;
-            value.len()
-        }
-    };
+    let value = read_input(input.as_deref())?;
     let now = match now {
         Some(s) => chrono::DateTime::parse_from_rfc3339(&s)
             .map_err(|e| anyhow::anyhow!("--now: not RFC 3339: {e}"))?

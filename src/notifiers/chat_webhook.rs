@@ -186,6 +186,16 @@ impl ChatWebhook {
 }
 
 impl Notifier for ChatWebhook {
+    fn route(&self, event: &Event) -> Option<super::Route> {
+        super::Route::of(
+            event,
+            &self.annotation_key,
+            self.default_url.expose(),
+            Some(&*self.namespaces),
+            true,
+        )
+    }
+
     fn target(&self, event: &Event) -> Option<Target> {
         (!self.annotation_key.is_empty()).then(|| Target::url(&self.url_for(event)))
     }

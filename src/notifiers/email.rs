@@ -274,6 +274,16 @@ impl Email {
 }
 
 impl Notifier for Email {
+    fn route(&self, event: &Event) -> Option<super::Route> {
+        super::Route::of(
+            event,
+            &self.annotation_key,
+            &self.default_target,
+            Some(&*self.namespaces),
+            false,
+        )
+    }
+
     fn target(&self, event: &Event) -> Option<Target> {
         if self.annotation_key.is_empty() {
             return None;

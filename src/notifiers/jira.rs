@@ -712,6 +712,16 @@ fn url_encode(s: &str) -> String {
 const TEST_SUMMARY: &str = "This is a test issue created to test integration with StackRox.";
 
 impl Notifier for Jira {
+    fn route(&self, event: &Event) -> Option<super::Route> {
+        super::Route::of(
+            event,
+            &self.annotation_key,
+            &self.default_project,
+            Some(&*self.namespaces),
+            false,
+        )
+    }
+
     fn can_resolve(&self) -> bool {
         self.resolve_transition.is_some()
     }

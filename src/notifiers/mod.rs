@@ -66,6 +66,42 @@ impl Target {
     }
 }
 
+/// The annotation step that chose a target, with the value safe to print.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub key: String,
+    pub value: String,
+    pub step: crate::routing::annotations::Step,
+}
+
+impl Route {
+    /// Resolves `key` for an alert (`None` for audit events or no key);
+    /// `secret` values (webhook URLs) are shown as scheme and host only.
+    pub fn of(
+        event: &Event,
+        key: &str,
+        default: &str,
+        namespaces: Option<&dyn crate::routing::annotations::NamespaceAnnotations>,
+        secret: bool,
+    ) -> Option<Route> {
+        let Event::Alert(a) = event else { return None };
+        if key.is_empty() {
+            return None;
+        }
+        let (v, step) = crate::routing::annotations::resolve(&a.fields, key, default, namespaces);
+        let value = if secret {
+            crate::config::redact_url(&http::with_scheme(v))
+        } else {
+            v.to_string()
+        };
+        Some(Route {
+            key: key.to_string(),
+            value,
+            step,
+        })
+    }
+}
+
 /// Formats and sends events to one destination.
 pub trait Notifier: Send + Sync + fmt::Debug {
     /// Whether RESOLVED alerts go to this destination (PagerDuty, Jira with a
@@ -85,6 +121,18 @@ pub trait Notifier: Send + Sync + fmt::Debug {
     /// no `rate_limit`, so herald waits instead of collecting 429s.
     fn default_rate_limit(&self) -> Option<governor::Quota> {
         None
+    }
+
+    /// How an annotation-routed destination chose its target for `event`,
+    /// for `herald explain`; `None` when it has one fixed target.
+    fn route(&self, _event: &Event) -> Option<Route> {
+        None
+    }
+
+    /// Secret values that can appear in a rendered payload (PagerDuty's
+    /// routing key), masked by `herald explain --render`.
+    fn payload_secrets(&self) -> Vec<&str> {
+        Vec::new()
     }
 
     /// Exactly the bytes herald sends for `event`: the request body of an HTTP

@@ -100,6 +100,10 @@ const EVENTS_PER_MINUTE: u32 = 120;
 const TEST_ALERT: &str = r#"{"id":"testalert","policy":{"name":"Test PagerDuty Policy","severity":"HIGH_SEVERITY","categories":["Privileges"]},"deployment":{"name":"Test Deployment","clusterName":"Test Cluster"},"violations":[{"message":"This is a sample pagerduty alert message created to test integration with StackRox."}]}"#;
 
 impl Notifier for PagerDuty {
+    fn payload_secrets(&self) -> Vec<&str> {
+        vec![self.routing_key.expose()]
+    }
+
     fn can_resolve(&self) -> bool {
         true
     }

@@ -162,6 +162,10 @@ impl Webhook {
 const TEST_ALERT: &str = r#"{"alert": {"id":"testalert","policy":{"name":"This is a test message created to test integration with StackRox."}}}"#;
 
 impl Notifier for Webhook {
+    fn route(&self, event: &Event) -> Option<super::Route> {
+        super::Route::of(event, &self.annotation_key, self.url.expose(), None, true)
+    }
+
     fn test(&self) -> BoxFuture<'_, Result<String, DeliveryError>> {
         Box::pin(async move {
             let event =

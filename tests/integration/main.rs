@@ -7,6 +7,7 @@ mod cli;
 mod cli_test;
 mod delivery;
 mod email;
+mod explain;
 mod jira;
 mod kit;
 mod source;
