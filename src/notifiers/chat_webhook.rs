@@ -159,18 +159,14 @@ impl WebhookSettings {
 
 impl ChatWebhook {
     fn url_for(&self, event: &Event) -> String {
-        match event {
-            Event::Alert(a) => {
-                let (v, _) = annotations::resolve(
-                    &a.fields,
-                    &self.annotation_key,
-                    self.default_url.expose(),
-                    Some(&*self.namespaces),
-                );
-                format_url(v)
-            }
-            Event::Audit(_) => self.default_url.expose().to_string(),
-        }
+        let ns: &dyn annotations::NamespaceAnnotations = &*self.namespaces;
+        let (v, _) = annotations::resolve_event(
+            event,
+            &self.annotation_key,
+            self.default_url.expose(),
+            Some(ns),
+        );
+        format_url(v)
     }
 
     async fn post(&self, url: &str, body: Vec<u8>) -> Result<(), DeliveryError> {

@@ -219,18 +219,10 @@ impl super::Settings for Settings {
 impl Email {
     /// The recipient: the annotation's value, else the default (Central's rule).
     fn recipient(&self, event: &Event) -> String {
-        match event {
-            Event::Alert(a) => {
-                let (value, _) = annotations::resolve(
-                    &a.fields,
-                    &self.annotation_key,
-                    &self.default_target,
-                    Some(&*self.namespaces),
-                );
-                value.to_string()
-            }
-            Event::Audit(_) => self.default_target.clone(),
-        }
+        let ns: &dyn annotations::NamespaceAnnotations = &*self.namespaces;
+        annotations::resolve_event(event, &self.annotation_key, &self.default_target, Some(ns))
+            .0
+            .to_string()
     }
 
     async fn deliver(&self, to: &str, bytes: &[u8]) -> Result<(), DeliveryError> {
@@ -288,11 +280,7 @@ impl Notifier for Email {
         if self.annotation_key.is_empty() {
             return None;
         }
-        let to = self.recipient(event);
-        Some(Target {
-            label: to.clone(),
-            key: to,
-        })
+        Some(Target::named(self.recipient(event)))
     }
 
     fn render(&self, event: &Event, ctx: &RenderContext) -> Result<Vec<u8>, String> {

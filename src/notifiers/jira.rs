@@ -519,18 +519,10 @@ impl Jira {
     }
 
     fn project(&self, event: &Event) -> String {
-        match event {
-            Event::Alert(a) => {
-                let (v, _) = annotations::resolve(
-                    &a.fields,
-                    &self.annotation_key,
-                    &self.default_project,
-                    Some(&*self.namespaces),
-                );
-                v.to_string()
-            }
-            Event::Audit(_) => self.default_project.clone(),
-        }
+        let ns: &dyn annotations::NamespaceAnnotations = &*self.namespaces;
+        annotations::resolve_event(event, &self.annotation_key, &self.default_project, Some(ns))
+            .0
+            .to_string()
     }
 
     /// The issue body: Go-JSON with sorted keys, HTML-escaped, a trailing newline.
@@ -730,11 +722,7 @@ impl Notifier for Jira {
         if self.annotation_key.is_empty() {
             return None;
         }
-        let p = self.project(event);
-        Some(Target {
-            label: p.clone(),
-            key: p,
-        })
+        Some(Target::named(self.project(event)))
     }
 
     fn render(&self, event: &Event, _ctx: &RenderContext) -> Result<Vec<u8>, String> {

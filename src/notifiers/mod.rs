@@ -48,6 +48,14 @@ pub struct Target {
 }
 
 impl Target {
+    /// A target whose value is not secret (a Jira project, a recipient).
+    pub fn named(value: String) -> Target {
+        Target {
+            label: value.clone(),
+            key: value,
+        }
+    }
+
     /// A URL target, labelled by scheme and host plus a short hash, so two
     /// teams' webhooks on one host stay apart without showing the secret path.
     pub fn url(url: &str) -> Target {
@@ -84,11 +92,10 @@ impl Route {
         namespaces: Option<&dyn crate::routing::annotations::NamespaceAnnotations>,
         secret: bool,
     ) -> Option<Route> {
-        let Event::Alert(a) = event else { return None };
-        if key.is_empty() {
+        if key.is_empty() || matches!(event, Event::Audit(_)) {
             return None;
         }
-        let (v, step) = crate::routing::annotations::resolve(&a.fields, key, default, namespaces);
+        let (v, step) = crate::routing::annotations::resolve_event(event, key, default, namespaces);
         let value = if secret {
             crate::config::redact_url(&http::with_scheme(v))
         } else {

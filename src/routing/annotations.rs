@@ -2,7 +2,7 @@
 //! webhook, Jira project, email recipient, webhook URL — can come from the
 //! alert's deployment or namespace, so each team gets its own alerts.
 
-use crate::model::AlertFields;
+use crate::model::{AlertFields, Event};
 
 /// Which rule decided the target, for `herald explain`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +71,20 @@ pub fn resolve<'a>(
         }
     }
     (default, Step::Default)
+}
+
+/// [`resolve`] for any event: audit events have no deployment or namespace,
+/// so they get `default`.
+pub fn resolve_event<'a>(
+    event: &'a Event,
+    key: &str,
+    default: &'a str,
+    namespaces: Option<&'a dyn NamespaceAnnotations>,
+) -> (&'a str, Step) {
+    match event {
+        Event::Alert(a) => resolve(&a.fields, key, default, namespaces),
+        Event::Audit(_) => (default, Step::Default),
+    }
 }
 
 #[cfg(test)]
