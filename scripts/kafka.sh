@@ -33,6 +33,9 @@
 #   KAFKA_SASL_PORT        SASL_PLAINTEXT listener  (default 9094)
 #   KAFKA_CONTROLLER_PORT  KRaft controller listener (default 9095)
 #   KAFKA_KEEP_DATA=1      make `start` reuse the existing data dir
+#   KAFKA_RUN_DIR          data, config, certs and pid file (default
+#                          $HERALD_STACK_DIR/run): a second, private broker
+#                          with its own ports shares the installed jars
 #   KAFKA_HEAP_OPTS        broker heap (default "-Xmx512m -Xms256m")
 #   KAFKA_START_TIMEOUT    seconds to wait for the broker (default 90)
 #   JAVA_HOME              Java 17+ to use (default: java on PATH)
@@ -49,7 +52,7 @@ KAFKA_VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$POM"
 
 STACK_DIR=${HERALD_STACK_DIR:-$HOME/.cache/herald-stack}
 JARS_DIR="$STACK_DIR/kafka-$KAFKA_VERSION"
-RUN_DIR="$STACK_DIR/run"
+RUN_DIR=${KAFKA_RUN_DIR:-$STACK_DIR/run}
 PID_FILE="$RUN_DIR/kafka.pid"
 DATA_DIR="$RUN_DIR/kafka-data"
 LOG_DIR="$RUN_DIR/kafka-logs"

@@ -18,10 +18,14 @@ use crate::routing;
 use crate::source::tracker::{Limits, Ticket, Tp, Tracker};
 use crate::source::{self, KafkaConsumer, SourceContext};
 
-/// Runs until SIGTERM or SIGINT, then stops within the grace period.
-pub async fn run(config: Config) -> anyhow::Result<()> {
+/// Runs until SIGTERM or SIGINT, then stops within the grace period. SIGHUP
+/// reloads the destinations from `config_path`.
+pub async fn run(config: Config, config_path: std::path::PathBuf) -> anyhow::Result<()> {
     let started = Instant::now();
+    // Before anything slow: SIGHUP's default action would end the process.
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let metrics = Arc::new(Metrics::new());
+    metrics.config_reload_success_time.set(now_secs());
     let health = Arc::new(Health::default());
     // The ledger first: a second herald on the same state_dir stops here.
     let ledger = if config.ledger.enabled {
@@ -41,6 +45,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     .await?;
 
     let k = &config.kafka;
+    let ingest_task = match &config.ingest {
+        Some(i) => Some(http::ingest::serve(i, k, metrics.clone(), stop_http.clone()).await?),
+        None => None,
+    };
     let tracker = Arc::new(Tracker::new(Limits {
         per_partition: k.max_in_flight_per_partition,
         total: k.max_in_flight,
@@ -78,24 +86,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         abandon: abandon.clone(),
         failure_log_interval: config.log.failure_log_interval.0,
     };
-    let routes: Vec<Pool> = config
+    let routes: Vec<Arc<Pool>> = config
         .destinations
         .iter()
-        .map(|d| Pool::start(d, shared.clone()))
+        .map(|d| Arc::new(Pool::start(d, shared.clone())))
         .collect();
-    // Start-up checks (Jira permissions and priorities …) in the background:
-    // a destination that fails them still gets its deliveries retried.
-    for d in &config.destinations {
-        let (name, notifier) = (d.common.name.clone(), d.notifier.clone());
-        tokio::spawn(async move {
-            match notifier.preflight().await {
-                Ok(what) => tracing::info!(destination = %name, "start-up checks: {what}"),
-                Err(e) => {
-                    tracing::error!(destination = %name, error = %e, "start-up checks failed")
-                }
-            }
-        });
-    }
+    config.destinations.iter().for_each(spawn_preflight);
     if let Some(l) = &ledger {
         tokio::spawn(ledger_upkeep(
             l.clone(),
@@ -122,16 +118,28 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         stop_consuming.clone(),
     ));
     let signal_task = tokio::spawn(wait_for_signal(stop_consuming.clone()));
+    let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
+    let reload_task = tokio::spawn(reload_on_sighup(
+        hangup,
+        config_path,
+        reload_tx,
+        metrics.clone(),
+    ));
 
-    let dispatcher = Dispatcher {
+    let (max_message_bytes, max_alert_age) = (k.max_message_bytes, k.max_alert_age.map(|d| d.0));
+    let grace = config.shutdown_grace;
+    let mut dispatcher = Dispatcher {
         consumer: consumer.clone(),
         tracker: tracker.clone(),
         metrics: metrics.clone(),
         dead_letters: dead_letters.clone(),
         abandon: abandon.clone(),
-        routes,
-        max_message_bytes: k.max_message_bytes,
-        max_alert_age: k.max_alert_age.map(|d| d.0),
+        routes: std::sync::RwLock::new(Arc::new(routes)),
+        shared,
+        running: config,
+        reloads: reload_rx,
+        max_message_bytes,
+        max_alert_age,
     };
     dispatcher.consume(&stop_consuming).await;
 
@@ -141,7 +149,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         in_flight = tracker.total(),
         "stopping: draining in-flight deliveries"
     );
-    let deadline = tokio::time::Instant::now() + config.shutdown_grace;
+    let deadline = tokio::time::Instant::now() + grace;
     loop {
         let drained = tracker.drained.notified();
         if tracker.total() == 0 {
@@ -157,7 +165,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     abandon.cancel();
     // Close connections cleanly (TLS close_notify) so receivers keep every frame.
-    let closing = futures::future::join_all(dispatcher.routes.iter().map(|p| p.close()));
+    reload_task.abort();
+    let routes = dispatcher.routes();
+    let closing = futures::future::join_all(routes.iter().map(|p| p.close()));
     if tokio::time::timeout(Duration::from_secs(5), closing)
         .await
         .is_err()
@@ -204,6 +214,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     stop_http.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(2), http_task).await;
+    if let Some(t) = ingest_task {
+        let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -244,6 +257,50 @@ async fn ledger_upkeep(
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             _ = stop.cancelled() => return,
+        }
+    }
+}
+
+/// Start-up checks (Jira permissions and priorities …) in the background: a
+/// destination that fails them still gets its deliveries retried.
+fn spawn_preflight(d: &crate::config::Destination) {
+    let (name, notifier) = (d.common.name.clone(), d.notifier.clone());
+    tokio::spawn(async move {
+        match notifier.preflight().await {
+            Ok(what) => tracing::info!(destination = %name, "start-up checks: {what}"),
+            Err(e) => tracing::error!(destination = %name, error = %e, "start-up checks failed"),
+        }
+    });
+}
+
+fn now_secs() -> f64 {
+    chrono::Utc::now().timestamp_millis() as f64 / 1000.0
+}
+
+/// Reads and validates the file on every SIGHUP; a valid config goes to the
+/// dispatcher, an invalid one is refused and the running one stays.
+async fn reload_on_sighup(
+    mut hangup: tokio::signal::unix::Signal,
+    path: std::path::PathBuf,
+    to_dispatcher: tokio::sync::mpsc::Sender<Config>,
+    metrics: Arc<Metrics>,
+) {
+    while hangup.recv().await.is_some() {
+        tracing::info!(config = %path.display(), "SIGHUP received: reloading");
+        let p = path.clone();
+        match tokio::task::spawn_blocking(move || Config::load(&p)).await {
+            Ok(Ok(cfg)) => {
+                if to_dispatcher.send(cfg).await.is_err() {
+                    return;
+                }
+            }
+            Ok(Err(errs)) => {
+                metrics.config_reload_successful.set(0);
+                tracing::error!(
+                    "reload refused, the running configuration stays: invalid configuration:\n{errs}"
+                );
+            }
+            Err(e) => tracing::error!(error = %e, "reload task failed"),
         }
     }
 }
@@ -313,17 +370,30 @@ struct Dispatcher {
     metrics: Arc<Metrics>,
     dead_letters: Arc<DeadLetters>,
     abandon: CancellationToken,
-    routes: Vec<Pool>,
+    /// Replaced whole by a reload; a message is routed with one snapshot.
+    routes: std::sync::RwLock<Arc<Vec<Arc<Pool>>>>,
+    shared: Shared,
+    /// The config in force (for what a reload cannot change).
+    running: Config,
+    reloads: tokio::sync::mpsc::Receiver<Config>,
     max_message_bytes: usize,
     max_alert_age: Option<Duration>,
 }
 
 impl Dispatcher {
-    async fn consume(&self, stop: &CancellationToken) {
+    fn routes(&self) -> Arc<Vec<Arc<Pool>>> {
+        self.routes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    async fn consume(&mut self, stop: &CancellationToken) {
         loop {
             tokio::select! {
                 biased;
                 _ = stop.cancelled() => return,
+                Some(cfg) = self.reloads.recv() => self.reload(cfg),
                 _ = self.tracker.resume.notified() => self.apply_resumes(),
                 msg = self.consumer.recv() => match msg {
                     Ok(m) => {
@@ -346,6 +416,74 @@ impl Dispatcher {
                 },
             }
         }
+    }
+
+    /// Applies a validated config: unchanged destinations keep their pool
+    /// (queues, breakers, connections); a changed one gets a new pool while
+    /// the old one finishes its queue; a removed one finishes its queue, and
+    /// then its parked deliveries are dead-lettered (`destination_removed`).
+    fn reload(&mut self, cfg: Config) {
+        let old = self.routes();
+        let mut by_name: std::collections::HashMap<String, Arc<Pool>> = old
+            .iter()
+            .map(|p| (p.common.name.clone(), p.clone()))
+            .collect();
+        let (mut added, mut changed, mut unchanged) = (Vec::new(), Vec::new(), 0);
+        let mut next = Vec::new();
+        for d in &cfg.destinations {
+            let name = d.common.name.clone();
+            match by_name.remove(&name) {
+                Some(p) if p.fingerprint == d.fingerprint => {
+                    unchanged += 1;
+                    next.push(p);
+                }
+                Some(p) => {
+                    let fresh = Arc::new(Pool::start_paused(d, self.shared.clone()));
+                    let tasks = p.retire();
+                    let successor = fresh.clone();
+                    tokio::spawn(async move {
+                        futures::future::join_all(tasks).await;
+                        p.close().await;
+                        successor.allow_sweep();
+                    });
+                    spawn_preflight(d);
+                    changed.push(name);
+                    next.push(fresh);
+                }
+                None => {
+                    spawn_preflight(d);
+                    added.push(name);
+                    next.push(Arc::new(Pool::start(d, self.shared.clone())));
+                }
+            }
+        }
+        let removed: Vec<String> = by_name.keys().cloned().collect();
+        for (name, p) in by_name {
+            let tasks = p.retire();
+            let shared = self.shared.clone();
+            tokio::spawn(async move {
+                futures::future::join_all(tasks).await;
+                p.close().await;
+                let n = crate::delivery::parking::dead_letter_removed(&shared, &name).await;
+                tracing::info!(destination = %name, dead_lettered = n, "removed destination stopped");
+            });
+        }
+        *self.routes.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
+        if cfg.static_fingerprint != self.running.static_fingerprint {
+            tracing::warn!(
+                "settings outside [[destinations]] and namespace_metadata changed; they apply at the next restart"
+            );
+        }
+        self.running = cfg;
+        self.metrics.config_reload_successful.set(1);
+        self.metrics.config_reload_success_time.set(now_secs());
+        tracing::info!(
+            ?added,
+            ?changed,
+            ?removed,
+            unchanged,
+            "configuration reloaded"
+        );
     }
 
     fn apply_pauses(&self) {
@@ -423,8 +561,8 @@ impl Dispatcher {
                 }
             }
         }
-        let chosen: Vec<&Pool> = self
-            .routes
+        let routes = self.routes();
+        let chosen: Vec<&Arc<Pool>> = routes
             .iter()
             .filter(|p| {
                 if let Some(only) = &only {

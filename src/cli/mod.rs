@@ -257,7 +257,7 @@ pub fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let result = rt.block_on(app::run(cfg));
+            let result = rt.block_on(app::run(cfg, config));
             rt.shutdown_timeout(std::time::Duration::from_secs(2));
             match result {
                 Ok(()) => ExitCode::SUCCESS,

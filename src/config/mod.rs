@@ -1,6 +1,7 @@
 //! Configuration: one TOML file, `HERALD__SECTION__KEY` environment overrides,
 //! `${VAR}` substitution and `*_file` secrets. Every error names its field.
 
+pub mod ingest;
 mod load;
 pub mod namespaces;
 mod types;
@@ -77,6 +78,11 @@ pub struct Config {
     /// Where the ledger (and its lock) live.
     pub state_dir: PathBuf,
     pub ledger: LedgerConfig,
+    /// A hash of every setting a reload cannot change (all but destinations
+    /// and namespace metadata), to warn that a restart is needed.
+    pub static_fingerprint: u64,
+    /// `POST /v1/ingest`, when the `[ingest]` section is present.
+    pub ingest: Option<ingest::IngestConfig>,
     pub destinations: Vec<Destination>,
 }
 
@@ -299,6 +305,9 @@ impl Default for LogConfig {
 pub struct Destination {
     pub common: Common,
     pub notifier: Arc<dyn Notifier>,
+    /// A hash of the destination's table, the files it names (secrets, CAs)
+    /// and the namespace metadata: a reload rebuilds it only when this changes.
+    pub fingerprint: u64,
 }
 
 /// Settings every destination type has.
@@ -504,6 +513,15 @@ impl Config {
         let toml::Value::Table(mut root) = tree else {
             unreachable!()
         };
+        let static_fingerprint = {
+            use std::hash::{Hash, Hasher};
+            let mut rest = root.clone();
+            rest.remove("destinations");
+            rest.remove("namespace_metadata");
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            rest.to_string().hash(&mut h);
+            h.finish()
+        };
 
         let kafka = match root.remove("kafka") {
             Some(v) => section::<KafkaConfig>(v, "kafka", &mut errs),
@@ -545,11 +563,20 @@ impl Config {
             .map(|v| section::<LedgerConfig>(v, "ledger", &mut errs))
             .unwrap_or_else(|| Some(LedgerConfig::default()));
 
+        let ingest = root.remove("ingest").and_then(|v| {
+            section::<ingest::RawIngest>(v, "ingest", &mut errs)
+                .and_then(|raw| raw.validate(kafka.as_ref(), &mut errs))
+        });
+
+        let mut namespaces_fingerprint = 0;
         let namespaces = match root.remove("namespace_metadata") {
             None => Arc::new(namespaces::NamespaceMetadata::default()),
             Some(v) => match field::<PathBuf>(v, "namespace_metadata", &mut errs) {
                 Some(p) => match namespaces::NamespaceMetadata::load(&p.value) {
-                    Ok(m) => Arc::new(m),
+                    Ok(m) => {
+                        namespaces_fingerprint = file_fingerprint(&p.value);
+                        Arc::new(m)
+                    }
                     Err(e) => {
                         errs.push("namespace_metadata", e);
                         Arc::new(namespaces::NamespaceMetadata::default())
@@ -567,7 +594,7 @@ impl Config {
                     if let Some(d) = parse_destination(
                         item,
                         &format!("destinations[{i}]"),
-                        &namespaces,
+                        (&namespaces, namespaces_fingerprint),
                         &mut errs,
                     ) {
                         destinations.push(d);
@@ -600,6 +627,8 @@ impl Config {
                 shutdown_grace: shutdown_grace.0,
                 state_dir,
                 ledger,
+                static_fingerprint,
+                ingest,
                 destinations,
             }),
             _ => Err(errs),
@@ -774,10 +803,45 @@ impl KafkaConfig {
     }
 }
 
+/// A hash of a file's bytes (0 when unreadable).
+fn file_fingerprint(path: &Path) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    std::fs::read(path).unwrap_or_default().hash(&mut h);
+    h.finish()
+}
+
+/// Hashes a destination table and the contents of every `*_file` it names,
+/// so a rotated secret or CA file counts as a change.
+fn destination_fingerprint(item: &toml::Value, namespaces: u64) -> u64 {
+    use std::hash::{Hash, Hasher};
+    fn files(v: &toml::Value, h: &mut std::collections::hash_map::DefaultHasher) {
+        match v {
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    match v {
+                        toml::Value::String(f) if k.ends_with("_file") => {
+                            file_fingerprint(Path::new(f)).hash(h)
+                        }
+                        _ => files(v, h),
+                    }
+                }
+            }
+            toml::Value::Array(a) => a.iter().for_each(|v| files(v, h)),
+            _ => {}
+        }
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    item.to_string().hash(&mut h);
+    namespaces.hash(&mut h);
+    files(item, &mut h);
+    h.finish()
+}
+
 fn parse_destination(
     item: toml::Value,
     path: &str,
-    namespaces: &Arc<namespaces::NamespaceMetadata>,
+    (namespaces, namespaces_fingerprint): (&Arc<namespaces::NamespaceMetadata>, u64),
     errs: &mut Errors,
 ) -> Option<Destination> {
     let toml::Value::Table(table) = &item else {
@@ -807,6 +871,7 @@ fn parse_destination(
     };
 
     let before = errs.list.len();
+    let fingerprint = destination_fingerprint(&item, namespaces_fingerprint);
     let raw = field::<RawCommon>(item.clone(), path, errs)?;
     let common = validate_common(
         raw.value,
@@ -833,7 +898,11 @@ fn parse_destination(
     if errs.list.len() > before {
         return None;
     }
-    Some(Destination { common, notifier })
+    Some(Destination {
+        common,
+        notifier,
+        fingerprint,
+    })
 }
 
 fn validate_common(

@@ -7,7 +7,7 @@
 mod breaker;
 mod error;
 mod failure_log;
-mod parking;
+pub mod parking;
 mod retry;
 
 use std::collections::{HashMap, VecDeque};
@@ -67,6 +67,10 @@ pub struct Deliverer {
     breaker: Breaker,
     limiter: Option<DefaultDirectRateLimiter>,
     failures: FailureLog,
+    /// Fired when a reload removes or replaces the destination.
+    retired: CancellationToken,
+    /// Fired once the sweeper may retry parked deliveries.
+    sweep_ready: CancellationToken,
 }
 
 /// A destination's delivery lanes: one per target (the default one, plus one
@@ -78,6 +82,12 @@ pub struct Pool {
     notifier: Arc<dyn Notifier>,
     shared: Shared,
     lanes: std::sync::Mutex<HashMap<String, Lane>>,
+    /// Workers and sweepers, awaited when the pool is retired.
+    tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    retired: CancellationToken,
+    sweep_ready: CancellationToken,
+    /// The config fingerprint the pool was built from (reload compares it).
+    pub fingerprint: u64,
 }
 
 #[derive(Clone)]
@@ -123,12 +133,24 @@ impl KeyGate {
 
 impl Pool {
     pub fn start(dest: &Destination, shared: Shared) -> Pool {
+        let pool = Pool::start_paused(dest, shared);
+        pool.allow_sweep();
+        pool
+    }
+
+    /// A pool whose sweepers wait for `allow_sweep` (a reload's replacement
+    /// waits until its predecessor's sweepers have stopped).
+    pub fn start_paused(dest: &Destination, shared: Shared) -> Pool {
         shared.metrics.register_destination(&dest.common.name);
         let pool = Pool {
             common: dest.common.clone(),
             notifier: dest.notifier.clone(),
             shared,
             lanes: std::sync::Mutex::new(HashMap::new()),
+            tasks: std::sync::Mutex::new(Vec::new()),
+            retired: CancellationToken::new(),
+            sweep_ready: CancellationToken::new(),
+            fingerprint: dest.fingerprint,
         };
         pool.lane(&Target::default());
         // Parked deliveries of annotation targets need their lane back.
@@ -146,6 +168,19 @@ impl Pool {
             }
         }
         pool
+    }
+
+    pub fn allow_sweep(&self) {
+        self.sweep_ready.cancel();
+    }
+
+    /// Stops taking deliveries: the workers finish what is queued, the
+    /// sweepers stop. Returns the tasks to await.
+    pub fn retire(&self) -> Vec<tokio::task::JoinHandle<()>> {
+        self.retired.cancel();
+        // Dropping the senders ends each worker once its queue is empty.
+        self.lanes.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     pub fn can_resolve(&self) -> bool {
@@ -182,14 +217,17 @@ impl Pool {
             target: target.clone(),
             limiter,
             shared: self.shared.clone(),
+            retired: self.retired.clone(),
+            sweep_ready: self.sweep_ready.clone(),
         });
         deliverer.update_breaker_gauge();
         let (tx, rx) = mpsc::channel::<Job>(c.queue_size);
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
         let gate = Arc::new(KeyGate::default());
+        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
         for _ in 0..c.workers {
             let (d, rx, gate) = (deliverer.clone(), rx.clone(), gate.clone());
-            tokio::spawn(async move {
+            tasks.push(tokio::spawn(async move {
                 loop {
                     let job = {
                         let mut rx = rx.lock().await;
@@ -207,11 +245,12 @@ impl Pool {
                         next = gate.next(&key);
                     }
                 }
-            });
+            }));
         }
         if deliverer.shared.ledger.is_some() {
-            tokio::spawn(parking::sweeper(deliverer.clone()));
+            tasks.push(tokio::spawn(parking::sweeper(deliverer.clone())));
         }
+        drop(tasks);
         if !target.key.is_empty() {
             tracing::debug!(destination = %c.name, target = %target.label, "new target lane");
         }
@@ -526,6 +565,13 @@ impl Deliverer {
         self.shared
             .metrics
             .parked
+            .with_label_values(&[self.name(), &self.target.label])
+    }
+
+    fn parked_age_gauge(&self) -> prometheus::Gauge {
+        self.shared
+            .metrics
+            .parked_oldest_age
             .with_label_values(&[self.name(), &self.target.label])
     }
 }

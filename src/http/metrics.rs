@@ -37,6 +37,10 @@ pub struct Metrics {
     pub ledger_entries: IntGauge,
     pub ledger_file_size: IntGauge,
     pub ledger_healthy: IntGauge,
+    pub parked_oldest_age: prometheus::GaugeVec,
+    pub ingest_requests: IntCounterVec,
+    pub config_reload_successful: IntGauge,
+    pub config_reload_success_time: prometheus::Gauge,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -136,6 +140,27 @@ impl Metrics {
             plain_gauge("herald_ledger_file_size_bytes", "Size of the ledger file.");
         let ledger_healthy =
             plain_gauge("herald_ledger_healthy", "0 after a ledger store failure.");
+        let config_reload_successful = plain_gauge(
+            "herald_config_last_reload_successful",
+            "0 when the last SIGHUP reload was refused (the previous config still runs).",
+        );
+        let config_reload_success_time = prometheus::Gauge::new(
+            "herald_config_last_reload_success_timestamp_seconds",
+            "When the running config was loaded (at start or by a successful reload).",
+        )
+        .expect("valid metric");
+        r.register(Box::new(config_reload_success_time.clone()))
+            .expect("unique metric");
+        let parked_oldest_age = prometheus::GaugeVec::new(
+            Opts::new(
+                "herald_parked_oldest_age_seconds",
+                "Age of the oldest parked delivery, by destination and target (0: none).",
+            ),
+            &["destination", "target"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(parked_oldest_age.clone()))
+            .expect("unique metric");
         let float_gauge = |name: &str, help: &str| {
             let g = prometheus::GaugeVec::new(Opts::new(name, help), &["destination"])
                 .expect("valid metric");
@@ -271,11 +296,21 @@ impl Metrics {
             ledger_entries,
             ledger_file_size,
             ledger_healthy,
+            parked_oldest_age,
+            ingest_requests: counter(
+                &r,
+                "herald_ingest_requests_total",
+                "POST /v1/ingest requests by HTTP status code.",
+                &["code"],
+            ),
+            config_reload_successful,
+            config_reload_success_time,
             registry: r,
         };
         m.build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
+        m.config_reload_successful.set(1);
         for reason in crate::model::InvalidReason::ALL {
             m.invalid_messages.with_label_values(&[reason.as_str()]);
         }
@@ -291,6 +326,7 @@ impl Metrics {
         self.destination_in_flight.with_label_values(&[name]);
         self.destination_queue_depth.with_label_values(&[name]);
         self.parked.with_label_values(&[name, ""]);
+        self.parked_oldest_age.with_label_values(&[name, ""]);
         self.rate_limit_wait.with_label_values(&[name]);
     }
 

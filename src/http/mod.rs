@@ -1,5 +1,7 @@
-//! The one HTTP listener: `/metrics`, `/healthz`, `/readyz`.
+//! The HTTP listener (`/metrics`, `/healthz`, `/readyz`, `/v1/parked`) and
+//! the optional ingest listener (`ingest.rs`).
 
+pub mod ingest;
 pub mod metrics;
 
 use std::net::SocketAddr;

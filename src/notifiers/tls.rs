@@ -23,6 +23,58 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// A server config from PEM files (herald's own HTTPS listener, `[ingest]`),
+/// reporting unreadable or invalid files by field.
+pub fn server_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    path: &str,
+    errs: &mut Errors,
+) -> Option<Arc<rustls::ServerConfig>> {
+    let chain: Result<Vec<CertificateDer<'static>>, _> =
+        CertificateDer::pem_file_iter(cert).and_then(|it| it.collect());
+    let chain = match chain {
+        Ok(c) if !c.is_empty() => c,
+        Ok(_) => {
+            errs.push(
+                &join(path, "tls_cert_file"),
+                format!("{} holds no PEM certificate", cert.display()),
+            );
+            return None;
+        }
+        Err(e) => {
+            errs.push(
+                &join(path, "tls_cert_file"),
+                format!("{}: {e}", cert.display()),
+            );
+            return None;
+        }
+    };
+    let key_der = match PrivateKeyDer::from_pem_file(key) {
+        Ok(k) => k,
+        Err(e) => {
+            errs.push(
+                &join(path, "tls_key_file"),
+                format!("{}: {e}", key.display()),
+            );
+            return None;
+        }
+    };
+    match rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .and_then(|b| b.with_no_client_auth().with_single_cert(chain, key_der))
+    {
+        Ok(c) => Some(Arc::new(c)),
+        Err(e) => {
+            errs.push(
+                &join(path, "tls_key_file"),
+                format!("does not match the certificate: {e}"),
+            );
+            None
+        }
+    }
+}
+
 /// Builds the client config, reporting unreadable or invalid files by field.
 pub fn client_config(f: TlsFiles<'_>, path: &str, errs: &mut Errors) -> Option<Arc<ClientConfig>> {
     let before = errs.list.len();

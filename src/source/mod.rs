@@ -249,10 +249,18 @@ pub fn consumer(k: &KafkaConfig, ctx: SourceContext) -> anyhow::Result<KafkaCons
 }
 
 pub fn producer(k: &KafkaConfig) -> anyhow::Result<rdkafka::producer::FutureProducer> {
+    producer_with_timeout(k, Duration::from_secs(30))
+}
+
+/// An idempotent producer (acks=all) that gives up on a record after `timeout`.
+pub fn producer_with_timeout(
+    k: &KafkaConfig,
+    timeout: Duration,
+) -> anyhow::Result<rdkafka::producer::FutureProducer> {
     let mut c = client_config(k);
     c.set("acks", "all")
         .set("enable.idempotence", "true")
-        .set("message.timeout.ms", "30000")
+        .set("message.timeout.ms", timeout.as_millis().to_string())
         .set("linger.ms", "5");
     c.set_log_level(RDKafkaLogLevel::Warning)
         .create()

@@ -21,7 +21,9 @@ struct Setup {
 }
 
 async fn setup(prefix: &str) -> Setup {
-    let kit::Stack { topic, dlq, group } = kit::Stack::new(prefix, 1).await;
+    let kit::Stack {
+        topic, dlq, group, ..
+    } = kit::Stack::new(prefix, 1).await;
     Setup {
         topic,
         dlq,

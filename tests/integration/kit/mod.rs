@@ -57,8 +57,14 @@ pub fn unique(prefix: &str) -> String {
 
 /// Creates a topic on the real broker and waits until it is usable.
 pub async fn create_topic(name: &str, partitions: i32) {
+    create_topic_on(&brokers(), name, partitions).await
+}
+
+/// Creates a topic on the given brokers (a test's private broker).
+pub async fn create_topic_on(brokers: &str, name: &str, partitions: i32) {
+    let brokers = brokers.to_string();
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
+        .set("bootstrap.servers", &brokers)
         .create()
         .expect("admin client");
     let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
@@ -75,7 +81,7 @@ pub async fn create_topic(name: &str, partitions: i32) {
     let name = name.to_string();
     tokio::task::spawn_blocking(move || {
         let c: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", brokers())
+            .set("bootstrap.servers", &brokers)
             .create()
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -169,6 +175,19 @@ pub async fn committed(group: &str, topic: &str, partitions: i32) -> Vec<i64> {
 
 /// Reads `n` records of a topic from the beginning (all partitions).
 pub async fn read_records(topic: &str, n: usize, timeout: Duration) -> Vec<Vec<u8>> {
+    read_keyed_records(topic, n, timeout)
+        .await
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect()
+}
+
+/// As [`read_records`], with each record's key (lossy UTF-8, "" when none).
+pub async fn read_keyed_records(
+    topic: &str,
+    n: usize,
+    timeout: Duration,
+) -> Vec<(String, Vec<u8>)> {
     let topic = topic.to_string();
     tokio::task::spawn_blocking(move || {
         let c: BaseConsumer = ClientConfig::new()
@@ -183,7 +202,10 @@ pub async fn read_records(topic: &str, n: usize, timeout: Duration) -> Vec<Vec<u
         let mut out = Vec::new();
         while out.len() < n && Instant::now() < deadline {
             if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
-                out.push(m.payload().unwrap_or_default().to_vec());
+                out.push((
+                    String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
+                    m.payload().unwrap_or_default().to_vec(),
+                ));
             }
         }
         out
@@ -243,10 +265,6 @@ impl Herald {
         let dir = tempfile::tempdir().unwrap();
         let http_port = free_port();
         let path = dir.path().join("herald.toml");
-        let config = config
-            .replace("{http}", &format!("127.0.0.1:{http_port}"))
-            .replace("{state}", &dir.path().join("state").display().to_string());
-        std::fs::write(&path, config).unwrap();
         let mut h = Herald {
             child: None,
             log: dir.path().join("herald.log"),
@@ -258,8 +276,21 @@ impl Herald {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
         };
+        h.rewrite_config(config);
         h.spawn();
         h
+    }
+
+    /// Replaces the config file (placeholders filled in as at start); the
+    /// running process reads it on SIGHUP.
+    pub fn rewrite_config(&self, config: &str) {
+        let config = config
+            .replace("{http}", &format!("127.0.0.1:{}", self.http_port))
+            .replace(
+                "{state}",
+                &self.dir.path().join("state").display().to_string(),
+            );
+        std::fs::write(&self.config, config).unwrap();
     }
 
     /// Starts (again) with the same config and state.
@@ -384,22 +415,30 @@ pub struct Stack {
     pub topic: String,
     pub dlq: String,
     pub group: String,
+    pub brokers: String,
 }
 
 impl Stack {
     pub async fn new(prefix: &str, partitions: i32) -> Stack {
+        Stack::new_on(&brokers(), prefix, partitions).await
+    }
+
+    /// A stack on other brokers (a test's private broker).
+    pub async fn new_on(brokers: &str, prefix: &str, partitions: i32) -> Stack {
         let s = Stack {
             topic: unique(&format!("{prefix}-in")),
             dlq: unique(&format!("{prefix}-dlq")),
             group: unique(&format!("{prefix}-g")),
+            brokers: brokers.to_string(),
         };
-        create_topic(&s.topic, partitions).await;
-        create_topic(&s.dlq, 1).await;
+        create_topic_on(brokers, &s.topic, partitions).await;
+        create_topic_on(brokers, &s.dlq, 1).await;
         s
     }
 
     pub fn config(&self, extra_kafka: &str, destinations: &str) -> String {
-        config(
+        config_on(
+            &self.brokers,
             &self.topic,
             &self.dlq,
             &self.group,
@@ -432,6 +471,18 @@ pub fn config(
     extra_kafka: &str,
     destinations: &str,
 ) -> String {
+    config_on(&brokers(), topic, dlq, group, extra_kafka, destinations)
+}
+
+/// [`config`] for other brokers.
+pub fn config_on(
+    brokers: &str,
+    topic: &str,
+    dlq: &str,
+    group: &str,
+    extra_kafka: &str,
+    destinations: &str,
+) -> String {
     format!(
         r#"shutdown_grace = "5s"
 state_dir = "{{state}}"
@@ -450,8 +501,7 @@ listen = "{{http}}"
 [log]
 failure_log_interval = "1s"
 {destinations}
-"#,
-        brokers = brokers()
+"#
     )
 }
 

@@ -92,6 +92,41 @@ impl Service {
         }
     }
 
+    /// A private Kafka broker (ports `base_port`..+3) for tests that stop it;
+    /// it shares the installed jars with the shared broker.
+    pub fn private_kafka(base_port: u16) -> Service {
+        let dir = tempfile::tempdir().unwrap();
+        let mut env = vec![(
+            "KAFKA_RUN_DIR".to_string(),
+            dir.path().display().to_string(),
+        )];
+        for (i, k) in [
+            "KAFKA_PORT",
+            "KAFKA_SSL_PORT",
+            "KAFKA_SASL_PORT",
+            "KAFKA_CONTROLLER_PORT",
+        ]
+        .iter()
+        .enumerate()
+        {
+            env.push((k.to_string(), (base_port + i as u16).to_string()));
+        }
+        run("kafka.sh", &env, &["start"]);
+        Service {
+            script: "kafka.sh",
+            info: parse(&run("kafka.sh", &env, &["info"])),
+            env,
+            private: Some(dir),
+        }
+    }
+
+    /// Starts a stopped private broker again with its data (`KAFKA_KEEP_DATA`).
+    pub fn start_kept(&self) {
+        let mut env = self.env.clone();
+        env.push(("KAFKA_KEEP_DATA".into(), "1".into()));
+        run(self.script, &env, &["start"]);
+    }
+
     pub fn get(&self, key: &str) -> &str {
         self.info
             .get(key)
