@@ -35,7 +35,14 @@ async fn reload(herald: &Herald) {
 async fn an_added_destination_gets_the_next_alert_and_an_invalid_file_changes_nothing() {
     let s = kit::Stack::new("reload-add", 1).await;
     let (a, b) = (Receiver::start().await, Receiver::start().await);
-    let mut herald = Herald::start(&s.config("", &dest("a", &a.url("/"), "")));
+    let secrets = tempfile::tempdir().unwrap();
+    let password = secrets.path().join("a-password");
+    std::fs::write(&password, "first-pw\n").unwrap();
+    let auth = format!(
+        "username = \"u\"\npassword_file = \"{}\"",
+        password.display()
+    );
+    let mut herald = Herald::start(&s.config("", &dest("a", &a.url("/"), &auth)));
     herald.wait_ready(Duration::from_secs(30)).await;
     let p = kit::producer();
     kit::produce_to(&p, &s.topic, 0, kit::alert("rl-1", "").as_bytes()).await;
@@ -45,7 +52,7 @@ async fn an_added_destination_gets_the_next_alert_and_an_invalid_file_changes_no
         "",
         &format!(
             "{}{}",
-            dest("a", &a.url("/"), ""),
+            dest("a", &a.url("/"), &auth),
             dest("b", &b.url("/"), "")
         ),
     );
@@ -86,6 +93,36 @@ async fn an_added_destination_gets_the_next_alert_and_an_invalid_file_changes_no
     };
     assert_eq!(keys(&a), vec!["rl-1:ACTIVE", "rl-2:ACTIVE", "rl-3:ACTIVE"]);
     assert_eq!(keys(&b), vec!["rl-2:ACTIVE", "rl-3:ACTIVE"]);
+
+    // A rotated *_file secret is read again: the same file, new contents.
+    std::fs::write(&password, "second-pw\n").unwrap();
+    reload(&herald).await;
+    kit::produce_to(&p, &s.topic, 0, kit::alert("rl-4", "").as_bytes()).await;
+    let got = a.wait_delivered(4, Duration::from_secs(20)).await;
+    let basic = |pw: &str| {
+        format!(
+            "Basic {}",
+            base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                format!("u:{pw}")
+            )
+        )
+    };
+    let auths: Vec<String> = got
+        .iter()
+        .map(|r| r.header("authorization").unwrap())
+        .collect();
+    assert_eq!(
+        auths,
+        vec![
+            basic("first-pw"),
+            basic("first-pw"),
+            basic("first-pw"),
+            basic("second-pw")
+        ]
+    );
+    let log = herald.log();
+    assert!(!log.contains("first-pw") && !log.contains("second-pw"));
     herald.signal(libc::SIGTERM);
     assert!(herald.wait_exit(Duration::from_secs(20)).is_some());
 }
