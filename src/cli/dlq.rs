@@ -201,3 +201,73 @@ pub async fn parked(config: &Config) -> anyhow::Result<Vec<Parked>> {
         Err(e) => Err(e.into()),
     }
 }
+
+/// Where `herald explain` reads the ledger: the file when herald is stopped,
+/// the running daemon's `/v1/ledger` while it holds the lock.
+pub enum LedgerView {
+    Off,
+    /// No ledger file yet: nothing was ever recorded.
+    Empty,
+    Local(Ledger),
+    Daemon(String),
+}
+
+impl LedgerView {
+    pub fn open(config: &Config) -> anyhow::Result<LedgerView> {
+        if !config.ledger.enabled {
+            return Ok(LedgerView::Off);
+        }
+        if !config.state_dir.join("herald.redb").exists() {
+            return Ok(LedgerView::Empty);
+        }
+        let metrics = std::sync::Arc::new(crate::http::Metrics::new());
+        match Ledger::open(&config.state_dir, metrics) {
+            Ok(l) => Ok(LedgerView::Local(l)),
+            Err(LedgerError::Locked { .. }) => Ok(LedgerView::Daemon(format!(
+                "http://{}/v1/ledger",
+                config.http.listen
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The stored entry of (destination, key) and whether an earlier
+    /// delivery of the key is parked there.
+    pub async fn lookup(
+        &self,
+        destination: &str,
+        key: &str,
+    ) -> anyhow::Result<(Option<crate::ledger::Entry>, bool)> {
+        match self {
+            LedgerView::Off | LedgerView::Empty => Ok((None, false)),
+            LedgerView::Local(l) => Ok((l.get(destination, key)?, l.is_parked(destination, key))),
+            LedgerView::Daemon(base) => {
+                let mut url = reqwest::Url::parse(base)?;
+                url.path_segments_mut()
+                    .map_err(|_| anyhow::anyhow!("bad daemon URL {base}"))?
+                    .push(destination)
+                    .push(key);
+                let bytes = reqwest::get(url)
+                    .await
+                    .map_err(|e| {
+                        anyhow::anyhow!("the ledger is in use and {base} did not answer: {e}")
+                    })?
+                    .error_for_status()?
+                    .bytes()
+                    .await?;
+                let body: serde_json::Value = serde_json::from_slice(&bytes)?;
+                let entry = match body["entry"].as_str() {
+                    None => None,
+                    Some(b) => {
+                        let bytes =
+                            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b)?;
+                        Some(crate::ledger::Entry::decode(&bytes).ok_or_else(|| {
+                            anyhow::anyhow!("{base} answered an entry herald cannot read")
+                        })?)
+                    }
+                };
+                Ok((entry, body["parked"].as_bool().unwrap_or(false)))
+            }
+        }
+    }
+}

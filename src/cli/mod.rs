@@ -188,7 +188,10 @@ pub fn main() -> ExitCode {
             config,
             input,
             render,
-        } => match explain(&config, input, render) {
+        } => match tokio::runtime::Runtime::new()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(explain(&config, input, render)))
+        {
             Ok(text) => {
                 print!("{text}");
                 ExitCode::SUCCESS
@@ -345,7 +348,7 @@ fn read_input(input: Option<&std::path::Path>) -> anyhow::Result<Vec<u8>> {
 /// Why one event goes where it goes: per destination, the routing decision,
 /// the annotation step that chose the target, and with `render` the payload
 /// with its secrets masked. Nothing is sent and the ledger is not opened.
-fn explain(
+async fn explain(
     config: &std::path::Path,
     input: Option<PathBuf>,
     render: bool,
@@ -355,6 +358,8 @@ fn explain(
     let value = read_input(input.as_deref())?;
     let event = decode(&value, cfg.kafka.max_message_bytes)
         .map_err(|e| anyhow::anyhow!("invalid message (it would be dead-lettered): {e}"))?;
+    let ledger = dlq::LedgerView::open(&cfg)?;
+    let key = crate::ledger::key_of(&event);
     let mut out = String::new();
     match &event {
         crate::model::Event::Alert(a) => {
@@ -397,6 +402,11 @@ fn explain(
                 r.step.as_str()
             );
         }
+        let _ = writeln!(
+            out,
+            "  ledger: {}",
+            ledger_verdict(&ledger, c, &event, &key).await
+        );
         if render {
             let body = d
                 .notifier
@@ -417,6 +427,41 @@ fn explain(
         }
     }
     Ok(out)
+}
+
+/// Whether the ledger would let the delivery through, and why.
+async fn ledger_verdict(
+    ledger: &dlq::LedgerView,
+    c: &crate::config::Common,
+    event: &crate::model::Event,
+    key: &str,
+) -> String {
+    use crate::ledger::Plan;
+    if matches!(ledger, dlq::LedgerView::Off) {
+        return "off (at-least-once: no notify-once check)".into();
+    }
+    let (entry, parked) = match ledger.lookup(&c.name, key).await {
+        Ok(found) => found,
+        Err(e) => return format!("unknown ({e:#})"),
+    };
+    let recorded = match entry {
+        None => format!("no record of {key:?}"),
+        Some(e) => format!(
+            "{key:?} recorded {} at {}",
+            e.state.as_str(),
+            chrono::DateTime::from_timestamp_millis(e.delivered_ms)
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .unwrap_or_default()
+        ),
+    };
+    let now = chrono::Utc::now().timestamp_millis();
+    match crate::ledger::plan(event, entry, parked, c.policy.renotify_runtime_updates, now) {
+        Plan::Deliver(_) => format!("would deliver ({recorded})"),
+        Plan::Skip(why, _) => format!("would skip: {why} ({recorded})"),
+        Plan::ParkBehind => {
+            format!("would wait behind a parked delivery of the same key ({recorded})")
+        }
+    }
 }
 
 fn render(

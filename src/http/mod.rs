@@ -63,6 +63,7 @@ pub async fn serve(
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready_handler))
         .route("/v1/parked", get(parked_handler))
+        .route("/v1/ledger/{destination}/{key}", get(ledger_handler))
         .with_state(AppState {
             metrics,
             health,
@@ -101,6 +102,31 @@ async fn parked_handler(State(s): State<AppState>) -> impl IntoResponse {
                 serde_json::to_string(&parked).expect("serialises"),
             )
         }
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
+    }
+}
+
+/// One ledger key of one destination, for `herald explain` while the daemon
+/// holds the ledger: `{"entry": <base64 of the stored entry> | null, "parked": bool}`.
+async fn ledger_handler(
+    State(s): State<AppState>,
+    axum::extract::Path((destination, key)): axum::extract::Path<(String, String)>,
+) -> impl IntoResponse {
+    let Some(ledger) = s.ledger else {
+        return (StatusCode::NOT_FOUND, "ledger disabled\n".to_string());
+    };
+    match ledger.get(&destination, &key) {
+        Ok(entry) => (
+            StatusCode::OK,
+            serde_json::json!({
+                "entry": entry.map(|e| base64::Engine::encode(
+                    &base64::engine::general_purpose::STANDARD,
+                    e.encode()
+                )),
+                "parked": ledger.is_parked(&destination, &key),
+            })
+            .to_string(),
+        ),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
     }
 }
