@@ -5,7 +5,7 @@
 set -euo pipefail
 
 need=()
-for pkg in cmake libssl-dev zlib1g-dev libcurl4-openssl-dev pkg-config openssl curl openjdk-17-jre-headless maven; do
+for pkg in cmake libssl-dev zlib1g-dev libcurl4-openssl-dev pkg-config openssl curl openjdk-17-jre-headless maven prometheus; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if ((${#need[@]})); then

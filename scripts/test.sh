@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as `make test` and CI run it: installs what is
 # missing, starts the real Kafka broker if it is not running (and stops it
-# again at the end), checks formatting and lints, then runs every test.
+# again at the end), checks formatting and lints, runs every test, then
+# checks the deployment material (scripts/deploy-check.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,3 +38,6 @@ fi
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --locked --no-fail-fast 2>&1 | tee target/test-output.txt
+# The deployment material (systemd unit, Kubernetes manifests, Prometheus
+# rules, Dockerfile) with the real tools, and the binary the tests just built.
+scripts/deploy-check.sh target/debug/herald

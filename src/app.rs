@@ -108,6 +108,8 @@ pub async fn run(config: Config, config_path: std::path::PathBuf) -> anyhow::Res
         startup_ms = started.elapsed().as_millis() as u64,
         "herald started"
     );
+    // Type=notify units: started means listening and consuming.
+    sd_notify_state(&[sd_notify::NotifyState::Ready]);
 
     let stop_consuming = CancellationToken::new();
     let commit_task = tokio::spawn(commit_loop(
@@ -145,6 +147,7 @@ pub async fn run(config: Config, config_path: std::path::PathBuf) -> anyhow::Res
 
     // Graceful stop: drain what is in flight within the grace period, then
     // abandon the rest (uncommitted, so it is consumed again) and commit.
+    sd_notify_state(&[sd_notify::NotifyState::Stopping]);
     tracing::info!(
         in_flight = tracker.total(),
         "stopping: draining in-flight deliveries"
@@ -273,6 +276,13 @@ fn spawn_preflight(d: &crate::config::Destination) {
     });
 }
 
+/// Tells systemd (when NOTIFY_SOCKET is set) what herald is doing.
+fn sd_notify_state(states: &[sd_notify::NotifyState]) {
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::warn!(error = %e, "sd_notify failed");
+    }
+}
+
 fn now_secs() -> f64 {
     chrono::Utc::now().timestamp_millis() as f64 / 1000.0
 }
@@ -287,6 +297,10 @@ async fn reload_on_sighup(
 ) {
     while hangup.recv().await.is_some() {
         tracing::info!(config = %path.display(), "SIGHUP received: reloading");
+        // Type=notify-reload (systemd 253+) wants RELOADING=1 with the time, then READY=1.
+        let mut states = vec![sd_notify::NotifyState::Reloading];
+        states.extend(sd_notify::NotifyState::monotonic_usec_now().ok());
+        sd_notify_state(&states);
         let p = path.clone();
         match tokio::task::spawn_blocking(move || Config::load(&p)).await {
             Ok(Ok(cfg)) => {
@@ -302,6 +316,8 @@ async fn reload_on_sighup(
             }
             Err(e) => tracing::error!(error = %e, "reload task failed"),
         }
+        // A refused reload also ends the reload: the old config runs on.
+        sd_notify_state(&[sd_notify::NotifyState::Ready]);
     }
 }
 

@@ -311,6 +311,12 @@ impl Metrics {
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
         m.config_reload_successful.set(1);
+        // Present from the start, so increase() sees the first dead letter.
+        for kind in ["invalid_input", "delivery_failed"] {
+            m.dead_letters.with_label_values(&[kind]);
+        }
+        // 0 only after a store failure (also with the ledger off).
+        m.ledger_healthy.set(1);
         for reason in crate::model::InvalidReason::ALL {
             m.invalid_messages.with_label_values(&[reason.as_str()]);
         }

@@ -42,8 +42,34 @@ async fn an_added_destination_gets_the_next_alert_and_an_invalid_file_changes_no
         "username = \"u\"\npassword_file = \"{}\"",
         password.display()
     );
-    let mut herald = Herald::start(&s.config("", &dest("a", &a.url("/"), &auth)));
+    // systemd's notify socket, as a Type=notify unit would have it.
+    let notify_path = secrets.path().join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let next_notification = || {
+        let mut buf = [0u8; 512];
+        let n = notify.recv(&mut buf).expect("an sd_notify message");
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        // The time varies: keep MONOTONIC_USEC's name only.
+        text.lines()
+            .map(|l| {
+                if l.starts_with("MONOTONIC_USEC=") {
+                    "MONOTONIC_USEC"
+                } else {
+                    l
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let mut herald = Herald::start_with_env(
+        &s.config("", &dest("a", &a.url("/"), &auth)),
+        &[("NOTIFY_SOCKET", notify_path.to_str().unwrap())],
+    );
     herald.wait_ready(Duration::from_secs(30)).await;
+    assert_eq!(next_notification(), "READY=1");
     let p = kit::producer();
     kit::produce_to(&p, &s.topic, 0, kit::alert("rl-1", "").as_bytes()).await;
     a.wait_delivered(1, Duration::from_secs(20)).await;
@@ -58,6 +84,8 @@ async fn an_added_destination_gets_the_next_alert_and_an_invalid_file_changes_no
     );
     herald.rewrite_config(&both);
     reload(&herald).await;
+    assert_eq!(next_notification(), "RELOADING=1,MONOTONIC_USEC");
+    assert_eq!(next_notification(), "READY=1");
     kit::produce_to(&p, &s.topic, 0, kit::alert("rl-2", "").as_bytes()).await;
     let got_b = b.wait_delivered(1, Duration::from_secs(20)).await;
     assert_eq!(got_b[0].header("idempotency-key").unwrap(), "rl-2:ACTIVE");
@@ -125,6 +153,25 @@ async fn an_added_destination_gets_the_next_alert_and_an_invalid_file_changes_no
     assert!(!log.contains("first-pw") && !log.contains("second-pw"));
     herald.signal(libc::SIGTERM);
     assert!(herald.wait_exit(Duration::from_secs(20)).is_some());
+    let mut rest = Vec::new();
+    notify
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut buf = [0u8; 512];
+    while let Ok(n) = notify.recv(&mut buf) {
+        rest.push(String::from_utf8_lossy(&buf[..n]).trim().to_string());
+    }
+    // Two more reloads (refused, fixed, rotated: three READY=1), then the stop.
+    assert_eq!(
+        rest.iter().filter(|m| *m == "READY=1").count(),
+        3,
+        "{rest:?}"
+    );
+    assert_eq!(
+        rest.last().map(String::as_str),
+        Some("STOPPING=1"),
+        "{rest:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
