@@ -26,6 +26,8 @@ use crate::http::Metrics;
 
 /// Bumped when the file's layout changes; checked at open.
 pub const FORMAT_VERSION: u64 = 1;
+/// The ledger's page cache (redb's default is 1 GiB).
+const CACHE_BYTES: usize = 16 << 20;
 const FILE_NAME: &str = "herald.redb";
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -184,7 +186,12 @@ impl Ledger {
             });
         }
         let path = state_dir.join(FILE_NAME);
-        let db = Database::create(&path).map_err(store)?;
+        // redb caches up to 1 GiB by default; the working set (recent keys,
+        // the parked table) is far smaller, and RSS is what operators watch.
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(&path)
+            .map_err(store)?;
         let (next_park, parked_keys) = {
             let tx = db.begin_write().map_err(store)?;
             {

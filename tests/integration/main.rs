@@ -9,6 +9,7 @@ mod delivery;
 mod deploy;
 mod email;
 mod explain;
+mod faults;
 mod ingest;
 mod jira;
 mod kit;

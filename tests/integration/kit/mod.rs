@@ -105,8 +105,13 @@ pub async fn create_topic_on(brokers: &str, name: &str, partitions: i32) {
 }
 
 pub fn producer() -> FutureProducer {
+    producer_on(&brokers())
+}
+
+/// A producer for other brokers (a test's private broker).
+pub fn producer_on(brokers: &str) -> FutureProducer {
     ClientConfig::new()
-        .set("bootstrap.servers", brokers())
+        .set("bootstrap.servers", brokers)
         .set("acks", "all")
         .set("linger.ms", "5")
         .create()

@@ -1,5 +1,5 @@
 //! A recording HTTP receiver whose answers a test controls: accept, fail with a
-//! status, or hold requests until released.
+//! status, answer slowly, or hold requests until released.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -44,6 +44,8 @@ pub enum Behavior {
     /// Answer this status (with `Retry-After` when given) to the next `n`
     /// requests, then accept.
     FailTimes(u16, usize, Option<String>),
+    /// Accept, after this long (a slow destination).
+    Delay(Duration),
 }
 
 struct Inner {
@@ -176,6 +178,10 @@ async fn handle(
         Behavior::Accept => (200, None),
         Behavior::Fail(code, ra) => (code, ra),
         Behavior::FailTimes(code, _, ra) => (code, ra),
+        Behavior::Delay(d) => {
+            tokio::time::sleep(d).await;
+            (200, None)
+        }
         Behavior::Hold(marker) => {
             if body.windows(marker.len()).any(|w| w == marker.as_bytes()) {
                 let mut rx = inner.release.subscribe();

@@ -137,6 +137,11 @@ impl Service {
         run(self.script, &self.env, &["restart"]);
     }
 
+    /// Runs another command of the stack script (e.g. kafka.sh restart-broker).
+    pub fn command(&self, cmd: &str) {
+        run(self.script, &self.env, &[cmd]);
+    }
+
     pub fn stop(&self) {
         run(self.script, &self.env, &["stop"]);
     }

@@ -1,0 +1,312 @@
+//! The fault suite: herald under load while things break, judged by counts
+//! (lost, duplicated, re-sent), never by elapsed time. Each test prints its
+//! counts. The kill -9 case is `delivery::kill_9_mid_stream_…`; sizes here are
+//! scaled for `make test` (FAULT_ALERTS overrides the alert count).
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use crate::kit::receiver::{Behavior, Recorded};
+use crate::kit::service::Service;
+use crate::kit::{self, Herald, Receiver};
+
+fn alerts() -> usize {
+    std::env::var("FAULT_ALERTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000)
+}
+
+fn dest(name: &str, url: &str, extra: &str) -> String {
+    format!("[[destinations]]\nname = \"{name}\"\nid = \"n1\"\ntype = \"webhook\"\nurl = \"{url}\"\nworkers = 8\n{extra}\n")
+}
+
+/// Counts of what a receiver accepted: distinct keys, requests, keys twice.
+struct Counts {
+    distinct: usize,
+    requests: usize,
+    duplicates: usize,
+}
+
+fn counts(got: &[Recorded]) -> Counts {
+    let mut per_key: HashMap<String, usize> = HashMap::new();
+    for r in got {
+        *per_key
+            .entry(r.header("idempotency-key").unwrap_or_default())
+            .or_default() += 1;
+    }
+    Counts {
+        distinct: per_key.len(),
+        requests: got.len(),
+        duplicates: per_key.values().filter(|n| **n > 1).count(),
+    }
+}
+
+async fn produce_range(
+    p: &rdkafka::producer::FutureProducer,
+    topic: &str,
+    prefix: &str,
+    range: std::ops::Range<usize>,
+) {
+    let sends = range.map(|i| {
+        let value = kit::alert(&format!("{prefix}-{i:06}"), "");
+        async move {
+            kit::produce(
+                p,
+                topic,
+                Some(&format!("{prefix}-{i:06}")),
+                value.as_bytes(),
+            )
+            .await
+        }
+    });
+    futures::future::join_all(sends).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_restart_mid_stream_loses_nothing() {
+    let n = alerts();
+    let kafka = Service::private_kafka(19292);
+    let brokers = kafka.get("bootstrap").to_string();
+    let s = kit::Stack::new_on(&brokers, "fault-broker", 3).await;
+    let rx = Receiver::start().await;
+    let mut herald = Herald::start(&s.config("", &dest("w", &rx.url("/"), "")));
+    herald.wait_ready(Duration::from_secs(60)).await;
+    let p = kit::producer_on(&brokers);
+    produce_range(&p, &s.topic, "br", 0..n / 2).await;
+    rx.wait_delivered(n / 10, Duration::from_secs(60)).await;
+    kafka.command("restart-broker");
+    produce_range(&p, &s.topic, "br", n / 2..n).await;
+    let all = kit::eventually(Duration::from_secs(120), || async {
+        counts(&rx.delivered()).distinct >= n
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let c = counts(&rx.delivered());
+    println!(
+        "broker restart: produced {n}, delivered {} distinct in {} requests, {} keys twice, lost {}",
+        c.distinct,
+        c.requests,
+        c.duplicates,
+        n - c.distinct.min(n)
+    );
+    assert!(
+        all,
+        "lost {}; metrics:\n{}\nlog:\n{}",
+        n - c.distinct,
+        herald.metrics().await,
+        herald.log()
+    );
+    assert_eq!(c.distinct, n, "lost = 0");
+    assert_eq!(
+        c.duplicates, 0,
+        "the ledger skips what the broker redelivers"
+    );
+    herald.signal(libc::SIGTERM);
+    herald.wait_exit(Duration::from_secs(20));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_down_for_a_while_loses_nothing() {
+    let n = alerts();
+    let s = kit::Stack::new("fault-outage", 3).await;
+    let rx = Receiver::start().await;
+    rx.set(Behavior::Fail(503, None));
+    let cfg = s.config(
+        "",
+        &dest(
+            "w",
+            &rx.url("/"),
+            "retry_min_delay = \"50ms\"\nretry_max_delay = \"200ms\"\nretry_max_attempts = 3\nbreaker_failures = 5\nbreaker_cooldown = \"500ms\"\npark_retry_min = \"300ms\"\npark_retry_max = \"1s\"",
+        ),
+    );
+    let mut herald = Herald::start(&cfg);
+    herald.wait_ready(Duration::from_secs(30)).await;
+    let p = kit::producer();
+    produce_range(&p, &s.topic, "out", 0..n).await;
+    // The outage: every message is consumed and made final (parked) while the
+    // destination refuses everything.
+    let parked = kit::eventually(Duration::from_secs(60), || async {
+        herald
+            .metric(r#"herald_deliveries_total{destination="w",outcome="parked"}"#)
+            .await
+            >= n as f64
+    })
+    .await;
+    assert!(parked, "{}", herald.metrics().await);
+    let refused = rx.arrived();
+    rx.set(Behavior::Accept);
+    let all = kit::eventually(Duration::from_secs(120), || async {
+        counts(&rx.delivered()).distinct >= n
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let c = counts(&rx.delivered());
+    println!(
+        "outage: produced {n}, {refused} attempts refused during the outage, then {} distinct delivered in {} requests, {} keys twice, lost {}",
+        c.distinct,
+        c.requests,
+        c.duplicates,
+        n - c.distinct.min(n)
+    );
+    assert!(all, "log:\n{}", herald.log());
+    assert_eq!((c.distinct, c.duplicates), (n, 0));
+    assert_eq!(
+        herald
+            .metric(r#"herald_parked_deliveries{destination="w",target=""}"#)
+            .await,
+        0.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_invalid_messages_are_dead_lettered_and_every_valid_one_delivered() {
+    const INVALID: usize = 10_000;
+    let valid = alerts();
+    let s = kit::Stack::new("fault-invalid", 3).await;
+    let rx = Receiver::start().await;
+    let cfg = s.config("max_message_bytes = 4000\n", &dest("w", &rx.url("/"), ""));
+    let mut herald = Herald::start(&cfg);
+    herald.wait_ready(Duration::from_secs(30)).await;
+    let too_large = kit::alert("big", &format!(",\"pad\":\"{}\"", "x".repeat(4100)));
+    let kinds: Vec<(Vec<u8>, &str)> = vec![
+        (vec![0xff, 0xfe, b'{'], "not_utf8"),
+        (b"{\"alert\": {".to_vec(), "not_json"),
+        (b"[1,2,3]".to_vec(), "not_object"),
+        (b"{\"hello\":1}".to_vec(), "unknown_shape"),
+        (too_large.into_bytes(), "too_large"),
+        (
+            b"{\"alert\":{\"id\":\"x\",\"policy\":{\"severity\":\"NOPE\"}}}".to_vec(),
+            "invalid_alert",
+        ),
+        (b"{\"audit\":[]}".to_vec(), "invalid_audit"),
+    ];
+    // Five invalid messages after each valid one, the kinds in turn.
+    let p = kit::producer();
+    let mut expected: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut sends = Vec::new();
+    let mut bad = 0;
+    for v in 0..valid.max(INVALID / 5) {
+        if v < valid {
+            sends.push((
+                format!("inv-{v:06}"),
+                kit::alert(&format!("inv-{v:06}"), "").into_bytes(),
+            ));
+        }
+        for _ in 0..5 {
+            if bad < INVALID {
+                let (value, reason) = &kinds[bad % kinds.len()];
+                *expected.entry(reason).or_default() += 1;
+                sends.push((format!("bad-{bad}"), value.clone()));
+                bad += 1;
+            }
+        }
+    }
+    for chunk in sends.chunks(2_000) {
+        let futs = chunk
+            .iter()
+            .map(|(key, value)| kit::produce(&p, &s.topic, Some(key), value));
+        futures::future::join_all(futs).await;
+    }
+    let records = kit::read_records(&s.dlq, INVALID, Duration::from_secs(120)).await;
+    let mut by_reason: BTreeMap<String, usize> = BTreeMap::new();
+    for r in &records {
+        let v: serde_json::Value = serde_json::from_slice(r).unwrap();
+        assert_eq!(v["kind"], "invalid_input");
+        let reason = v["reason"]
+            .as_str()
+            .unwrap()
+            .split(':')
+            .next()
+            .unwrap()
+            .to_string();
+        *by_reason.entry(reason).or_default() += 1;
+    }
+    let got = rx.wait_delivered(valid, Duration::from_secs(60)).await;
+    let c = counts(&got);
+    println!(
+        "invalid input: {INVALID} invalid mixed into {valid} valid; dead-lettered {} {by_reason:?}; delivered {} distinct, {} keys twice",
+        records.len(),
+        c.distinct,
+        c.duplicates
+    );
+    let expected: BTreeMap<String, usize> = expected
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    assert_eq!(by_reason, expected);
+    assert_eq!((c.distinct, c.duplicates), (valid, 0));
+    let m = herald.metrics().await;
+    for (reason, n) in &expected {
+        assert_eq!(
+            kit::metric_value(
+                &m,
+                &format!("herald_invalid_messages_total{{reason=\"{reason}\"}}")
+            ),
+            *n as f64
+        );
+    }
+}
+
+/// Latency of a fast destination, alone and next to a slow one: reported as
+/// figures; asserted are only the counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_destination_does_not_hold_up_the_others() {
+    let n = alerts().min(1_000);
+    let mut figures = Vec::new();
+    for with_slow in [false, true] {
+        let s = kit::Stack::new("fault-slow", 3).await;
+        let fast = Receiver::start().await;
+        let slow = Receiver::start().await;
+        slow.set(Behavior::Delay(Duration::from_millis(200)));
+        let mut destinations = dest("fast", &fast.url("/"), "");
+        if with_slow {
+            destinations.push_str(&dest("slow", &slow.url("/"), "park_queue_wait = \"60s\""));
+        }
+        let mut herald = Herald::start(&s.config("", &destinations));
+        herald.wait_ready(Duration::from_secs(30)).await;
+        // Warm up (connections, the first fetches) before measuring.
+        let p = kit::producer();
+        produce_range(&p, &s.topic, &format!("warm-{with_slow}"), 0..50).await;
+        fast.wait_delivered(50, Duration::from_secs(30)).await;
+        let warm = fast.delivered().len();
+        // A steady 250 alerts/s, each produce time kept for its key.
+        let mut produced: HashMap<String, Instant> = HashMap::new();
+        let mut tick = tokio::time::interval(Duration::from_millis(4));
+        for i in 0..n {
+            tick.tick().await;
+            let id = format!("slow-{with_slow}-{i:05}");
+            produced.insert(format!("{id}:ACTIVE"), Instant::now());
+            let (p, topic, value) = (p.clone(), s.topic.clone(), kit::alert(&id, ""));
+            tokio::spawn(
+                async move { kit::produce(&p, &topic, Some(&id), value.as_bytes()).await },
+            );
+        }
+        let got = fast.wait_delivered(warm + n, Duration::from_secs(60)).await;
+        let got = &got[warm..];
+        let mut ms: Vec<f64> = got
+            .iter()
+            .map(|r| {
+                let sent = produced[&r.header("idempotency-key").unwrap()];
+                r.at.saturating_duration_since(sent).as_secs_f64() * 1000.0
+            })
+            .collect();
+        ms.sort_by(f64::total_cmp);
+        let pct = |q: f64| ms[((ms.len() as f64 * q) as usize).min(ms.len() - 1)];
+        figures.push((with_slow, pct(0.5), pct(0.99), ms[ms.len() - 1]));
+        let c = counts(got);
+        assert_eq!((c.distinct, c.duplicates), (n, 0));
+        if with_slow {
+            // The slow one keeps up at its own pace; it is not starved either.
+            assert!(slow.arrived() > 0);
+        }
+        herald.signal(libc::SIGTERM);
+        herald.wait_exit(Duration::from_secs(30));
+    }
+    for (with_slow, p50, p99, max) in &figures {
+        println!(
+            "slow neighbour: fast destination latency {} — p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms ({n} alerts at 250/s)",
+            if *with_slow { "next to a 200 ms destination" } else { "alone (baseline)" }
+        );
+    }
+}
