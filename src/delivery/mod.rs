@@ -395,13 +395,22 @@ impl Deliverer {
         };
         match outcome {
             PassOutcome::Delivered => {
-                if let Some(l) = &self.shared.ledger {
-                    if l.record(self.name(), &key, record).await.is_err() {
-                        return;
-                    }
-                }
                 self.outcome("delivered", job.enqueued);
-                job.ticket.done();
+                let Some(l) = &self.shared.ledger else {
+                    job.ticket.done();
+                    return;
+                };
+                // The worker moves on once the record is queued; the offset
+                // waits until it is durable (a store failure leaves it
+                // uncommitted).
+                let Ok(durable) = l.record_pending(self.name(), &key, record).await else {
+                    return;
+                };
+                tokio::spawn(async move {
+                    if durable.await.is_ok() {
+                        job.ticket.done();
+                    }
+                });
             }
             PassOutcome::Permanent {
                 attempts,

@@ -8,7 +8,7 @@
 mod entry;
 mod plan;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -152,6 +152,10 @@ struct Inner {
     next_park: Mutex<u64>,
     /// (destination, key) pairs with a parked delivery.
     parked_keys: Mutex<HashSet<(String, String)>>,
+    /// Entries handed to the writer but not yet durable, by joined key:
+    /// `get` sees them, so the next delivery of a key plans on the record
+    /// its predecessor is still writing.
+    pending: Mutex<HashMap<String, Entry>>,
     _lock: File,
 }
 
@@ -246,6 +250,7 @@ impl Ledger {
                 healthy: AtomicBool::new(true),
                 next_park: Mutex::new(next_park),
                 parked_keys: Mutex::new(parked_keys),
+                pending: Mutex::new(HashMap::new()),
                 _lock: lock,
             }),
         })
@@ -273,10 +278,14 @@ impl Ledger {
 
     /// What was last delivered for `key` at `destination`.
     pub fn get(&self, destination: &str, key: &str) -> Result<Option<Entry>, LedgerError> {
+        let joined = join_key(destination, key);
+        if let Some(e) = self.pending().get(&joined) {
+            return Ok(Some(*e));
+        }
         let read = || -> Result<Option<Entry>, redb::Error> {
             let tx = self.inner.db.begin_read()?;
             let t = tx.open_table(DELIVERED)?;
-            Ok(t.get(join_key(destination, key).as_str())?
+            Ok(t.get(joined.as_str())?
                 .and_then(|v| Entry::decode(v.value())))
         };
         read().map_err(|e| self.fail(e))
@@ -302,21 +311,89 @@ impl Ledger {
     }
 
     async fn submit(&self, ops: Vec<Op>) -> Result<usize, LedgerError> {
+        let wait = self.enqueue(ops).await?;
+        self.durable(wait).await
+    }
+
+    /// Hands a batch to the writer thread, in call order; returns what
+    /// resolves once the batch is durable.
+    async fn enqueue(
+        &self,
+        ops: Vec<Op>,
+    ) -> Result<oneshot::Receiver<Result<usize, String>>, LedgerError> {
         if !self.healthy() {
             return Err(LedgerError::Store("ledger is failed".into()));
         }
         let (done, wait) = oneshot::channel();
-        let writer = self.inner.writer.clone();
-        // The channel is bounded; a full one means the disk is behind.
-        tokio::task::spawn_blocking(move || writer.send(Batch { ops, done }))
-            .await
-            .map_err(|e| self.fail(e))?
-            .map_err(|e| self.fail(e))?;
+        // The channel is bounded; a full one means the disk is behind, and
+        // only then is a blocking thread worth its hand-off.
+        match self.inner.writer.try_send(Batch { ops, done }) {
+            Ok(()) => {}
+            Err(std::sync::mpsc::TrySendError::Full(batch)) => {
+                let writer = self.inner.writer.clone();
+                tokio::task::spawn_blocking(move || writer.send(batch))
+                    .await
+                    .map_err(|e| self.fail(e))?
+                    .map_err(|e| self.fail(e))?;
+            }
+            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {
+                return Err(self.fail("the ledger writer has stopped"));
+            }
+        }
+        Ok(wait)
+    }
+
+    async fn durable(
+        &self,
+        wait: oneshot::Receiver<Result<usize, String>>,
+    ) -> Result<usize, LedgerError> {
         match wait.await {
             Ok(Ok(n)) => Ok(n),
             Ok(Err(e)) => Err(self.fail(e)),
             Err(e) => Err(self.fail(e)),
         }
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.inner.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records a delivery without waiting for the disk: once this returns,
+    /// `get` sees the entry and the write is queued behind every earlier one;
+    /// the returned future resolves once it is durable (only then may the
+    /// message's offset be committed).
+    pub async fn record_pending(
+        &self,
+        destination: &str,
+        key: &str,
+        entry: Entry,
+    ) -> Result<
+        impl std::future::Future<Output = Result<(), LedgerError>> + Send + 'static,
+        LedgerError,
+    > {
+        let joined = join_key(destination, key);
+        self.pending().insert(joined.clone(), entry);
+        let queued = self.enqueue(vec![Op::Put(joined.clone(), entry)]).await;
+        let this = self.clone();
+        let settle = move |this: &Ledger| {
+            let mut pending = this.pending();
+            // A later record of the same key may have replaced it meanwhile.
+            if pending.get(&joined) == Some(&entry) {
+                pending.remove(&joined);
+            }
+        };
+        let wait = match queued {
+            Ok(w) => w,
+            Err(e) => {
+                settle(&this);
+                return Err(e);
+            }
+        };
+        Ok(async move {
+            let result = this.durable(wait).await.map(|_| ());
+            settle(&this);
+            result
+        })
     }
 
     /// Records a delivery; returns once it is durable.
@@ -542,6 +619,37 @@ mod tests {
         assert_eq!(
             l.get("d", "a1").unwrap(),
             Some(entry(AlertState::Active, 5))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_pending_record_is_visible_at_once_and_writes_keep_their_order() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let l = Ledger::open(dir.path(), metrics()).unwrap();
+            let active = entry(AlertState::Active, 1);
+            let resolved = entry(AlertState::Resolved, 2);
+            let first = l.record_pending("d", "k", active).await.unwrap();
+            assert_eq!(l.get("d", "k").unwrap(), Some(active), "before the disk");
+            let second = l.record_pending("d", "k", resolved).await.unwrap();
+            assert_eq!(l.get("d", "k").unwrap(), Some(resolved));
+            // The first write finishing must not hide the second one.
+            first.await.unwrap();
+            assert_eq!(l.get("d", "k").unwrap(), Some(resolved));
+            second.await.unwrap();
+            assert!(l.pending().is_empty());
+            assert_eq!(l.get("d", "k").unwrap(), Some(resolved));
+        }
+        // On disk, in the order queued (once the old writer thread let go).
+        let l = loop {
+            match Ledger::open(dir.path(), metrics()) {
+                Ok(l) => break l,
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        };
+        assert_eq!(
+            l.get("d", "k").unwrap(),
+            Some(entry(AlertState::Resolved, 2))
         );
     }
 

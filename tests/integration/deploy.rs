@@ -467,15 +467,7 @@ fn alerting_rules_pass_their_unit_tests() {
             r.as_object_mut().unwrap().remove("annotations");
         }
     }
-    for expected in [
-        "HeraldDown",
-        "HeraldDeadLettersGrowing",
-        "HeraldBreakerOpen",
-        "HeraldConsumerLagHigh",
-        "HeraldParkedDeliveriesOld",
-        "HeraldLedgerUnhealthy",
-        "HeraldConfigReloadFailed",
-    ] {
+    for expected in crate::kit::ALERT_RULES {
         assert!(names.contains(&expected.to_string()), "{expected}");
     }
     let dir = tempfile::tempdir().unwrap();

@@ -42,6 +42,17 @@ fn counts(got: &[Recorded]) -> Counts {
     }
 }
 
+/// Waits (at most 120 s) until `n` distinct alerts arrived, then a second
+/// more for stragglers sent twice; whether all came, and the counts.
+async fn settle(rx: &Receiver, n: usize) -> (bool, Counts) {
+    let all = kit::eventually(Duration::from_secs(120), || async {
+        counts(&rx.delivered()).distinct >= n
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    (all, counts(&rx.delivered()))
+}
+
 async fn produce_range(
     p: &rdkafka::producer::FutureProducer,
     topic: &str,
@@ -77,12 +88,7 @@ async fn broker_restart_mid_stream_loses_nothing() {
     rx.wait_delivered(n / 10, Duration::from_secs(60)).await;
     kafka.command("restart-broker");
     produce_range(&p, &s.topic, "br", n / 2..n).await;
-    let all = kit::eventually(Duration::from_secs(120), || async {
-        counts(&rx.delivered()).distinct >= n
-    })
-    .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let c = counts(&rx.delivered());
+    let (all, c) = settle(&rx, n).await;
     println!(
         "broker restart: produced {n}, delivered {} distinct in {} requests, {} keys twice, lost {}",
         c.distinct,
@@ -136,12 +142,7 @@ async fn a_destination_down_for_a_while_loses_nothing() {
     assert!(parked, "{}", herald.metrics().await);
     let refused = rx.arrived();
     rx.set(Behavior::Accept);
-    let all = kit::eventually(Duration::from_secs(120), || async {
-        counts(&rx.delivered()).distinct >= n
-    })
-    .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let c = counts(&rx.delivered());
+    let (all, c) = settle(&rx, n).await;
     println!(
         "outage: produced {n}, {refused} attempts refused during the outage, then {} distinct delivered in {} requests, {} keys twice, lost {}",
         c.distinct,

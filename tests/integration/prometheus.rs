@@ -149,14 +149,8 @@ async fn promtool_accepts_the_live_metrics_and_prometheus_scrapes_herald() {
         .flat_map(|g| g["rules"].as_array().unwrap())
         .map(|r| r["name"].as_str().unwrap())
         .collect();
-    for expected in [
-        "HeraldDown",
-        "HeraldDeadLettersGrowing",
-        "HeraldBreakerOpen",
-        "HeraldConsumerLagHigh",
-        "HeraldParkedDeliveriesOld",
-    ] {
-        assert!(names.contains(&expected), "{expected} not in {names:?}");
+    for expected in kit::ALERT_RULES {
+        assert!(names.contains(expected), "{expected} not in {names:?}");
     }
     let firing = query(&base, r#"ALERTS{alertstate="firing"}"#).await;
     assert_eq!(firing["data"]["result"], serde_json::json!([]), "{firing}");

@@ -158,6 +158,25 @@ fn producer(brokers: &str) -> anyhow::Result<FutureProducer> {
         .create()?)
 }
 
+/// Sends one keyed record in its own task (acknowledged or failed within 60 s).
+fn spawn_send(
+    p: &FutureProducer,
+    topic: &str,
+    key: String,
+    value: Vec<u8>,
+) -> tokio::task::JoinHandle<Result<(), rdkafka::error::KafkaError>> {
+    let (p, t) = (p.clone(), topic.to_string());
+    tokio::spawn(async move {
+        p.send(
+            FutureRecord::to(&t).key(&key).payload(&value),
+            Duration::from_secs(60),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|(e, _)| e)
+    })
+}
+
 /// Produces bodies with keys, at most 5,000 awaiting acknowledgement.
 async fn produce_all(
     p: &FutureProducer,
@@ -167,16 +186,7 @@ async fn produce_all(
     let mut pending = Vec::new();
     let mut n = 0;
     for (key, value) in items {
-        let (p, t) = (p.clone(), topic.to_string());
-        pending.push(tokio::spawn(async move {
-            p.send(
-                FutureRecord::to(&t).key(&key).payload(&value),
-                Duration::from_secs(60),
-            )
-            .await
-            .map(|_| ())
-            .map_err(|(e, _)| e)
-        }));
+        pending.push(spawn_send(p, topic, key, value));
         n += 1;
         if pending.len() >= 5_000 {
             for h in pending.drain(..) {
@@ -190,7 +200,8 @@ async fn produce_all(
     Ok(n)
 }
 
-/// The destinations' TOML: syslog to rsyslog, HEC with batching, webhook.
+/// The destinations' TOML: syslog to rsyslog, HEC with batching (100 events,
+/// so 100 workers, as the README advises), webhook.
 fn destinations(args: &Args, hec: std::net::SocketAddr, webhook: std::net::SocketAddr) -> String {
     let (host, port) = args.syslog.rsplit_once(':').expect("host:port");
     format!(
@@ -209,7 +220,8 @@ url = "http://{hec}"
 token = "{token}"
 batch_max_events = 100
 batch_linger = "5ms"
-workers = {workers}
+# One delivery waits for its batch: as many workers as a batch holds.
+workers = 100
 [[destinations]]
 name = "webhook"
 type = "webhook"
@@ -564,16 +576,7 @@ async fn latency(args: &Args, topic: &str, dlq: &str) -> anyhow::Result<Vec<Row>
         tick.tick().await;
         let (id, body) = generator.alert(i, 11, NOTIFIERS);
         sent.insert(id.clone(), Instant::now());
-        let (p, t) = (p.clone(), topic.to_string());
-        pending.push(tokio::spawn(async move {
-            p.send(
-                FutureRecord::to(&t).key(&id).payload(&body),
-                Duration::from_secs(30),
-            )
-            .await
-            .map(|_| ())
-            .map_err(|(e, _)| e)
-        }));
+        pending.push(spawn_send(&p, topic, id, body));
     }
     for h in pending {
         h.await??;

@@ -25,6 +25,17 @@ use rdkafka::{Offset, TopicPartitionList};
 
 pub use receiver::Receiver;
 
+/// The alerting rules deploy/prometheus/herald-rules.yml must define.
+pub const ALERT_RULES: &[&str] = &[
+    "HeraldDown",
+    "HeraldDeadLettersGrowing",
+    "HeraldBreakerOpen",
+    "HeraldConsumerLagHigh",
+    "HeraldParkedDeliveriesOld",
+    "HeraldLedgerUnhealthy",
+    "HeraldConfigReloadFailed",
+];
+
 /// The broker `make test` starts (scripts/kafka.sh).
 pub fn brokers() -> String {
     std::env::var("HERALD_TEST_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
