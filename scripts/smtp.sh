@@ -106,45 +106,19 @@ STOP_TIMEOUT=20
 
 # ---------------------------------------------------------------- install
 
-# Prints the real path of a Python 3.11+ interpreter (not a pyenv shim, so
-# the venv does not depend on which pyenv version is selected later).
-find_python() {
-  local c exe
-  for c in ${SMTP_PYTHON:-python3.11 python3}; do
-    command -v "$c" >/dev/null 2>&1 || continue
-    exe=$("$c" -c 'import sys; assert sys.version_info >= (3, 11); print(sys.executable)' 2>/dev/null) || continue
-    [[ -x $exe ]] && { echo "$exe"; return 0; }
-  done
-  return 1
-}
-
-# What the marker records: the requirements' hash and the base interpreter.
-venv_want() { echo "$(sha256sum "$REQUIREMENTS" | cut -d' ' -f1) $1"; }
-
 installed() {
-  [[ -f $VENV_MARK && -x $VENV_PY ]] || return 1
-  local base
-  base=$(cut -d' ' -f2- "$VENV_MARK")
-  [[ $(<"$VENV_MARK") == "$(venv_want "$base")" ]] || return 1
-  # Also catches a venv whose base interpreter went away.
+  venv_current && [[ -x $VENV_PY ]] || return 1
   "$VENV_PY" -c 'import aiosmtpd' >/dev/null 2>&1
 }
 
 install_venv() {
   installed && return 0
-  local py out t0=$SECONDS
-  py=$(find_python) || die "no Python 3.11+ found (tried: ${SMTP_PYTHON:-python3.11 python3}); set SMTP_PYTHON"
+  local py t0=$SECONDS
+  # shellcheck disable=SC2086 # the candidates are a word list
+  py=$(find_python ${SMTP_PYTHON:-python3.11 python3}) ||
+    die "no Python 3.11+ found (tried: ${SMTP_PYTHON:-python3.11 python3}); set SMTP_PYTHON"
   log "creating $VENV with aiosmtpd $AIOSMTPD_VERSION (Python $py)"
-  rm -rf "$VENV"
-  mkdir -p "$STACK_DIR"
-  out=$("$py" -m venv "$VENV" 2>&1) || {
-    echo "$out" >&2
-    die "python -m venv failed (Debian's system python needs: apt-get install python3-venv)"
-  }
-  out=$("$VENV_PY" -m pip install -q --disable-pip-version-check --no-input -r "$REQUIREMENTS" 2>&1) || {
-    echo "$out" >&2
-    die "pip install -r $REQUIREMENTS failed"
-  }
+  venv_build "$VENV" "$py"
   "$VENV_PY" -c "import aiosmtpd; assert aiosmtpd.__version__ == '$AIOSMTPD_VERSION', aiosmtpd.__version__" ||
     die "aiosmtpd $AIOSMTPD_VERSION not importable from $VENV"
   # Written last: a venv without the marker is rebuilt.
