@@ -145,82 +145,23 @@ run_class() {
 # ---------------------------------------------------------------- TLS
 
 # True iff every TLS file exists, the certs chain to our CA and none expires
-# within a day (a kept cluster may outlive the 30-day validity).
+# within a day.
 tls_ok() {
   local f
   for f in "${TLS_FILES[@]}"; do [[ -s $f ]] || return 1; done
-  for f in "$TLS_CA" "$TLS_BROKER_CERT" "$TLS_CLIENT_CERT"; do
-    openssl x509 -noout -checkend 86400 -in "$f" >/dev/null 2>&1 || return 1
-  done
-  openssl verify -CAfile "$TLS_CA" "$TLS_BROKER_CERT" "$TLS_CLIENT_CERT" >/dev/null 2>&1
+  test_pki_ok "$TLS_CA" "$TLS_BROKER_CERT" "$TLS_CLIENT_CERT"
 }
 
-# Generates the test CA, broker and client certs into $TLS_DIR (EC P-256:
-# key generation is instant, unlike RSA). Built in a temp dir and swapped in,
-# so a failed run never leaves a half-written set behind.
+# The test CA, broker and client certs, plus the key+cert "keystore" files
+# Kafka's PEM store reads.
 gen_tls() {
-  command -v openssl >/dev/null || die "openssl not found (apt-get install openssl)"
-  local tmp="$TLS_DIR.tmp.$$" out
-  rm -rf "$tmp"
-  mkdir -p "$tmp"
-  # Explicit config: independent of the distro's openssl.cnf defaults.
-  cat >"$tmp/openssl.cnf" <<EOF
-[req]
-distinguished_name = dn
-prompt = no
-[dn]
-[ca_ext]
-basicConstraints = critical, CA:TRUE, pathlen:0
-keyUsage = critical, keyCertSign, cRLSign
-subjectKeyIdentifier = hash
-[broker_ext]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature
-extendedKeyUsage = serverAuth
-subjectAltName = DNS:localhost, IP:$HOST
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-[client_ext]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature
-extendedKeyUsage = clientAuth
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-EOF
-  # (errexit is off inside `if ! ...`, hence the explicit error checks.)
-  if ! out=$(cd "$tmp" && tls_make_files 2>&1); then
-    echo "$out" >&2
-    rm -rf "$tmp"
-    die "TLS certificate generation failed"
-  fi
-  rm -rf "$TLS_DIR"
-  mv "$tmp" "$TLS_DIR"
+  make_test_pki "$TLS_DIR" "$HOST" "$TLS_DAYS" "herald test CA" broker "$TLS_CLIENT_CN"
+  (
+    umask 077
+    cat "$TLS_BROKER_KEY" "$TLS_BROKER_CERT" >"$TLS_BROKER_KEYSTORE"
+    cat "$TLS_CLIENT_KEY" "$TLS_CLIENT_CERT" >"$TLS_CLIENT_KEYSTORE"
+  ) || die "cannot write the keystore files in $TLS_DIR"
   log "generated test CA + broker/client certs (valid ${TLS_DAYS} days) in $TLS_DIR"
-}
-
-# Runs in a subshell inside the temp dir holding openssl.cnf.
-tls_make_files() {
-  local k
-  umask 077 # keys 0600; certs are chmod'ed readable below
-  for k in ca broker client; do
-    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$k.key" || return 1
-  done
-  openssl req -new -x509 -config openssl.cnf -key ca.key -subj "/CN=herald test CA" \
-    -days "$TLS_DAYS" -extensions ca_ext -out ca.pem || return 1
-  tls_sign broker "/CN=localhost" || return 1
-  tls_sign client "/CN=$TLS_CLIENT_CN" || return 1
-  cat broker.key broker.pem >broker-keystore.pem || return 1
-  cat client.key client.pem >client-keystore.pem || return 1
-  chmod 644 ca.pem broker.pem client.pem && rm -f openssl.cnf &&
-    openssl verify -CAfile ca.pem broker.pem client.pem
-}
-
-# NAME SUBJECT: NAME.key -> NAME.pem signed by the test CA, extensions from
-# the NAME_ext section.
-tls_sign() {
-  openssl req -new -config openssl.cnf -key "$1.key" -subj "$2" |
-    openssl x509 -req -CA ca.pem -CAkey ca.key -set_serial "0x$(openssl rand -hex 16)" \
-      -days "$TLS_DAYS" -extfile openssl.cnf -extensions "$1_ext" -out "$1.pem"
 }
 
 ensure_tls() { tls_ok || gen_tls; }

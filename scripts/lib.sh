@@ -205,3 +205,87 @@ venv_build() {
     die "pip install -r $REQUIREMENTS failed"
   }
 }
+
+# ---------------------------------------------------------------- test PKI
+
+# DIR HOST DAYS CA_CN SERVER [CLIENT_CN]: a throwaway CA (ca.key, ca.pem), a
+# server certificate SERVER.pem for localhost and HOST and, with CLIENT_CN, a
+# client certificate client.pem. EC P-256 keys (instant, unlike RSA) as
+# unencrypted PKCS#8 ("BEGIN PRIVATE KEY"), mode 0600. Built in a temp dir and
+# swapped in, so a failed run never leaves a half-written set behind.
+make_test_pki() {
+  local dir=$1 host=$2 days=$3 ca_cn=$4 server=$5 client_cn=${6:-} tmp="$1.tmp.$$" out
+  command -v openssl >/dev/null || die "openssl not found (apt-get install openssl)"
+  rm -rf "$tmp"
+  mkdir -p "$tmp"
+  # Explicit config: independent of the distro's openssl.cnf defaults.
+  cat >"$tmp/openssl.cnf" <<CNF
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+[ca_ext]
+basicConstraints = critical, CA:TRUE, pathlen:0
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+[server_ext]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:localhost, IP:$host
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+[client_ext]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+CNF
+  # (errexit is off inside `if ! ...`, hence the explicit error checks.)
+  if ! out=$(cd "$tmp" && pki_files "$days" "$ca_cn" "$server" "$client_cn" 2>&1); then
+    echo "$out" >&2
+    rm -rf "$tmp"
+    die "TLS certificate generation failed"
+  fi
+  rm -rf "$dir"
+  mv "$tmp" "$dir"
+}
+
+# Runs in a subshell inside the temp dir holding openssl.cnf.
+pki_files() {
+  local days=$1 ca_cn=$2 server=$3 client_cn=$4 k
+  local names=(ca "$server")
+  [[ -n $client_cn ]] && names+=(client)
+  umask 077
+  for k in "${names[@]}"; do
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$k.key" || return 1
+  done
+  openssl req -new -x509 -config openssl.cnf -key ca.key -subj "/CN=$ca_cn" \
+    -days "$days" -extensions ca_ext -out ca.pem || return 1
+  pki_sign "$server" server_ext "/CN=localhost" "$days" || return 1
+  if [[ -n $client_cn ]]; then
+    pki_sign client client_ext "/CN=$client_cn" "$days" || return 1
+  fi
+  local certs=("${names[@]/%/.pem}")
+  chmod 644 "${certs[@]}" && rm -f openssl.cnf &&
+    openssl verify -CAfile ca.pem "${certs[@]:1}"
+}
+
+# NAME EXTENSIONS SUBJECT DAYS: NAME.key -> NAME.pem signed by the test CA.
+pki_sign() {
+  openssl req -new -config openssl.cnf -key "$1.key" -subj "$3" |
+    openssl x509 -req -CA ca.pem -CAkey ca.key -set_serial "0x$(openssl rand -hex 16)" \
+      -days "$4" -extfile openssl.cnf -extensions "$2" -out "$1.pem"
+}
+
+# CA CERT...: true iff the certificates chain to CA and none of them expires
+# within a day (a kept stack may outlive the 30-day validity).
+test_pki_ok() {
+  local ca=$1 f
+  shift
+  for f in "$ca" "$@"; do
+    openssl x509 -noout -checkend 86400 -in "$f" >/dev/null 2>&1 || return 1
+  done
+  openssl verify -CAfile "$ca" "$@" >/dev/null 2>&1
+}

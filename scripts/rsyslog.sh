@@ -139,72 +139,12 @@ install_pkgs() {
 tls_ok() {
   local f
   for f in "${TLS_FILES[@]}"; do [[ -s $f ]] || return 1; done
-  for f in "$TLS_CA" "$TLS_SERVER_CERT" "$TLS_CLIENT_CERT"; do
-    openssl x509 -noout -checkend 86400 -in "$f" >/dev/null 2>&1 || return 1
-  done
-  openssl verify -CAfile "$TLS_CA" "$TLS_SERVER_CERT" "$TLS_CLIENT_CERT" >/dev/null 2>&1
+  test_pki_ok "$TLS_CA" "$TLS_SERVER_CERT" "$TLS_CLIENT_CERT"
 }
 
-# Builds the CA, server and client certs in a temp dir and swaps it in, so a
-# failed run never leaves a half-written set behind.
 gen_tls() {
-  command -v openssl >/dev/null || die "openssl not found (apt-get install openssl)"
-  local tmp="$TLS_DIR.tmp.$$" out
-  rm -rf "$tmp"
-  mkdir -p "$tmp"
-  cat >"$tmp/openssl.cnf" <<EOF
-[req]
-distinguished_name = dn
-prompt = no
-[dn]
-[ca_ext]
-basicConstraints = critical, CA:TRUE, pathlen:0
-keyUsage = critical, keyCertSign, cRLSign
-subjectKeyIdentifier = hash
-[server_ext]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature
-extendedKeyUsage = serverAuth
-subjectAltName = DNS:localhost, IP:$HOST
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-[client_ext]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature
-extendedKeyUsage = clientAuth
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-EOF
-  if ! out=$(cd "$tmp" && tls_make_files 2>&1); then
-    echo "$out" >&2
-    rm -rf "$tmp"
-    die "TLS certificate generation failed"
-  fi
-  rm -rf "$TLS_DIR"
-  mv "$tmp" "$TLS_DIR"
+  make_test_pki "$TLS_DIR" "$HOST" "$TLS_DAYS" "herald rsyslog test CA" server "$TLS_CLIENT_CN"
   log "generated test CA + server/client certs (valid ${TLS_DAYS} days) in $TLS_DIR"
-}
-
-# Runs in a subshell inside the temp dir holding openssl.cnf. genpkey writes
-# unencrypted PKCS#8 ("BEGIN PRIVATE KEY").
-tls_make_files() {
-  local k
-  umask 077
-  for k in ca server client; do
-    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$k.key" || return 1
-  done
-  openssl req -new -x509 -config openssl.cnf -key ca.key -subj "/CN=herald rsyslog test CA" \
-    -days "$TLS_DAYS" -extensions ca_ext -out ca.pem || return 1
-  tls_sign server "/CN=localhost" || return 1
-  tls_sign client "/CN=$TLS_CLIENT_CN" || return 1
-  chmod 644 ca.pem server.pem client.pem && rm -f openssl.cnf &&
-    openssl verify -CAfile ca.pem server.pem client.pem
-}
-
-tls_sign() {
-  openssl req -new -config openssl.cnf -key "$1.key" -subj "$2" |
-    openssl x509 -req -CA ca.pem -CAkey ca.key -set_serial "0x$(openssl rand -hex 16)" \
-      -days "$TLS_DAYS" -extfile openssl.cnf -extensions "$1_ext" -out "$1.pem"
 }
 
 # ---------------------------------------------------------------- config

@@ -76,26 +76,26 @@ pub async fn serve(
         .map_err(|e| anyhow::anyhow!("ingest.listen: cannot listen on {}: {e}", cfg.listen))?;
     let scheme = if cfg.tls.is_some() { "https" } else { "http" };
     tracing::info!(listen = %cfg.listen, scheme, topic = %cfg.topic, "ingest endpoint listening");
-    let shutdown = async move { stop.cancelled().await };
     Ok(match &cfg.tls {
-        None => tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::error!(error = %e, "ingest listener failed");
-            }
-        }),
-        Some(tls) => {
-            let listener = TlsListener::new(listener, tls.clone());
-            tokio::spawn(async move {
-                if let Err(e) = axum::serve(listener, app)
-                    .with_graceful_shutdown(shutdown)
-                    .await
-                {
-                    tracing::error!(error = %e, "ingest listener failed");
-                }
-            })
+        None => spawn_serve(listener, app, stop),
+        Some(tls) => spawn_serve(TlsListener::new(listener, tls.clone()), app, stop),
+    })
+}
+
+fn spawn_serve<L: axum::serve::Listener>(
+    listener: L,
+    app: Router,
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<()>
+where
+    L::Addr: std::fmt::Debug,
+{
+    tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "ingest listener failed");
         }
     })
 }

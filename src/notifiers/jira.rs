@@ -6,7 +6,6 @@
 //! runtime re-notifications; a transition on resolve.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock, RwLock};
 
@@ -113,13 +112,7 @@ pub struct Jira {
     namespaces: Arc<crate::config::namespaces::NamespaceMetadata>,
 }
 
-impl fmt::Debug for Jira {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Jira")
-            .field("target", &self.target)
-            .finish_non_exhaustive()
-    }
-}
+super::debug_target_only!(Jira);
 
 fn severity_name(s: &str) -> Option<Severity> {
     match s.to_ascii_uppercase().as_str() {

@@ -4,6 +4,20 @@
 //! one destination, and says whether a failure is worth retrying. Retries, rate
 //! limits, timeouts and metrics live once, in `crate::delivery`.
 
+/// `Debug` for a notifier that holds secrets: its redacted target only.
+macro_rules! debug_target_only {
+    ($t:ident) => {
+        impl std::fmt::Debug for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($t))
+                    .field("target", &self.target)
+                    .finish_non_exhaustive()
+            }
+        }
+    };
+}
+pub(crate) use debug_target_only;
+
 pub mod chat_webhook;
 pub mod email;
 pub mod http;

@@ -2,7 +2,6 @@
 //! `resolve` for resolved ones, `dedup_key` = alert id, Central's mapping of
 //! severity, source, component and class, the alert as `custom_details`.
 
-use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -43,13 +42,7 @@ pub struct PagerDuty {
     ui_endpoint: String,
 }
 
-impl fmt::Debug for PagerDuty {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PagerDuty")
-            .field("target", &self.target)
-            .finish_non_exhaustive()
-    }
-}
+super::debug_target_only!(PagerDuty);
 
 impl super::Settings for Settings {
     fn build(self, common: &Common, path: &str, errs: &mut Errors) -> Option<Arc<dyn Notifier>> {

@@ -1,7 +1,6 @@
 //! Sumo Logic HTTP source (spec §2.10): the bare alert, pruned to 10,000
 //! bytes, to the collector URL (which carries its token, so it is a secret).
 
-use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -33,13 +32,7 @@ pub struct SumoLogic {
     target: String,
 }
 
-impl fmt::Debug for SumoLogic {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SumoLogic")
-            .field("target", &self.target)
-            .finish_non_exhaustive()
-    }
-}
+super::debug_target_only!(SumoLogic);
 
 /// Central's Sumo Logic test body.
 const TEST_BODY: &str = r#"{"testID":"testalert","testMessage":"This is a test message created to test integration with StackRox."}"#;

@@ -1,6 +1,5 @@
 //! Generic webhook (spec §2.3): the way to QRadar, ServiceNow and any JSON receiver.
 
-use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -68,13 +67,7 @@ pub struct Webhook {
     annotation_key: String,
 }
 
-impl fmt::Debug for Webhook {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Webhook")
-            .field("target", &self.target)
-            .finish_non_exhaustive()
-    }
-}
+super::debug_target_only!(Webhook);
 
 impl super::Settings for Settings {
     fn build(self, common: &Common, path: &str, errs: &mut Errors) -> Option<Arc<dyn Notifier>> {
