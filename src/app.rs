@@ -140,10 +140,12 @@ pub async fn run(config: Config, config_path: std::path::PathBuf) -> anyhow::Res
         shared,
         running: config,
         reloads: reload_rx,
+        fatal: None,
         max_message_bytes,
         max_alert_age,
     };
     dispatcher.consume(&stop_consuming).await;
+    let fatal = dispatcher.fatal.take();
 
     // Graceful stop: drain what is in flight within the grace period, then
     // abandon the rest (uncommitted, so it is consumed again) and commit.
@@ -221,7 +223,10 @@ pub async fn run(config: Config, config_path: std::path::PathBuf) -> anyhow::Res
         let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
     }
     tracing::info!("stopped");
-    Ok(())
+    match fatal {
+        Some(why) => Err(anyhow::anyhow!(why)),
+        None => Ok(()),
+    }
 }
 
 /// Expires old ledger entries and keeps the ledger gauges and `/readyz` current.
@@ -392,6 +397,8 @@ struct Dispatcher {
     /// The config in force (for what a reload cannot change).
     running: Config,
     reloads: tokio::sync::mpsc::Receiver<Config>,
+    /// Set when the consumer failed fatally: herald stops and exits non-zero.
+    fatal: Option<String>,
     max_message_bytes: usize,
     max_alert_age: Option<Duration>,
 }
@@ -424,6 +431,14 @@ impl Dispatcher {
                         drop(m);
                         self.handle(origin, only, stop).await;
                         self.apply_pauses();
+                    }
+                    Err(rdkafka::error::KafkaError::MessageConsumptionFatal(code)) => {
+                        // The consumer is dead (e.g. fenced after a broker
+                        // restart): stop as on SIGTERM and exit non-zero, so
+                        // the supervisor restarts herald with a new consumer.
+                        tracing::error!(error = ?code, "fatal kafka consumer error: stopping so that herald is restarted");
+                        self.fatal = Some(format!("fatal kafka consumer error: {code:?}"));
+                        return;
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "kafka consume error");
