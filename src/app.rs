@@ -146,6 +146,8 @@ pub async fn run(config: Config, config_path: std::path::PathBuf) -> anyhow::Res
     };
     dispatcher.consume(&stop_consuming).await;
     let fatal = dispatcher.fatal.take();
+    // Consuming also ends on a fatal consumer error: stop the commit loop too.
+    stop_consuming.cancel();
 
     // Graceful stop: drain what is in flight within the grace period, then
     // abandon the rest (uncommitted, so it is consumed again) and commit.
