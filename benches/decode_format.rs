@@ -119,7 +119,7 @@ fn email_message(alert: &Alert, now: chrono::DateTime<chrono::Utc>) -> Vec<u8> {
 fn bench(c: &mut Criterion) {
     let pretty = fixture("alert-deployment-runtime.json");
     let raw = alert_4k();
-    let event = decode(&raw, 4 << 20).unwrap();
+    let event = decode(&raw, &herald::model::Limits::default()).unwrap();
     let alert = as_alert(&event);
     println!("benchmark alert: {} bytes", raw.len());
     let settings = cef_settings(cef::HeaderOrder::Cef, 0);
@@ -130,10 +130,22 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("alert_4k");
     g.throughput(Throughput::Elements(1));
     g.bench_function("decode_pretty_3k", |b| {
-        b.iter(|| decode(std::hint::black_box(&pretty), 4 << 20).unwrap())
+        b.iter(|| {
+            decode(
+                std::hint::black_box(&pretty),
+                &herald::model::Limits::default(),
+            )
+            .unwrap()
+        })
     });
     g.bench_function("decode", |b| {
-        b.iter(|| decode(std::hint::black_box(&raw), 4 << 20).unwrap())
+        b.iter(|| {
+            decode(
+                std::hint::black_box(&raw),
+                &herald::model::Limits::default(),
+            )
+            .unwrap()
+        })
     });
     g.bench_function("go_json", |b| {
         b.iter(|| gojson::alert(std::hint::black_box(alert.raw.get())).unwrap())
@@ -197,12 +209,18 @@ fn bench(c: &mut Criterion) {
 
     // The resource (audit-log) alert: the stream formats.
     let resource_raw = fixture("alert-resource.json");
-    let resource_event = decode(&resource_raw, 4 << 20).unwrap();
+    let resource_event = decode(&resource_raw, &herald::model::Limits::default()).unwrap();
     let resource = as_alert(&resource_event);
     let mut g = c.benchmark_group("alert_resource");
     g.throughput(Throughput::Elements(1));
     g.bench_function("decode", |b| {
-        b.iter(|| decode(std::hint::black_box(&resource_raw), 4 << 20).unwrap())
+        b.iter(|| {
+            decode(
+                std::hint::black_box(&resource_raw),
+                &herald::model::Limits::default(),
+            )
+            .unwrap()
+        })
     });
     g.bench_function("go_json", |b| {
         b.iter(|| gojson::alert(std::hint::black_box(resource.raw.get())).unwrap())
@@ -228,12 +246,18 @@ fn bench(c: &mut Criterion) {
 
     // The audit message: the formats that take audit events.
     let audit_raw = fixture("audit-notifier-create.json");
-    let audit_event = decode(&audit_raw, 4 << 20).unwrap();
+    let audit_event = decode(&audit_raw, &herald::model::Limits::default()).unwrap();
     let audit = as_audit(&audit_event);
     let mut g = c.benchmark_group("audit");
     g.throughput(Throughput::Elements(1));
     g.bench_function("decode", |b| {
-        b.iter(|| decode(std::hint::black_box(&audit_raw), 4 << 20).unwrap())
+        b.iter(|| {
+            decode(
+                std::hint::black_box(&audit_raw),
+                &herald::model::Limits::default(),
+            )
+            .unwrap()
+        })
     });
     g.bench_function("go_json", |b| {
         b.iter(|| gojson::audit(std::hint::black_box(audit.raw.get())).unwrap())
@@ -262,7 +286,7 @@ fn bench(c: &mut Criterion) {
 
     // An alert over Central's 10,000-byte pruning size: the slow paths.
     let big_raw = runtime_alert(12_000);
-    let big_event = decode(&big_raw, 4 << 20).unwrap();
+    let big_event = decode(&big_raw, &herald::model::Limits::default()).unwrap();
     let big = as_alert(&big_event);
     println!("large alert: {} bytes", big_raw.len());
     let shrinking = cef_settings(cef::HeaderOrder::Cef, 8192);

@@ -2,8 +2,8 @@
 # Contract mocks for herald's HTTP notifiers: Stoplight Prism (npm
 # @stoplight/prism-cli, pinned below; 5.15+ needs Node 24, this one runs on
 # Node 18/20) in `mock` mode, offline, validating every request against an
-# OpenAPI document. Two Prism processes of our own, backgrounded by this
-# script, on 127.0.0.1:
+# OpenAPI document. Three Prism processes of our own (four with the shared
+# PagerDuty spec), backgrounded by this script, on 127.0.0.1:
 #   Jira       PRISM_JIRA_PORT      (14010) serving tests/contracts/jira-v2.json
 #              (Jira REST v2 + GET /rest/api/3/search/jql, see its info.x-herald)
 #              Its searches find nothing ({"issues":[],"total":0,...}): the
@@ -14,12 +14,17 @@
 #              made at start in the run dir (only the order of the examples
 #              differs), because Prism picks an example per request only from
 #              a `Prefer: example=NAME` header, which herald does not send.
-#   PagerDuty  PRISM_PAGERDUTY_PORT (14011) serving the PagerDuty Events v2 spec
-#              from <repo>/../shared/specs/pagerduty-events-v2.json, read in
-#              place at run time (it has no license: never copy it into the
-#              repo). Missing: PagerDuty is skipped with a warning.
-#              Prism matches the spec's paths without its server's /v2 base
-#              path: the endpoint is http://127.0.0.1:14011/enqueue (and
+#   PagerDuty  PRISM_PAGERDUTY_PORT (14011) serving
+#              tests/contracts/pagerduty-events-v2.json, herald's own Events
+#              API v2 contract (see its info.x-herald); always there, so a
+#              fresh clone needs nothing beside the repo.
+#   PagerDuty, shared PRISM_PAGERDUTY_SHARED_PORT (14013), only when
+#              $PRISM_SHARED_SPECS/pagerduty-events-v2.json exists (default
+#              <repo>/../shared/specs): that spec, read in place at run time
+#              (it has no license: never copy it into the repo). Missing: this
+#              second mock is skipped and `info` has no pagerduty_shared_* keys.
+#              Both PagerDuty mocks match the paths without the server's /v2
+#              base path: the endpoint is http://127.0.0.1:14011/enqueue (and
 #              /change/enqueue); /v2/enqueue gets Prism's 404.
 #
 # Prism runs WITHOUT --errors: a request that breaks the contract still gets
@@ -31,10 +36,11 @@
 # path); response-side ones (the mock's own example breaking the spec) have
 # "response". Tests assert on request-side entries with severity "Error".
 # Answers come from the documents' static examples (no -d/--dynamic), so they
-# are the same on every call, whatever the request (PagerDuty's dedup_key is
-# always "srv01/HTTP"). Jira's operations are secured: without an
-# `Authorization: Basic <anything>` or `Bearer <anything>` header Prism answers
-# 401 + violation (credentials are not checked). PagerDuty's are not.
+# are the same on every call, whatever the request (the repo contract's
+# PagerDuty dedup_key is always "srv01/HTTP"). Jira's operations are secured:
+# without an `Authorization: Basic <anything>` or `Bearer <anything>` header
+# Prism answers 401 + violation (credentials are not checked). PagerDuty's are
+# not.
 #
 # Usage: scripts/prism.sh COMMAND
 #   install   npm install the pinned prism-cli into $HERALD_STACK_DIR/prism
@@ -43,17 +49,19 @@
 #             (PRISM_START_TIMEOUT, 60 s); on running instances it does nothing
 #   stop      stop the mocks started by this script, wait for their exit
 #   restart   stop + start
-#   status    exit 0 iff our mocks run and answer (PagerDuty only if its spec
-#             exists)
-#   info      print URLs, spec paths, logs, pids (key=value lines)
+#   status    exit 0 iff our mocks run and answer (the shared-spec PagerDuty
+#             one only if that spec exists)
+#   info      print URLs, spec paths, logs, pids (key=value lines; the
+#             pagerduty_shared_* ones only if the shared spec exists)
 #
 # Environment:
 #   HERALD_STACK_DIR       state root (default ~/.cache/herald-stack)
 #   PRISM_JIRA_PORT        Jira mock port      (default 14010)
 #   PRISM_PAGERDUTY_PORT   PagerDuty mock port (default 14011)
 #   PRISM_JIRA_FOUND_PORT  "issue found" Jira mock port (default 14012)
-#   PRISM_SHARED_SPECS     dir holding pagerduty-events-v2.json (default
-#                          <repo>/../shared/specs)
+#   PRISM_PAGERDUTY_SHARED_PORT  shared-spec PagerDuty mock port (default 14013)
+#   PRISM_SHARED_SPECS     dir holding the optional shared
+#                          pagerduty-events-v2.json (default <repo>/../shared/specs)
 #   PRISM_START_TIMEOUT    seconds to wait for the mocks (default 60)
 #   PRISM_NODE             node binary (default: node from PATH, must be 18+)
 set -euo pipefail
@@ -80,20 +88,25 @@ HOST=127.0.0.1
 JIRA_PORT=${PRISM_JIRA_PORT:-14010}
 PD_PORT=${PRISM_PAGERDUTY_PORT:-14011}
 FOUND_PORT=${PRISM_JIRA_FOUND_PORT:-14012}
+PD_SHARED_PORT=${PRISM_PAGERDUTY_SHARED_PORT:-14013}
 JIRA_SPEC="$REPO_DIR/tests/contracts/jira-v2.json"
 FOUND_SPEC="$PRISM_RUN/jira-v2-found.json"
+PD_SPEC="$REPO_DIR/tests/contracts/pagerduty-events-v2.json"
 SHARED_SPECS=${PRISM_SHARED_SPECS:-$(cd "$REPO_DIR/.." && pwd)/shared/specs}
-PD_SPEC="$SHARED_SPECS/pagerduty-events-v2.json"
+PD_SHARED_SPEC="$SHARED_SPECS/pagerduty-events-v2.json"
 START_TIMEOUT=${PRISM_START_TIMEOUT:-60}
 STOP_TIMEOUT=20
 NODE=${PRISM_NODE:-node}
 
 # name -> port / spec / probe (a GET that must get an HTTP answer from Prism;
 # any status will do, Prism answers unknown routes with 404/405 itself).
-MOCKS=(jira jira-found pagerduty)
-declare -A PORT=([jira]=$JIRA_PORT [jira-found]=$FOUND_PORT [pagerduty]=$PD_PORT)
-declare -A SPEC=([jira]=$JIRA_SPEC [jira-found]=$FOUND_SPEC [pagerduty]=$PD_SPEC)
-declare -A PROBE=([jira]=/rest/api/2/serverInfo [jira-found]=/rest/api/2/serverInfo [pagerduty]=/enqueue)
+MOCKS=(jira jira-found pagerduty pagerduty-shared)
+declare -A PORT=([jira]=$JIRA_PORT [jira-found]=$FOUND_PORT [pagerduty]=$PD_PORT
+  [pagerduty-shared]=$PD_SHARED_PORT)
+declare -A SPEC=([jira]=$JIRA_SPEC [jira-found]=$FOUND_SPEC [pagerduty]=$PD_SPEC
+  [pagerduty-shared]=$PD_SHARED_SPEC)
+declare -A PROBE=([jira]=/rest/api/2/serverInfo [jira-found]=/rest/api/2/serverInfo [pagerduty]=/enqueue
+  [pagerduty-shared]=/enqueue)
 
 pid_file() { echo "$RUN_DIR/prism-$1.pid"; }
 log_file() { echo "$PRISM_RUN/$1.log"; }
@@ -141,6 +154,10 @@ install_prism() {
 # The pid of OUR Prism for mock $1 (this prefix, this port).
 our_pid() { pid_from_file "$(pid_file "$1")" "$PRISM_MAIN mock " " --port ${PORT[$1]} "; }
 
+# True iff our Prism $2 for mock $1 serves the spec it should (one started by
+# an older version of this script may serve another document on that port).
+serves_spec() { [[ $(tr '\0' ' ' <"/proc/$2/cmdline" 2>/dev/null) == *" mock ${SPEC[$1]} "* ]]; }
+
 # True iff Prism on port $2 answers an HTTP request (any status code).
 answers() {
   local code
@@ -148,11 +165,12 @@ answers() {
   [[ $code =~ ^[1-5][0-9][0-9]$ ]]
 }
 
-# The mocks this run serves: PagerDuty only when its spec is there.
+# The mocks this run serves: the shared-spec PagerDuty only when that spec is
+# there.
 active_mocks() {
   local m
   for m in "${MOCKS[@]}"; do
-    [[ $m == pagerduty && ! -f ${SPEC[pagerduty]} ]] && continue
+    [[ $m == pagerduty-shared && ! -f ${SPEC[pagerduty-shared]} ]] && continue
     echo "$m"
   done
 }
@@ -211,15 +229,20 @@ start_prism() {
   install_prism
   command -v curl >/dev/null || die "curl not found (apt-get install curl)"
   [[ -f $JIRA_SPEC ]] || die "Jira contract $JIRA_SPEC missing"
-  [[ -f $PD_SPEC ]] || log "WARNING: $PD_SPEC not found (no ../shared beside the repo?): PagerDuty mock skipped"
+  [[ -f $PD_SPEC ]] || die "PagerDuty contract $PD_SPEC missing"
+  [[ -f $PD_SHARED_SPEC ]] || log "$PD_SHARED_SPEC not found (no ../shared beside the repo?): shared-spec PagerDuty mock skipped"
   mkdir -p "$PRISM_RUN"
   local m pid t0=$SECONDS started=()
   local -a mocks
   mapfile -t mocks < <(active_mocks)
   for m in "${mocks[@]}"; do
     if pid=$(our_pid "$m"); then
-      log "$m mock already running (pid $pid)"
-      continue
+      if serves_spec "$m" "$pid"; then
+        log "$m mock already running (pid $pid)"
+        continue
+      fi
+      log "$m mock (pid $pid) serves another spec than ${SPEC[$m]}: restarting it"
+      stop_one "$m"
     fi
     rm -f "$(pid_file "$m")"
     port_open "$HOST" "${PORT[$m]}" && die "port ${PORT[$m]} ($m) is already in use by another process (not started by this script)"
@@ -265,16 +288,16 @@ status_prism() {
       rc=1
     fi
   done
-  [[ -f $PD_SPEC ]] || echo "prism pagerduty: skipped ($PD_SPEC not found)"
+  [[ -f $PD_SHARED_SPEC ]] || echo "prism pagerduty-shared: skipped ($PD_SHARED_SPEC not found)"
   return "$rc"
 }
 
 print_info() {
-  local jpid fpid ppid pd_url=
+  local jpid fpid ppid spid pd_url="http://$HOST:$PD_PORT" shared_url="http://$HOST:$PD_SHARED_PORT"
   jpid=$(our_pid jira) || jpid=
   fpid=$(our_pid jira-found) || fpid=
   ppid=$(our_pid pagerduty) || ppid=
-  [[ -f $PD_SPEC ]] && pd_url="http://$HOST:$PD_PORT"
+  spid=$(our_pid pagerduty-shared) || spid=
   cat <<EOF
 host=$HOST
 jira_port=$JIRA_PORT
@@ -291,7 +314,7 @@ jira_found_pid_file=$(pid_file jira-found)
 jira_found_pid=$fpid
 pagerduty_port=$PD_PORT
 pagerduty_url=$pd_url
-pagerduty_enqueue_url=${pd_url:+$pd_url/enqueue}
+pagerduty_enqueue_url=$pd_url/enqueue
 pagerduty_spec=$PD_SPEC
 pagerduty_log=$(log_file pagerduty)
 pagerduty_pid_file=$(pid_file pagerduty)
@@ -299,6 +322,17 @@ pagerduty_pid=$ppid
 violations_header=sl-violations
 prism_version=$PRISM_VERSION
 prism_prefix=$PREFIX
+EOF
+  # Only with the shared spec: tests check it too when these keys are there.
+  [[ -f $PD_SHARED_SPEC ]] || return 0
+  cat <<EOF
+pagerduty_shared_port=$PD_SHARED_PORT
+pagerduty_shared_url=$shared_url
+pagerduty_shared_enqueue_url=$shared_url/enqueue
+pagerduty_shared_spec=$PD_SHARED_SPEC
+pagerduty_shared_log=$(log_file pagerduty-shared)
+pagerduty_shared_pid_file=$(pid_file pagerduty-shared)
+pagerduty_shared_pid=$spid
 EOF
 }
 

@@ -74,6 +74,7 @@ pub async fn run(config: Config, config_path: std::path::PathBuf) -> anyhow::Res
     let dead_letters = Arc::new(DeadLetters::new(
         source::producer(k)?,
         k.dead_letter_topic.clone(),
+        k.dead_letter_max_bytes,
         k.dead_letter_file.clone(),
         metrics.clone(),
     )?);
@@ -128,7 +129,7 @@ pub async fn run(config: Config, config_path: std::path::PathBuf) -> anyhow::Res
         metrics.clone(),
     ));
 
-    let (max_message_bytes, max_alert_age) = (k.max_message_bytes, k.max_alert_age.map(|d| d.0));
+    let (limits, max_alert_age) = (k.decode_limits(), k.max_alert_age.map(|d| d.0));
     let grace = config.shutdown_grace;
     let mut dispatcher = Dispatcher {
         consumer: consumer.clone(),
@@ -141,7 +142,7 @@ pub async fn run(config: Config, config_path: std::path::PathBuf) -> anyhow::Res
         running: config,
         reloads: reload_rx,
         fatal: None,
-        max_message_bytes,
+        limits,
         max_alert_age,
     };
     dispatcher.consume(&stop_consuming).await;
@@ -401,7 +402,7 @@ struct Dispatcher {
     reloads: tokio::sync::mpsc::Receiver<Config>,
     /// Set when the consumer failed fatally: herald stops and exits non-zero.
     fatal: Option<String>,
-    max_message_bytes: usize,
+    limits: crate::model::Limits,
     max_alert_age: Option<Duration>,
 }
 
@@ -552,7 +553,7 @@ impl Dispatcher {
             tracing::debug!(topic = %origin.topic, partition = origin.partition, "message of an unassigned partition");
             return;
         };
-        let event = match decode(&origin.value, self.max_message_bytes) {
+        let event = match decode(&origin.value, &self.limits) {
             Ok(e) => e,
             Err(invalid) => {
                 self.metrics

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod deadletter;
 pub mod delivery;
+pub mod files;
 pub mod formats;
 pub mod http;
 pub mod ledger;

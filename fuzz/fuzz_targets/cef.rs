@@ -36,7 +36,7 @@ fn settings(
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(event) = decode(data, 1 << 20) else {
+    let Ok(event) = decode(data, &herald::model::Limits::default()) else {
         return;
     };
     let labels = BTreeMap::from([

@@ -8,7 +8,11 @@
 use herald::model::{decode, Event};
 use libfuzzer_sys::fuzz_target;
 
-const LIMIT: usize = 1 << 20;
+const LIMIT: &herald::model::Limits = &herald::model::Limits {
+    max_bytes: 1 << 20,
+    // One below the most, so the envelope below fits.
+    max_depth: herald::model::MAX_DEPTH - 1,
+};
 
 fuzz_target!(|data: &[u8]| {
     let event = match decode(data, LIMIT) {
@@ -24,7 +28,13 @@ fuzz_target!(|data: &[u8]| {
         Event::Audit(a) => ("audit", a.raw.get()),
     };
     let envelope = format!("{{\"{key}\":{raw}}}");
-    match decode(envelope.as_bytes(), usize::MAX) {
+    match decode(
+        envelope.as_bytes(),
+        &herald::model::Limits {
+            max_bytes: usize::MAX,
+            max_depth: herald::model::MAX_DEPTH,
+        },
+    ) {
         Ok(again) => {
             assert_eq!(
                 again.kind(),

@@ -9,7 +9,7 @@ use herald::model::{decode, Event};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(event) = decode(data, 1 << 20) else {
+    let Ok(event) = decode(data, &herald::model::Limits::default()) else {
         return;
     };
     match &event {

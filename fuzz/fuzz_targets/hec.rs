@@ -11,7 +11,7 @@ use herald::model::decode;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(event) = decode(data, 1 << 20) else {
+    let Ok(event) = decode(data, &herald::model::Limits::default()) else {
         return;
     };
     for truncate in [10_000, 1_000, 300, 0] {

@@ -146,6 +146,17 @@ pub async fn replay(
                 _ => continue,
             }
         }
+        if r.value_truncated {
+            eprintln!(
+                "skipped {}/{}@{}: the record holds only the first bytes of the value ({} bytes, sha256 {}); replay it from its source topic",
+                r.topic,
+                r.partition,
+                r.offset,
+                r.value_size.unwrap_or(0),
+                r.value_sha256.as_deref().unwrap_or("?")
+            );
+            continue;
+        }
         let value: Vec<u8> = match (&r.value, &r.value_base64) {
             (Some(v), _) => v.clone().into_bytes(),
             (None, Some(b)) => {

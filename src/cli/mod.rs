@@ -356,7 +356,7 @@ async fn explain(
     use std::fmt::Write as _;
     let cfg = load(config)?;
     let value = read_input(input.as_deref())?;
-    let event = decode(&value, cfg.kafka.max_message_bytes)
+    let event = decode(&value, &cfg.kafka.decode_limits())
         .map_err(|e| anyhow::anyhow!("invalid message (it would be dead-lettered): {e}"))?;
     let ledger = dlq::LedgerView::open(&cfg)?;
     let key = crate::ledger::key_of(&event);
@@ -490,7 +490,7 @@ fn render(
             .with_timezone(&chrono::Utc),
         None => chrono::Utc::now(),
     };
-    let event = decode(&value, cfg.kafka.max_message_bytes)
+    let event = decode(&value, &cfg.kafka.decode_limits())
         .map_err(|e| anyhow::anyhow!("invalid message: {e}"))?;
     if let Err(why) = routing::decide(&dest.common, dest.notifier.can_resolve(), &event) {
         eprintln!("note: herald would not send this event to {destination}: {why}");

@@ -181,6 +181,12 @@ pub struct KafkaConfig {
     pub group_id: String,
     pub topics: Vec<String>,
     pub dead_letter_topic: String,
+    /// The largest dead-letter record herald writes: a value that does not
+    /// fit is cut to its first bytes, size and SHA-256. Below the broker's
+    /// default `message.max.bytes` (1 MiB), so every message can be
+    /// dead-lettered.
+    #[serde(default = "default_dead_letter_max_bytes")]
+    pub dead_letter_max_bytes: usize,
     /// Dead letters are also appended to this JSONL file when set.
     #[serde(default)]
     pub dead_letter_file: Option<PathBuf>,
@@ -194,6 +200,9 @@ pub struct KafkaConfig {
     pub max_alert_age: Option<Dur>,
     #[serde(default = "default_max_message_bytes")]
     pub max_message_bytes: usize,
+    /// Messages whose JSON nests deeper are dead-lettered as `too_deep`.
+    #[serde(default = "default_max_json_depth")]
+    pub max_json_depth: usize,
     #[serde(default = "default_commit_interval")]
     pub commit_interval: Dur,
     #[serde(default = "default_in_flight_per_partition")]
@@ -395,6 +404,12 @@ fn default_start_from() -> StartFrom {
 }
 fn default_max_message_bytes() -> usize {
     4 << 20
+}
+fn default_dead_letter_max_bytes() -> usize {
+    900_000
+}
+fn default_max_json_depth() -> usize {
+    crate::model::MAX_DEPTH
 }
 fn default_commit_interval() -> Dur {
     Dur(Duration::from_secs(1))
@@ -673,6 +688,15 @@ fn validate_kafka(k: &KafkaConfig, errs: &mut Errors) {
     if k.max_message_bytes == 0 {
         errs.push("kafka.max_message_bytes", "must be at least 1");
     }
+    if k.dead_letter_max_bytes < 4096 {
+        errs.push("kafka.dead_letter_max_bytes", "must be at least 4096");
+    }
+    if !(1..=crate::model::MAX_DEPTH).contains(&k.max_json_depth) {
+        errs.push(
+            "kafka.max_json_depth",
+            format!("must be 1..{}", crate::model::MAX_DEPTH),
+        );
+    }
     if k.max_in_flight_per_partition == 0 {
         errs.push("kafka.max_in_flight_per_partition", "must be at least 1");
     }
@@ -777,6 +801,14 @@ pub fn read_secret(
 }
 
 impl KafkaConfig {
+    /// What a consumed message value may be.
+    pub fn decode_limits(&self) -> crate::model::Limits {
+        crate::model::Limits {
+            max_bytes: self.max_message_bytes,
+            max_depth: self.max_json_depth,
+        }
+    }
+
     /// The SASL password, from inline or file (validated at load).
     pub fn sasl_password(&self) -> Option<String> {
         let sasl = self.sasl.as_ref()?;

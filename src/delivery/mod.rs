@@ -509,6 +509,24 @@ impl Deliverer {
 
     /// Renders once and runs one bounded retry pass.
     async fn pass(&self, event: &Event, key: &str) -> PassOutcome {
+        if let Err(e) = self.notifier.prepare().await {
+            let e = self.classify(e);
+            self.record_failure(&e);
+            return if e.retryable {
+                PassOutcome::Exhausted {
+                    attempts: 0,
+                    first: Some(e.clone()),
+                    retry_after: e.retry_after,
+                    last: e,
+                }
+            } else {
+                PassOutcome::Permanent {
+                    attempts: 0,
+                    first: e.clone(),
+                    last: e,
+                }
+            };
+        }
         let ctx = RenderContext {
             now: chrono::Utc::now(),
         };

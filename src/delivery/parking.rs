@@ -64,7 +64,13 @@ impl Deliverer {
     async fn retry_parked(&self, l: &ledger::Ledger, id: u64, mut p: Parked) -> bool {
         let started = std::time::Instant::now();
         let origin = origin_of(&p);
-        let event = match decode(&p.value, usize::MAX) {
+        let event = match decode(
+            &p.value,
+            &crate::model::Limits {
+                max_bytes: usize::MAX,
+                ..Default::default()
+            },
+        ) {
             Ok(e) => e,
             Err(e) => {
                 tracing::error!(destination = self.name(), error = %e, "parked value no longer decodes; dropping");

@@ -47,6 +47,7 @@ pub async fn pass(d: &Deliverer, event: &Event, payload: &[u8], meta: &SendMeta)
         .with_max_times(p.retry_max_attempts.saturating_sub(1) as usize)
         .build();
     let started = Instant::now();
+    let attempt_timeout = d.notifier.attempt_timeout(d.common.timeout);
     let mut attempts = 0u32;
     let mut first: Option<DeliveryError> = None;
     loop {
@@ -82,7 +83,7 @@ pub async fn pass(d: &Deliverer, event: &Event, payload: &[u8], meta: &SendMeta)
             .with_label_values(&[d.name()]);
         in_flight.inc();
         let sent = tokio::select! {
-            r = tokio::time::timeout(d.common.timeout, d.notifier.send(event, payload, meta)) => Some(r),
+            r = tokio::time::timeout(attempt_timeout, d.notifier.send(event, payload, meta)) => Some(r),
             _ = d.shared.abandon.cancelled() => None,
         };
         in_flight.dec();
@@ -93,7 +94,7 @@ pub async fn pass(d: &Deliverer, event: &Event, payload: &[u8], meta: &SendMeta)
                 FailureReason::Timeout,
                 format!(
                     "no answer within {}",
-                    humantime::format_duration(d.common.timeout)
+                    humantime::format_duration(attempt_timeout)
                 ),
             )),
         };

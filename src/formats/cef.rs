@@ -265,6 +265,16 @@ pub fn test_record(s: &Settings, now: DateTime<Utc>) -> String {
 /// The record as frames: octet-counted (chunked at `max_message_size` as
 /// Central does: only the first chunk carries the header), or per line/datagram.
 pub fn frames(record: &str, s: &Settings) -> Vec<Vec<u8>> {
+    // A line break inside a newline-framed record would end it there and
+    // start a forged one (an alert id is anyone's input): escape them as CEF
+    // escapes line breaks in extension values.
+    let escaped;
+    let record = if s.framing == Framing::Newline && record.contains(['\n', '\r']) {
+        escaped = record.replace('\r', "\\r").replace('\n', "\\n");
+        escaped.as_str()
+    } else {
+        record
+    };
     let bytes = record.as_bytes();
     let chunks: Vec<&[u8]> = if s.max_message_size > 0 {
         bytes.chunks(s.max_message_size).collect()
@@ -385,7 +395,7 @@ mod tests {
     fn audit_record_keys_in_centrals_order() {
         let audit = match decode(
             br#"{"audit":{"time":"2024-05-01T12:10:02.118356Z","status":"REQUEST_SUCCEEDED","user":{"username":"admin","roles":[{"name":"Admin"},{"name":"Analyst"}]},"request":{"endpoint":"/v1/notifiers","method":"POST"},"method":"UI","interaction":"CREATE"}}"#,
-            1 << 20,
+            &crate::model::Limits::default(),
         )
         .unwrap()
         {
@@ -397,7 +407,12 @@ mod tests {
             rec,
             "<134>1 2024-05-01T12:10:02Z central stackRoxKubernetesSecurityPlatform 1 stackroxKubernetesSecurityPlatformAudit - CEF:0|StackRox|Kubernetes Security Platform|4.7.0|AuditLog|3|AuditLog|rt=1714565402118 spriv=Admin,Analyst suser=admin request=/v1/notifiers requestMethod=POST outcome=REQUEST_SUCCEEDED requestClientApplication=UI stackroxKubernetesSecurityPlatformAuditLog={\"time\":{\"seconds\":1714565402,\"nanos\":118356000},\"status\":1,\"user\":{\"username\":\"admin\",\"roles\":[{\"name\":\"Admin\"},{\"name\":\"Analyst\"}]},\"request\":{\"endpoint\":\"/v1/notifiers\",\"method\":\"POST\"},\"method\":2,\"interaction\":1} env=prod"
         );
-        let bare = match decode(br#"{"audit":{"time":"2024-05-01T12:10:02Z"}}"#, 1 << 20).unwrap() {
+        let bare = match decode(
+            br#"{"audit":{"time":"2024-05-01T12:10:02Z"}}"#,
+            &crate::model::Limits::default(),
+        )
+        .unwrap()
+        {
             Event::Audit(a) => a,
             Event::Alert(_) => unreachable!(),
         };
@@ -434,9 +449,20 @@ mod tests {
         );
         let lines = Settings {
             framing: Framing::Newline,
-            ..s
+            ..s.clone()
         };
         assert_eq!(frames("abc", &lines), vec![b"abc\n".to_vec()]);
+        // A line break from input (an alert id) cannot forge a second record.
+        assert_eq!(
+            frames("devicePayloadId=x\n<14>1 forged\r", &lines),
+            vec![b"devicePayloadId=x\\n<14>1 forged\\r\n".to_vec()]
+        );
+        let counted = frames("a\nb", &s);
+        assert_eq!(
+            counted,
+            vec![b"3 a\nb".to_vec()],
+            "octet counting frames it whole"
+        );
         // Octet counts are bytes, not characters.
         assert_eq!(
             frames("é✓", &settings(HeaderOrder::Cef, &[])),

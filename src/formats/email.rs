@@ -78,9 +78,11 @@ pub fn crlf(s: &str) -> String {
     s.replace("\r\n", "\n").replace('\n', "\r\n")
 }
 
-/// The subject as is when ASCII, else RFC 2047 base64 encoded-words.
+/// The subject as is when printable ASCII, else RFC 2047 base64
+/// encoded-words: a policy name with a line break in it cannot start a
+/// header of its own (a `Bcc:`), since encoded words carry no raw byte.
 pub fn subject(s: &str) -> String {
-    if s.is_ascii() {
+    if s.bytes().all(|b| (0x20..0x7f).contains(&b)) {
         return s.to_string();
     }
     // Encoded words of at most 75 characters: 45 bytes of text each.
@@ -188,6 +190,24 @@ mod tests {
             "From: RHACS <rhacs@example.com>\r\nTo: team@example.com\r\nDate: Wed, 1 May 2024 12:03:18 +0000\r\nSubject: Deployment d (in cluster c) violates 'P' Policy\r\nMessage-ID: <herald.a1.active@example.com>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=\"utf-8\"\r\n\r\nAlert ID: a1\r\nSeverity: High\r\n\r\n"
         );
         assert_eq!(from_header("", "s@x"), "s@x");
+    }
+
+    #[test]
+    fn a_line_break_in_a_subject_cannot_add_a_header() {
+        let s = subject("P\r\nBcc: attacker@example.com");
+        assert_eq!(s, "=?utf-8?b?UA0KQmNjOiBhdHRhY2tlckBleGFtcGxlLmNvbQ==?=");
+        let m = Message {
+            from: "s@x",
+            to: "t@x",
+            date: Utc::now(),
+            subject: "P\nBcc: a@b",
+            message_id: &message_id("a\r\nBcc: a@b", "ACTIVE", "s@x"),
+            body: "",
+        };
+        let text = String::from_utf8(message(&m)).unwrap();
+        let headers = &text[..text.find("\r\n\r\n").unwrap()];
+        assert!(headers.lines().all(|l| !l.starts_with("Bcc")), "{headers}");
+        assert_eq!(headers.matches("\r\n").count(), 6, "{headers}");
     }
 
     #[test]

@@ -143,7 +143,7 @@ mod tests {
     use crate::model::decode;
 
     fn ev(s: &str) -> Event {
-        decode(s.as_bytes(), 1 << 20).unwrap()
+        decode(s.as_bytes(), &crate::model::Limits::default()).unwrap()
     }
 
     #[test]

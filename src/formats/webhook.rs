@@ -35,7 +35,7 @@ mod tests {
     use crate::model::decode;
 
     fn event(json: &str) -> Event {
-        decode(json.as_bytes(), 1 << 20).unwrap()
+        decode(json.as_bytes(), &crate::model::Limits::default()).unwrap()
     }
 
     #[test]

@@ -27,6 +27,7 @@ struct Ingest {
     producer: FutureProducer,
     topic: String,
     max_body_bytes: usize,
+    limits: crate::model::Limits,
     produce_timeout: Duration,
     /// SHA-256 of each accepted `Authorization` header value, compared in
     /// constant time.
@@ -59,6 +60,10 @@ pub async fn serve(
         producer,
         topic: cfg.topic.clone(),
         max_body_bytes: cfg.max_body_bytes,
+        limits: crate::model::Limits {
+            max_bytes: cfg.max_body_bytes,
+            max_depth: kafka.max_json_depth,
+        },
         produce_timeout: cfg.produce_timeout,
         accepted,
         metrics,
@@ -150,7 +155,7 @@ async fn ingest_handler(State(s): State<Arc<Ingest>>, headers: HeaderMap, body: 
             )
         }
     };
-    let event = match decode(&body, s.max_body_bytes) {
+    let event = match decode(&body, &s.limits) {
         Ok(e) => e,
         Err(invalid) => {
             let code = if invalid.reason == InvalidReason::TooLarge {

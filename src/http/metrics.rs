@@ -27,6 +27,7 @@ pub struct Metrics {
     pub dead_letter_write_duration: Histogram,
     pub build_info: IntGaugeVec,
     pub commit_failures: IntCounter,
+    pub dead_letter_refused: IntCounter,
     pub parked: IntGaugeVec,
     pub breaker_state: IntGaugeVec,
     pub rate_limit_wait: prometheus::CounterVec,
@@ -103,6 +104,14 @@ impl Metrics {
         )
         .expect("valid metric");
         r.register(Box::new(commit_failures.clone()))
+            .expect("unique metric");
+
+        let dead_letter_refused = IntCounter::new(
+            "herald_dead_letters_refused_total",
+            "Dead letters the topic refused even without their value (its limit is below any record); the message stays only in its source topic.",
+        )
+        .expect("valid metric");
+        r.register(Box::new(dead_letter_refused.clone()))
             .expect("unique metric");
 
         let ledger_write_duration = Histogram::with_opts(
@@ -276,6 +285,7 @@ impl Metrics {
                 &["version"],
             ),
             commit_failures,
+            dead_letter_refused,
             parked: gauge(
                 &r,
                 "herald_parked_deliveries",

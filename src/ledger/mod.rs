@@ -167,22 +167,17 @@ impl Ledger {
     /// Opens (or creates) `state_dir/herald.redb`, locked for this process.
     pub fn open(state_dir: &Path, metrics: Arc<Metrics>) -> Result<Ledger, LedgerError> {
         let dir = state_dir.display().to_string();
-        std::fs::create_dir_all(state_dir).map_err(|e| LedgerError::Io {
+        crate::files::private_dir(state_dir).map_err(|e| LedgerError::Io {
             dir: dir.clone(),
             what: "cannot create",
             err: e.to_string(),
         })?;
         let lock_path = state_dir.join("herald.lock");
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| LedgerError::Io {
-                dir: dir.clone(),
-                what: "cannot open the lock file",
-                err: e.to_string(),
-            })?;
+        let lock = crate::files::private_write(&lock_path).map_err(|e| LedgerError::Io {
+            dir: dir.clone(),
+            what: "cannot open the lock file",
+            err: e.to_string(),
+        })?;
         if lock.try_lock().is_err() {
             return Err(LedgerError::Locked {
                 dir,
@@ -190,6 +185,12 @@ impl Ledger {
             });
         }
         let path = state_dir.join(FILE_NAME);
+        // Created 0600 (or narrowed) before redb opens it: it holds alerts.
+        crate::files::private_write(&path).map_err(|e| LedgerError::Io {
+            dir: dir.clone(),
+            what: "cannot create the ledger file",
+            err: e.to_string(),
+        })?;
         // redb caches up to 1 GiB by default; the working set (recent keys,
         // the parked table) is far smaller, and RSS is what operators watch.
         let db = redb::Builder::new()

@@ -19,11 +19,25 @@ pub fn key_of(event: &Event) -> String {
 }
 
 /// The `Idempotency-Key` a receiver can de-duplicate by: key and state.
+/// Always a valid header value: bytes other than visible ASCII (and `%`)
+/// are percent-encoded, so an alert id from anywhere still makes a key.
 pub fn idempotency_key(event: &Event, key: &str) -> String {
-    match event {
+    let raw = match event {
         Event::Alert(a) => format!("{key}:{}", a.fields.state.as_str()),
         Event::Audit(_) => key.to_string(),
+    };
+    if raw.bytes().all(|b| (0x21..0x7f).contains(&b) && b != b'%') {
+        return raw;
     }
+    let mut out = String::with_capacity(raw.len() * 3);
+    for b in raw.bytes() {
+        if (0x21..0x7f).contains(&b) && b != b'%' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,7 +120,7 @@ mod tests {
     use crate::model::decode;
 
     fn ev(json: &str) -> Event {
-        decode(json.as_bytes(), 1 << 20).unwrap()
+        decode(json.as_bytes(), &crate::model::Limits::default()).unwrap()
     }
 
     const T1: &str = "2024-05-01T12:00:00Z";
@@ -197,5 +211,10 @@ mod tests {
             Plan::Skip(..)
         ));
         assert_eq!(idempotency_key(&alert("RESOLVED", T1), "a1"), "a1:RESOLVED");
+        let odd = ev(r#"{"id":"é 1%\r\n","policy":{}}"#);
+        assert_eq!(key_of(&odd), "é 1%\r\n");
+        let k = idempotency_key(&odd, &key_of(&odd));
+        assert_eq!(k, "%C3%A9%201%25%0D%0A:ACTIVE");
+        assert!(reqwest::header::HeaderValue::from_str(&k).is_ok());
     }
 }

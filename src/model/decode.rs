@@ -20,11 +20,15 @@ pub enum InvalidReason {
     UnknownShape,
     InvalidAlert,
     InvalidAudit,
+    /// Nested deeper than [`Limits::max_depth`]: every walker of the JSON
+    /// (converters, pruning, the dead-letter writer) stays within its stack.
+    TooDeep,
 }
 
 impl InvalidReason {
-    pub const ALL: [InvalidReason; 7] = [
+    pub const ALL: [InvalidReason; 8] = [
         InvalidReason::TooLarge,
+        InvalidReason::TooDeep,
         InvalidReason::NotUtf8,
         InvalidReason::NotJson,
         InvalidReason::NotObject,
@@ -42,6 +46,7 @@ impl InvalidReason {
             InvalidReason::UnknownShape => "unknown_shape",
             InvalidReason::InvalidAlert => "invalid_alert",
             InvalidReason::InvalidAudit => "invalid_audit",
+            InvalidReason::TooDeep => "too_deep",
         }
     }
 }
@@ -67,10 +72,64 @@ fn invalid(reason: InvalidReason, detail: impl Into<String>) -> InvalidMessage {
     }
 }
 
+/// What a message value may be: its size in bytes and how deep its JSON nests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_bytes: usize,
+    /// Arrays and objects inside each other, the outermost counting 1.
+    /// Central's alerts nest about 8 deep; serde_json's own parser stops at
+    /// 128, which is therefore the most this may be.
+    pub max_depth: usize,
+}
+
+/// serde_json's recursion limit: the deepest any herald walker is given.
+pub const MAX_DEPTH: usize = 128;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_bytes: 4 << 20,
+            max_depth: MAX_DEPTH,
+        }
+    }
+}
+
+/// How deep `text` nests (arrays and objects), scanning bytes without
+/// recursion, so any input, however deep, is measured safely. Stops counting
+/// once past `limit`.
+fn depth_over(text: &[u8], limit: usize) -> Option<usize> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for (i, &b) in text.iter().enumerate() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return Some(i);
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
+}
+
 /// Decodes one Kafka message value: the generic-webhook envelope
 /// `{"alert": …}` / `{"audit": …}` (other top-level keys are the sender's extra
 /// fields and are ignored), or a bare alert object.
-pub fn decode(value: &[u8], max_bytes: usize) -> Result<Event, InvalidMessage> {
+pub fn decode(value: &[u8], limits: &Limits) -> Result<Event, InvalidMessage> {
+    let max_bytes = limits.max_bytes;
     if value.len() > max_bytes {
         return Err(invalid(
             InvalidReason::TooLarge,
@@ -88,6 +147,13 @@ pub fn decode(value: &[u8], max_bytes: usize) -> Result<Event, InvalidMessage> {
     })?;
     if text.trim().is_empty() {
         return Err(invalid(InvalidReason::NotJson, "empty message"));
+    }
+    let max_depth = limits.max_depth.min(MAX_DEPTH);
+    if let Some(at) = depth_over(value, max_depth) {
+        return Err(invalid(
+            InvalidReason::TooDeep,
+            format!("nested deeper than {max_depth} levels at byte {at}"),
+        ));
     }
     let top: &RawValue = serde_json::from_str(text).map_err(|e| {
         invalid(
@@ -207,7 +273,7 @@ fn json_kind(text: &str) -> &'static str {
 /// An alert from protojson, for formatter tests.
 #[cfg(test)]
 pub fn test_alert(json: &str) -> super::Alert {
-    match decode(json.as_bytes(), 1 << 20).expect("a valid test alert") {
+    match decode(json.as_bytes(), &Limits::default()).expect("a valid test alert") {
         Event::Alert(a) => a,
         Event::Audit(_) => panic!("not an alert: {json}"),
     }
@@ -218,7 +284,10 @@ mod tests {
     use super::*;
     use crate::model::{AlertState, LifecycleStage, Severity};
 
-    const MAX: usize = 4 << 20;
+    const MAX: &Limits = &Limits {
+        max_bytes: 4 << 20,
+        max_depth: MAX_DEPTH,
+    };
 
     fn reason(input: &[u8]) -> InvalidReason {
         decode(input, MAX).unwrap_err().reason
@@ -271,9 +340,58 @@ mod tests {
         );
         assert_eq!(reason(b"{\"audit\":5}"), InvalidReason::InvalidAudit);
         assert_eq!(
-            decode(&[b' '; 11], 10).unwrap_err().reason,
+            decode(
+                &[b' '; 11],
+                &Limits {
+                    max_bytes: 10,
+                    ..Limits::default()
+                }
+            )
+            .unwrap_err()
+            .reason,
             InvalidReason::TooLarge
         );
+    }
+
+    #[test]
+    fn nesting_past_the_limit_is_too_deep_however_deep() {
+        // 200,000 levels: measured without recursion, refused before parsing.
+        let n = 200_000;
+        let deep = format!(
+            r#"{{"alert":{{"id":"x","policy":{{}},"deep":{}{}}}}}"#,
+            "[".repeat(n),
+            "]".repeat(n)
+        );
+        let err = decode(deep.as_bytes(), MAX).unwrap_err();
+        assert_eq!(err.reason, InvalidReason::TooDeep);
+        assert_eq!(err.detail, "nested deeper than 128 levels at byte 164");
+        // Exactly at the limit is fine; brackets inside strings do not count.
+        let at = |levels: usize| {
+            format!(
+                r#"{{"alert":{{"id":"x","policy":{{"name":"[[[{{"}},"d":{}{}}}}}"#,
+                "[".repeat(levels - 2),
+                "]".repeat(levels - 2)
+            )
+        };
+        let shallow = Limits {
+            max_depth: 10,
+            ..Limits::default()
+        };
+        assert!(decode(at(10).as_bytes(), &shallow).is_ok());
+        assert_eq!(
+            decode(at(11).as_bytes(), &shallow).unwrap_err().reason,
+            InvalidReason::TooDeep
+        );
+        // A limit above serde_json's own is held at 128.
+        let huge = Limits {
+            max_depth: 1 << 20,
+            ..Limits::default()
+        };
+        assert_eq!(
+            decode(at(129).as_bytes(), &huge).unwrap_err().reason,
+            InvalidReason::TooDeep
+        );
+        assert!(decode(at(128).as_bytes(), &huge).is_ok());
     }
 
     #[test]

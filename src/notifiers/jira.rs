@@ -59,8 +59,12 @@ pub struct Settings {
     /// JSON object as text (Central's defaultFieldsJson).
     #[serde(default)]
     default_fields: Option<DefaultFields>,
-    /// A label `<prefix><alert id>` searched before creating (empty: off).
-    #[serde(default = "default_label")]
+    /// A label `<prefix><alert id>` added to each issue and searched before
+    /// creating one, so a crash or a lost ledger never makes a second ticket.
+    /// Off (empty) by default, as Central adds no label: the `labels` field
+    /// must be on the project's create screen, which the start-up checks
+    /// verify when this is on.
+    #[serde(default)]
     idempotency_label_prefix: String,
     /// Comment on the issue when a runtime alert is re-notified.
     #[serde(default)]
@@ -72,10 +76,6 @@ pub struct Settings {
     ca_file: Option<PathBuf>,
     #[serde(default)]
     skip_tls_verify: bool,
-}
-
-fn default_label() -> String {
-    "herald-".into()
 }
 
 /// Central's UI defaults.
@@ -98,6 +98,10 @@ pub struct Jira {
     bearer: OnceLock<bool>,
     /// Jira Cloud (from `serverInfo`): it searches with /rest/api/3/search/jql.
     cloud: OnceLock<bool>,
+    /// What the start-up checks found, once they passed.
+    checked: OnceLock<String>,
+    /// Start-up checks run one at a time (deliveries wait for the first).
+    checking: tokio::sync::Mutex<()>,
     issue_type: String,
     default_project: String,
     annotation_key: String,
@@ -235,6 +239,8 @@ impl super::Settings for Settings {
             password: password?,
             bearer: OnceLock::new(),
             cloud: OnceLock::new(),
+            checked: OnceLock::new(),
+            checking: tokio::sync::Mutex::new(()),
             issue_type: self.issue_type,
             default_project: self.default_target,
             annotation_key: self.annotation_key,
@@ -336,8 +342,22 @@ impl Jira {
         ))
     }
 
-    /// Central's start-up checks; fills the `auto` mapping.
+    /// Central's start-up checks; fills the `auto` mapping. Runs once: a
+    /// success is kept, so every later delivery renders with the mapping.
     pub async fn preflight(&self) -> Result<String, DeliveryError> {
+        if let Some(done) = self.checked.get() {
+            return Ok(done.clone());
+        }
+        let _one_at_a_time = self.checking.lock().await;
+        if let Some(done) = self.checked.get() {
+            return Ok(done.clone());
+        }
+        let found = self.checks().await?;
+        let _ = self.checked.set(found.clone());
+        Ok(found)
+    }
+
+    async fn checks(&self) -> Result<String, DeliveryError> {
         if self.bearer.get().is_none() {
             match self
                 .call(Method::GET, "rest/api/2/configuration", None)
@@ -355,19 +375,24 @@ impl Jira {
             }
         }
         if self.cloud.get().is_none() {
-            let info = self
-                .call(Method::GET, "rest/api/2/serverInfo", None)
-                .await?
-                .1;
-            let _ = self
-                .cloud
-                .set(info["deploymentType"].as_str() == Some("Cloud"));
+            // Only Cloud needs telling apart (its search moved); a Jira
+            // without serverInfo (a proxy, a test server) is taken as
+            // Server/DC, as Central never asks.
+            let cloud = match self.call(Method::GET, "rest/api/2/serverInfo", None).await {
+                Ok((_, info)) => info["deploymentType"].as_str() == Some("Cloud"),
+                Err(e) if e.status == Some(404) => false,
+                Err(e) => return Err(e),
+            };
+            let _ = self.cloud.set(cloud);
         }
         let project = &self.default_project;
         let perms = self
             .call(
                 Method::GET,
-                &format!("rest/api/2/mypermissions?projectKey={project}&permissions=CREATE_ISSUES"),
+                &format!(
+                    "rest/api/2/mypermissions?projectKey={}&permissions=CREATE_ISSUES",
+                    url_encode(project)
+                ),
                 None,
             )
             .await
@@ -391,13 +416,67 @@ impl Jira {
                 ),
             ));
         }
-        if self.disable_priority {
+        let labels = !self.label_prefix.is_empty();
+        if self.disable_priority && !labels {
             return Ok(format!(
                 "project {project}: CREATE_ISSUES granted; priority not set"
             ));
         }
         let type_id = self.issue_type_id(project).await?;
-        let allowed = self.allowed_priorities(project, &type_id).await?;
+        let fields = self.create_fields(project, &type_id).await?;
+        let on_screen = |id: &str| {
+            fields.iter().any(|f| {
+                [&f["fieldId"], &f["key"], &f["name"]]
+                    .iter()
+                    .any(|v| v.as_str().is_some_and(|n| n.eq_ignore_ascii_case(id)))
+            })
+        };
+        let mut found = format!("project {project}: CREATE_ISSUES granted");
+        let labels_found = format!(
+            "; labels on the create screen ({}<alert id>)",
+            self.label_prefix
+        );
+        if labels && !on_screen("labels") {
+            return Err(DeliveryError::permanent(
+                FailureReason::ClientError,
+                format!(
+                    "the labels field is not on the create screen of issue type {:?} in project {project}: add it, or turn idempotency_label_prefix off",
+                    self.issue_type
+                ),
+            ));
+        }
+        if self.disable_priority {
+            found.push_str("; priority not set");
+            if labels {
+                found.push_str(&labels_found);
+            }
+            return Ok(found);
+        }
+        let Some(priority) = fields.iter().find(|f| {
+            f["name"]
+                .as_str()
+                .is_some_and(|n| n.eq_ignore_ascii_case("priority"))
+        }) else {
+            return Err(DeliveryError::permanent(
+                FailureReason::ClientError,
+                format!("Priority field not found on requested issue type {:?}. Consider checking the 'Disable setting priority' box (disable_priority = true).", self.issue_type),
+            ));
+        };
+        let names = |list: &Value| -> Vec<String> {
+            list.as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v["name"].as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let mut allowed = names(&priority["allowedValues"]);
+        if allowed.is_empty() {
+            // No scheme on the screen: every priority of the instance, as
+            // Central validates.
+            allowed = names(&self.call(Method::GET, "rest/api/2/priority", None).await?.1);
+        }
         if self.auto_mapping {
             let m = auto_mapping(&allowed);
             if m.len() < 4 {
@@ -425,90 +504,87 @@ impl Jira {
             .rev()
             .map(|(s, n)| format!("{}={n}", s.title().to_uppercase()))
             .collect();
-        Ok(format!(
-            "project {project}: CREATE_ISSUES granted; priority mapping {}",
-            shown.join(", ")
-        ))
+        found.push_str(&format!("; priority mapping {}", shown.join(", ")));
+        if labels {
+            found.push_str(&labels_found);
+        }
+        Ok(found)
     }
 
     /// Pages `createmeta/<project>/issuetypes` (`values` on Server/DC,
     /// `issueTypes` on Cloud) for the issue type's id.
     async fn issue_type_id(&self, project: &str) -> Result<String, DeliveryError> {
-        let mut start = 0;
-        loop {
-            let page = self
-                .call(
-                    Method::GET,
-                    &format!("rest/api/2/issue/createmeta/{project}/issuetypes?startAt={start}"),
-                    None,
-                )
-                .await?
-                .1;
-            let items = page["values"]
-                .as_array()
-                .or_else(|| page["issueTypes"].as_array())
-                .cloned()
-                .unwrap_or_default();
-            if let Some(t) = items.iter().find(|t| {
+        let types = self
+            .pages(
+                &format!(
+                    "rest/api/2/issue/createmeta/{}/issuetypes",
+                    url_encode(project)
+                ),
+                &["values", "issueTypes"],
+            )
+            .await?;
+        types
+            .iter()
+            .find(|t| {
                 t["name"]
                     .as_str()
                     .is_some_and(|n| n.eq_ignore_ascii_case(&self.issue_type))
-            }) {
-                return Ok(t["id"].as_str().unwrap_or_default().to_string());
-            }
-            if items.is_empty() || page["isLast"].as_bool() == Some(true) {
-                return Err(DeliveryError::permanent(
+            })
+            .map(|t| t["id"].as_str().unwrap_or_default().to_string())
+            .ok_or_else(|| {
+                DeliveryError::permanent(
                     FailureReason::ClientError,
                     format!(
                         "issue type {:?} not found in project {project}",
                         self.issue_type
                     ),
-                ));
-            }
-            start += items.len();
-        }
+                )
+            })
     }
 
-    /// The issue type's `priority.allowedValues` (`values` or `fields` pages).
-    async fn allowed_priorities(
+    /// The fields on the issue type's create screen (`values` or `fields` pages).
+    async fn create_fields(
         &self,
         project: &str,
         type_id: &str,
-    ) -> Result<Vec<String>, DeliveryError> {
-        let mut start = 0;
-        loop {
+    ) -> Result<Vec<Value>, DeliveryError> {
+        self.pages(
+            &format!(
+                "rest/api/2/issue/createmeta/{}/issuetypes/{}",
+                url_encode(project),
+                url_encode(type_id)
+            ),
+            &["values", "fields", "issueTypes"],
+        )
+        .await
+    }
+
+    /// Every item of a paged createmeta list. Stops at the last page, at
+    /// `total`, on a page that repeats the one before (a server that ignores
+    /// `startAt`), or after 1,000 pages.
+    async fn pages(&self, path: &str, keys: &[&str]) -> Result<Vec<Value>, DeliveryError> {
+        let mut all = Vec::new();
+        let mut previous: Option<Vec<Value>> = None;
+        for _ in 0..1000 {
             let page = self
-                .call(Method::GET, &format!("rest/api/2/issue/createmeta/{project}/issuetypes/{type_id}?startAt={start}"), None)
+                .call(Method::GET, &format!("{path}?startAt={}", all.len()), None)
                 .await?
                 .1;
-            let items = page["values"]
-                .as_array()
-                .or_else(|| page["fields"].as_array())
+            let items = keys
+                .iter()
+                .find_map(|k| page[*k].as_array())
                 .cloned()
                 .unwrap_or_default();
-            if let Some(f) = items.iter().find(|f| {
-                f["name"]
-                    .as_str()
-                    .is_some_and(|n| n.eq_ignore_ascii_case("priority"))
-            }) {
-                let names = f["allowedValues"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|v| v["name"].as_str().map(str::to_string))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                return Ok(names);
+            if previous.as_ref() == Some(&items) {
+                break;
             }
-            start += items.len();
-            if last_page(&page, &items, start) {
-                return Err(DeliveryError::permanent(
-                    FailureReason::ClientError,
-                    format!("Priority field not found on requested issue type {:?}. Consider checking the 'Disable setting priority' box (disable_priority = true).", self.issue_type),
-                ));
+            all.extend(items.iter().cloned());
+            if last_page(&page, &items, all.len()) {
+                break;
             }
+            previous = Some(items);
         }
+        Ok(all)
     }
 
     fn project(&self, event: &Event) -> String {
@@ -531,6 +607,12 @@ impl Jira {
         );
         fields.insert("issuetype".into(), json!({ "name": self.issue_type }));
         if !self.disable_priority {
+            if self.auto_mapping && self.checked.get().is_none() {
+                // Never a body with a priority to be filled in later.
+                return Err(
+                    "the priority mapping is not known until the start-up checks pass".into(),
+                );
+            }
             let mapping = self.mapping.read().unwrap_or_else(|p| p.into_inner());
             fields.insert(
                 "priority".into(),
@@ -563,7 +645,7 @@ impl Jira {
         if self.label_prefix.is_empty() {
             return Ok(None);
         }
-        let jql = format!("labels = \"{}\"", self.label(id));
+        let jql = format!("labels = {}", jql_string(&self.label(id)));
         let q: String = url_encode(&jql);
         // Cloud retired /rest/api/2/search for /rest/api/3/search/jql (which
         // can lag a just-created issue by seconds; the ledger covers that).
@@ -584,16 +666,8 @@ impl Jira {
     }
 
     async fn deliver(&self, event: &Event, payload: &[u8]) -> Result<(), DeliveryError> {
-        if self.cloud.get().is_none()
-            || (self.auto_mapping
-                && self
-                    .mapping
-                    .read()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .is_empty())
-        {
-            self.preflight().await?;
-        }
+        // Normally done already (`prepare` runs before render); a no-op then.
+        self.preflight().await?;
         let Event::Alert(a) = event else {
             return Ok(());
         };
@@ -679,7 +753,21 @@ fn last_page(page: &Value, items: &[Value], next_start: usize) -> bool {
         || page["total"]
             .as_u64()
             .is_some_and(|t| next_start as u64 >= t)
-        || next_start > 10_000
+}
+
+/// A JQL string literal: quoted, with `"` and `\` escaped, so an alert id
+/// cannot add clauses to the search.
+fn jql_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        if matches!(c, '"' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
 }
 
 fn url_encode(s: &str) -> String {
@@ -735,6 +823,10 @@ impl Notifier for Jira {
         Box::pin(Jira::preflight(self))
     }
 
+    fn prepare(&self) -> BoxFuture<'_, Result<(), DeliveryError>> {
+        Box::pin(async move { Jira::preflight(self).await.map(|_| ()) })
+    }
+
     fn test(&self) -> BoxFuture<'_, Result<String, DeliveryError>> {
         Box::pin(async move {
             self.preflight().await?;
@@ -775,6 +867,15 @@ mod tests {
 
     fn names(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn jql_strings_cannot_add_clauses() {
+        assert_eq!(jql_string("herald-a1"), r#""herald-a1""#);
+        assert_eq!(
+            jql_string(r#"herald-x" OR project = "SECRET\"#),
+            r#""herald-x\" OR project = \"SECRET\\""#
+        );
     }
 
     #[test]

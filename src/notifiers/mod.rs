@@ -177,6 +177,20 @@ pub trait Notifier: Send + Sync + fmt::Debug {
         Box::pin(async { Ok("no start-up checks for this type".to_string()) })
     }
 
+    /// Made ready to render, before each delivery: state that rendering
+    /// depends on (Jira's priority mapping from its start-up checks) is
+    /// complete once this succeeds. Cheap once done.
+    fn prepare(&self) -> BoxFuture<'_, Result<(), DeliveryError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// How long one attempt may take, given the destination's `timeout`:
+    /// more when the send waits for something beyond the request (Splunk's
+    /// indexer acknowledgement).
+    fn attempt_timeout(&self, timeout: std::time::Duration) -> std::time::Duration {
+        timeout
+    }
+
     /// Closes connections cleanly at shutdown (a TLS close_notify, say).
     fn close(&self) -> BoxFuture<'_, ()> {
         Box::pin(async {})

@@ -371,8 +371,9 @@ impl Splunk {
                 Ok(format!("{} is healthy", i.target))
             }
             None => {
-                let event = crate::model::decode(TEST_ALERT.as_bytes(), 1 << 20)
-                    .expect("test alert decodes");
+                let event =
+                    crate::model::decode(TEST_ALERT.as_bytes(), &crate::model::Limits::default())
+                        .expect("test alert decodes");
                 let body = self
                     .body(&event)
                     .map_err(|e| DeliveryError::permanent(FailureReason::Render, e))?;
@@ -428,6 +429,15 @@ impl Notifier for Splunk {
 
     fn test(&self) -> BoxFuture<'_, Result<String, DeliveryError>> {
         Box::pin(Splunk::test(self))
+    }
+
+    /// With indexer acknowledgement an attempt also waits for the ack, up
+    /// to `ack_timeout`: the request itself keeps the destination's timeout.
+    fn attempt_timeout(&self, timeout: Duration) -> Duration {
+        match self.inner.ack_url {
+            Some(_) => timeout.saturating_add(self.inner.ack_timeout),
+            None => timeout,
+        }
     }
 }
 

@@ -181,6 +181,10 @@ struct Link {
     recent_bytes: usize,
     /// Frames to write first on the next connection.
     resend: Vec<Vec<u8>>,
+    /// Set while frames are being written: still set at the next write, the
+    /// last one was cancelled (its attempt timed out) part-way through a
+    /// frame, and the connection is unusable.
+    writing: bool,
 }
 
 /// After a clean close, frames written this long before the last write are
@@ -463,9 +467,20 @@ impl Syslog {
                     }
                     _ => {}
                 }
+                if std::mem::take(&mut link.writing) && link.stream.is_some() {
+                    // Half a frame may be on the wire: a receiver would read
+                    // the next frame as its rest. Start a new connection and
+                    // write the recent frames again.
+                    link.ended(true);
+                    tracing::warn!(
+                        addr = %self.addr,
+                        "a write to the syslog receiver was cut off mid-frame; reconnecting"
+                    );
+                }
                 if link.stream.is_none() {
                     link.stream = Some(self.connect().await?);
                 }
+                link.writing = true;
                 let resend = std::mem::take(&mut link.resend);
                 let s = link.stream.as_mut().expect("set above");
                 let mut result = Ok(());
@@ -478,6 +493,7 @@ impl Syslog {
                 if result.is_ok() {
                     result = s.flush().await;
                 }
+                link.writing = false;
                 match result {
                     Ok(()) => {
                         link.remember(&resend, *resend_window);

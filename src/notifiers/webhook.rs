@@ -162,7 +162,8 @@ impl Notifier for Webhook {
     fn test(&self) -> BoxFuture<'_, Result<String, DeliveryError>> {
         Box::pin(async move {
             let event =
-                crate::model::decode(TEST_ALERT.as_bytes(), 1 << 20).expect("test alert decodes");
+                crate::model::decode(TEST_ALERT.as_bytes(), &crate::model::Limits::default())
+                    .expect("test alert decodes");
             let now = RenderContext {
                 now: chrono::Utc::now(),
             };

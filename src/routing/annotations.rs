@@ -104,7 +104,7 @@ mod tests {
     }
 
     fn fields(json: &str) -> Box<AlertFields> {
-        match decode(json.as_bytes(), 1 << 20).unwrap() {
+        match decode(json.as_bytes(), &crate::model::Limits::default()).unwrap() {
             Event::Alert(a) => a.fields,
             Event::Audit(_) => unreachable!(),
         }

@@ -197,7 +197,7 @@ mod tests {
     }
 
     fn alert(json: &str) -> Event {
-        decode(json.as_bytes(), 1 << 20).unwrap()
+        decode(json.as_bytes(), &crate::model::Limits::default()).unwrap()
     }
 
     const A: &str = r#"{"id":"a","clusterName":"prod","namespace":"payments","lifecycleStage":"RUNTIME","policy":{"name":"Shell Spawned","severity":"HIGH_SEVERITY","categories":["Anomalous Activity"],"notifiers":["n1"]}}"#;

@@ -261,6 +261,11 @@ pub fn producer_with_timeout(
     c.set("acks", "all")
         .set("enable.idempotence", "true")
         .set("message.timeout.ms", timeout.as_millis().to_string())
+        // Room for the largest dead-letter record and for ingested bodies.
+        .set(
+            "message.max.bytes",
+            (k.dead_letter_max_bytes.max(k.max_message_bytes) + (64 << 10)).to_string(),
+        )
         .set("linger.ms", "5");
     c.set_log_level(RDKafkaLogLevel::Warning)
         .create()

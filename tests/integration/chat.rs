@@ -37,18 +37,37 @@ async fn pagerduty_keeps_the_events_v2_contract_and_bodies_are_exact() {
     let prism = Service::shared_of("prism.sh");
     let rx = Receiver::start().await;
     let s = kit::Stack::new("pd", 1).await;
-    let log = prism.get("pagerduty_log").to_string();
-    let from = std::fs::metadata(&log)
-        .map(|m| m.len() as usize)
-        .unwrap_or(0);
+    // The project's own Events v2 contract always; PagerDuty's published
+    // spec as well when ../shared has it.
+    assert!(prism
+        .get("pagerduty_spec")
+        .ends_with("tests/contracts/pagerduty-events-v2.json"));
+    let mut mocks = vec![("pd-prism", "pagerduty_enqueue_url", "pagerduty_log")];
+    if prism.info.contains_key("pagerduty_shared_enqueue_url") {
+        mocks.push((
+            "pd-shared",
+            "pagerduty_shared_enqueue_url",
+            "pagerduty_shared_log",
+        ));
+    }
+    let logs: Vec<(&str, String, usize)> = mocks
+        .iter()
+        .map(|(name, _, log_key)| {
+            let log = prism.get(log_key).to_string();
+            let from = std::fs::metadata(&log)
+                .map(|m| m.len() as usize)
+                .unwrap_or(0);
+            (*name, log, from)
+        })
+        .collect();
     let dest = |name: &str, url: &str| {
         format!("[[destinations]]\nname = \"{name}\"\nid = \"{NID}\"\ntype = \"pagerduty\"\nrouting_key = \"R0UTINGKEY0000000000000000000000\"\napi_url = \"{url}\"\nui_endpoint = \"https://central.example.com\"\n")
     };
-    let destinations = format!(
-        "{}{}",
-        dest("pd-prism", prism.get("pagerduty_enqueue_url")),
-        dest("pd-rec", &rx.url("/enqueue"))
-    );
+    let mut destinations: String = mocks
+        .iter()
+        .map(|(name, url_key, _)| dest(name, prism.get(url_key)))
+        .collect();
+    destinations.push_str(&dest("pd-rec", &rx.url("/enqueue")));
     let mut herald = Herald::start(&s.config("", &destinations));
     herald.wait_ready(Duration::from_secs(30)).await;
     let p = kit::producer();
@@ -64,20 +83,26 @@ async fn pagerduty_keeps_the_events_v2_contract_and_bodies_are_exact() {
         |d: &str| format!(r#"herald_deliveries_total{{destination="{d}",outcome="delivered"}}"#);
     assert!(
         kit::eventually(Duration::from_secs(30), || async {
-            herald.metric(&delivered("pd-prism")).await == 8.0
-                && herald.metric(&delivered("pd-rec")).await == 8.0
+            for (name, _, _) in &mocks {
+                if herald.metric(&delivered(name)).await != 8.0 {
+                    return false;
+                }
+            }
+            herald.metric(&delivered("pd-rec")).await == 8.0
         })
         .await,
         "{}",
         herald.log()
     );
     // Prism answered 202 to every trigger and resolve and found no request-side violation.
-    let text = std::fs::read_to_string(&log).unwrap();
-    let violations: Vec<&str> = text[from..]
-        .lines()
-        .filter(|l| l.contains("Violation") && l.contains("request"))
-        .collect();
-    assert!(violations.is_empty(), "{violations:#?}");
+    for (name, log, from) in &logs {
+        let text = std::fs::read_to_string(log).unwrap();
+        let violations: Vec<&str> = text[*from..]
+            .lines()
+            .filter(|l| l.contains("Violation") && l.contains("request"))
+            .collect();
+        assert!(violations.is_empty(), "{name}: {violations:#?}");
+    }
     // The recording receiver got each trigger, then one resolve each, exactly as rendered.
     let got = rx.delivered();
     assert_eq!(got.len(), 8, "a duplicate resolve is not sent");

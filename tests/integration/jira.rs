@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::kit::jira::{Jira, Shape};
+use crate::kit::jira::{Jira, Options, Shape};
 use crate::kit::{self, Herald};
 
 fn jira_dest(name: &str, j: &Jira, extra: &str) -> String {
     format!(
-        "[[destinations]]\nname = \"{name}\"\nid = \"3c1e0f64-6d2b-4f7a-9d0e-5a8b7c6d5e4f\"\ntype = \"jira\"\nurl = \"{}\"\nusername = \"bot\"\npassword = \"jira-token-1\"\nissue_type = \"task\"\ndefault_target = \"SEC\"\nannotation_key = \"jira-project\"\nui_endpoint = \"https://central.example.com\"\n{extra}\n",
+        "[[destinations]]\nname = \"{name}\"\nid = \"3c1e0f64-6d2b-4f7a-9d0e-5a8b7c6d5e4f\"\ntype = \"jira\"\nurl = \"{}\"\nusername = \"bot\"\npassword = \"jira-token-1\"\nissue_type = \"task\"\ndefault_target = \"SEC\"\nannotation_key = \"jira-project\"\nui_endpoint = \"https://central.example.com\"\nidempotency_label_prefix = \"herald-\"\n{extra}\n",
         j.url()
     )
 }
@@ -323,11 +323,15 @@ async fn every_call_keeps_to_the_jira_v2_contract() {
     };
     let destinations = format!(
         "{}{}",
-        dest("create", prism.get("jira_url"), ""),
+        dest(
+            "create",
+            prism.get("jira_url"),
+            "idempotency_label_prefix = \"herald-\""
+        ),
         dest(
             "existing",
             prism.get("jira_found_url"),
-            "comment_on_update = true\nrenotify_runtime_updates = true\nresolve_transition = \"Done\""
+            "comment_on_update = true\nrenotify_runtime_updates = true\nresolve_transition = \"Done\"\nidempotency_label_prefix = \"herald-\""
         ),
     );
     let mut herald = Herald::start(&s.config("", &destinations));
@@ -366,4 +370,173 @@ async fn every_call_keeps_to_the_jira_v2_contract() {
     ] {
         assert!(found.contains(call), "{call} not called");
     }
+}
+
+/// Runs `herald check-config --online` on a config with one Jira destination.
+fn check_online(j: &Jira, extra: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg_path = dir.path().join("h.toml");
+    let dest = format!(
+        "{}{extra}\n",
+        jira_dest("jira", j, "").replace("idempotency_label_prefix = \"herald-\"\n", "")
+    );
+    std::fs::write(
+        &cfg_path,
+        kit::config("t", "t-dlq", "g", "", &dest).replace("{http}", "127.0.0.1:0"),
+    )
+    .unwrap();
+    let out = kit::cli(&["check-config", "--online"], &cfg_path);
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+const SCHEME: &[&str] = &["Highest", "High", "Medium", "Low"];
+
+/// A Jira whose create screen has no `labels` field refuses any issue that
+/// sets it. The idempotency label is therefore off unless asked for (Central
+/// adds none), and when it is on the start-up checks say the field is
+/// missing, instead of every alert being dead-lettered while the checks pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_labels_on_the_screen_issues_are_created_and_the_label_option_is_checked() {
+    let no_labels = Options {
+        labels_on_screen: false,
+        ..Options::default()
+    };
+    let j = Jira::start_with(Shape::ServerDc, SCHEME, true, no_labels).await;
+    let (ok, out) = check_online(&j, "");
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("jira: ok: project SEC: CREATE_ISSUES granted; priority mapping CRITICAL=Highest, HIGH=High, MEDIUM=Medium, LOW=Low\n"),
+        "{out}"
+    );
+    let (ok, out) = check_online(&j, "idempotency_label_prefix = \"herald-\"");
+    assert!(!ok);
+    assert!(
+        out.contains("jira: failed: the labels field is not on the create screen of issue type \"task\" in project SEC: add it, or turn idempotency_label_prefix off (client_error)"),
+        "{out}"
+    );
+    // Delivered with the defaults: the issue has no labels, Jira accepts it.
+    let s = kit::Stack::new("jiral", 1).await;
+    let dest = jira_dest("jira", &j, "").replace("idempotency_label_prefix = \"herald-\"\n", "");
+    let mut herald = Herald::start(&s.config("", &dest));
+    herald.wait_ready(Duration::from_secs(30)).await;
+    let value = alert("nolabel", "LOW_SEVERITY", "payments", "");
+    kit::produce_to(&kit::producer(), &s.topic, 0, value.as_bytes()).await;
+    assert!(
+        kit::eventually(Duration::from_secs(30), || async { j.issues().len() == 1 }).await,
+        "{}",
+        herald.log()
+    );
+    let issue = &j.issues()[0];
+    assert!(issue["fields"].get("labels").is_none(), "{issue}");
+    assert_eq!(issue["fields"]["priority"], json!({"name": "Low"}));
+    assert!(
+        !j.calls().iter().any(|(_, p, _)| p.contains("/search")),
+        "no label search without the label"
+    );
+}
+
+/// A server that ignores `startAt` answers the first page forever: herald
+/// stops at the repeated page (before: 463 requests in 20 s, without end).
+/// A priority field without `allowedValues` is checked against
+/// `GET /rest/api/2/priority`, as Central does; a Jira without `serverInfo`
+/// is taken as Server/DC.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn impolite_jiras_ignored_start_at_no_allowed_values_no_server_info() {
+    let rude = Options {
+        ignore_start_at: true,
+        ..Options::default()
+    };
+    let j = Jira::start_with(Shape::ServerDc, SCHEME, true, rude).await;
+    let (ok, out) = check_online(&j, "");
+    assert!(!ok);
+    assert!(
+        out.contains("jira: failed: issue type \"task\" not found in project SEC (client_error)"),
+        "{out}"
+    );
+    let pages = j
+        .calls()
+        .iter()
+        .filter(|(_, p, _)| p.contains("/issuetypes?startAt="))
+        .count();
+    assert_eq!(pages, 2, "the first page, then its repeat");
+
+    let open = Options {
+        priority_allowed_values: false,
+        server_info: false,
+        ..Options::default()
+    };
+    let j = Jira::start_with(Shape::ServerDc, SCHEME, true, open).await;
+    let (ok, out) = check_online(&j, "priority_mapping = \"auto\"");
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("jira: ok: project SEC: CREATE_ISSUES granted; priority mapping CRITICAL=Highest, HIGH=High, MEDIUM=Medium, LOW=Low\n"),
+        "{out}"
+    );
+    assert!(j
+        .calls()
+        .iter()
+        .any(|(_, p, _)| p == "/rest/api/2/priority"));
+    let (ok, out) = check_online(
+        &j,
+        "priority_mapping = { CRITICAL = \"Blocker\", HIGH = \"High\", MEDIUM = \"Medium\", LOW = \"Low\" }",
+    );
+    assert!(!ok);
+    assert!(
+        out.contains("Priority mappings that do not exist in Jira: [\"Blocker\"]"),
+        "{out}"
+    );
+}
+
+/// With `priority_mapping = "auto"`, an alert consumed while Jira is still
+/// unreachable waits for the start-up checks: the issue is created with its
+/// mapped priority once Jira answers, never with `"priority": {}` (which a
+/// real Jira refuses; before, herald rendered it and Jira created it so).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_before_the_start_up_checks_waits_for_the_priority_mapping() {
+    let j = Jira::start(Shape::Cloud, SCHEME, true).await;
+    j.set_down(true);
+    let s = kit::Stack::new("jiraw", 1).await;
+    let dest = jira_dest(
+        "jira",
+        &j,
+        "priority_mapping = \"auto\"\nretry_max_attempts = 2\nretry_min_delay = \"50ms\"\npark_retry_min = \"200ms\"\npark_retry_max = \"200ms\"",
+    );
+    let mut herald = Herald::start(&s.config("", &dest));
+    herald.wait_ready(Duration::from_secs(30)).await;
+    let value = alert("early", "CRITICAL_SEVERITY", "payments", "");
+    kit::produce_to(&kit::producer(), &s.topic, 0, value.as_bytes()).await;
+    assert!(
+        kit::eventually(Duration::from_secs(10), || async {
+            herald
+                .metric(r#"herald_deliveries_total{destination="jira",outcome="parked"}"#)
+                .await
+                == 1.0
+        })
+        .await,
+        "{}",
+        herald.log()
+    );
+    j.set_down(false);
+    assert!(
+        kit::eventually(Duration::from_secs(30), || async { j.issues().len() == 1 }).await,
+        "{}",
+        herald.log()
+    );
+    assert_eq!(
+        j.issues()[0]["fields"]["priority"],
+        json!({"name": "Highest"})
+    );
+    assert_eq!(
+        herald
+            .metric(r#"herald_deliveries_total{destination="jira",outcome="dead_lettered"}"#)
+            .await,
+        0.0
+    );
 }

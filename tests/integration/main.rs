@@ -10,6 +10,7 @@ mod deploy;
 mod email;
 mod explain;
 mod faults;
+mod hostile;
 mod ingest;
 mod jira;
 mod kit;

@@ -333,7 +333,8 @@ mod tests {
                 body.len()
             );
             assert!(ids.insert(id.clone()), "id {id} twice");
-            let event = herald::model::decode(&body, 1 << 20).expect("decodes");
+            let event =
+                herald::model::decode(&body, &herald::model::Limits::default()).expect("decodes");
             assert!(matches!(event, herald::model::Event::Alert(_)));
             let v: Value = serde_json::from_slice(&body).unwrap();
             let a = &v["alert"];

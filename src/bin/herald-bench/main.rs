@@ -475,8 +475,14 @@ async fn throughput(args: &Args, topic: &str, dlq: &str) -> anyhow::Result<Vec<R
             (0..n)
                 .map(|i| {
                     let (_, body) = generator.alert(i, seed, NOTIFIERS);
-                    let event = herald::model::decode(&body, usize::MAX)
-                        .map_err(|e| anyhow::anyhow!("{e}"))?;
+                    let event = herald::model::decode(
+                        &body,
+                        &herald::model::Limits {
+                            max_bytes: usize::MAX,
+                            ..Default::default()
+                        },
+                    )
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
                     d.notifier
                         .render(&event, &ctx)
                         .map_err(|e| anyhow::anyhow!("{name}: {e}"))

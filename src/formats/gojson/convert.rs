@@ -271,21 +271,37 @@ pub fn shrink(json: &str, max: usize) -> String {
         s
     };
     let mut text = render(&v);
-    let steps: [&dyn Fn(&mut Value) -> bool; 6] = [
-        &|v| remove(v, &["Entity", "Deployment"], "annotations"),
-        &|v| remove(v, &["Entity", "Deployment"], "labels"),
-        &|v| pop(v, &["process_violation", "processes"]),
-        &|v| pop(v, &["violations"]),
-        &|v| {
-            let a = remove(v, &["policy"], "description");
-            let b = remove(v, &["policy"], "rationale");
-            let c = remove(v, &["policy"], "remediation");
-            a || b || c
-        },
-        &|_| false,
-    ];
-    for step in steps {
-        while text.len() > max && step(&mut v) {
+    // Whole fields go at once; list items one at a time from the end, each
+    // subtracting its own rendered length (and comma), so the work is linear
+    // in the alert's size, not quadratic in the number of items.
+    for path in [
+        &["Entity", "Deployment", "annotations"][..],
+        &["Entity", "Deployment", "labels"],
+    ] {
+        if text.len() > max && remove(&mut v, path) {
+            text = render(&v);
+        }
+    }
+    for path in [&["process_violation", "processes"][..], &["violations"]] {
+        let mut len = text.len();
+        let mut popped = false;
+        while len > max {
+            let Some(freed) = pop(&mut v, path) else {
+                break;
+            };
+            len -= freed;
+            popped = true;
+        }
+        if popped {
+            text = render(&v);
+        }
+    }
+    if text.len() > max {
+        let texts = ["description", "rationale", "remediation"];
+        if texts
+            .map(|k| remove(&mut v, &["policy", k]))
+            .contains(&true)
+        {
             text = render(&v);
         }
     }
@@ -339,16 +355,22 @@ fn at<'a>(v: &'a mut Value, path: &[&str]) -> Option<&'a mut Value> {
     path.iter().try_fold(v, |v, k| v.get_mut(*k))
 }
 
-fn remove(v: &mut Value, path: &[&str], key: &str) -> bool {
-    at(v, path)
+/// Removes the field at `path` (the last segment from its parent object).
+fn remove(v: &mut Value, path: &[&str]) -> bool {
+    let (key, parent) = path.split_last().expect("non-empty path");
+    at(v, parent)
         .and_then(Value::as_object_mut)
-        .is_some_and(|o| o.remove(key).is_some())
+        .is_some_and(|o| o.shift_remove(*key).is_some())
 }
 
-fn pop(v: &mut Value, path: &[&str]) -> bool {
-    at(v, path)
-        .and_then(Value::as_array_mut)
-        .is_some_and(|a| a.pop().is_some())
+/// Pops the last item of the list at `path`; returns how many bytes of the
+/// rendering it took (its text and the comma before it).
+fn pop(v: &mut Value, path: &[&str]) -> Option<usize> {
+    let items = at(v, path).and_then(Value::as_array_mut)?;
+    let last = items.pop()?;
+    let mut s = String::new();
+    ordered(&mut s, &last);
+    Some(s.len() + usize::from(!items.is_empty()))
 }
 
 #[cfg(test)]
@@ -425,6 +447,31 @@ mod tests {
         let mut general = String::new();
         message(&mut general, &v["audit"], &schema::AUDIT_MESSAGE);
         assert_eq!(fast.out, general);
+    }
+
+    /// Even past decode's bound, no walker recurses without limit: 200,000
+    /// levels (in a known field, an unknown one, a map value) are an error,
+    /// not a stack overflow.
+    #[test]
+    fn nesting_beyond_any_limit_is_an_error_not_a_crash() {
+        let n = 200_000;
+        let deep = format!("{}{}", "[".repeat(n), "]".repeat(n));
+        for raw in [
+            format!(r#"{{"id":"x","policy":{{}},"deep":{deep}}}"#),
+            format!(r#"{{"id":"x","violations":{deep}}}"#),
+            format!(r#"{{"id":"x","deployment":{{"labels":{{"k":{deep}}}}}}}"#),
+        ] {
+            let err = alert(&raw).unwrap_err();
+            assert!(err.contains("recursion limit exceeded"), "{err}");
+            assert_eq!(shrink(&raw, 10), raw, "unparseable input is left alone");
+        }
+        // At the limit decode allows, both converters still work.
+        let ok = format!(
+            r#"{{"id":"x","policy":{{}},"deep":{}{}}}"#,
+            "[".repeat(100),
+            "]".repeat(100)
+        );
+        assert!(alert(&ok).is_ok());
     }
 
     #[test]

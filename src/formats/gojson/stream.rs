@@ -10,6 +10,9 @@ pub struct Stream<'a> {
     b: &'a [u8],
     s: &'a str,
     i: usize,
+    /// Objects and arrays open now: past the most any input may nest the
+    /// stream gives up (decode refuses deeper input before it gets here).
+    depth: usize,
     pub out: String,
 }
 
@@ -22,6 +25,7 @@ impl<'a> Stream<'a> {
             b: s.as_bytes(),
             s,
             i: 0,
+            depth: 0,
             out: String::with_capacity(s.len() + s.len() / 4),
         }
     }
@@ -98,6 +102,16 @@ impl<'a> Stream<'a> {
         (self.i > start).then(|| self.out.push_str(&self.s[start..self.i]))
     }
 
+    /// One level deeper; `None` past the limit.
+    fn enter(&mut self) -> Step {
+        self.depth += 1;
+        (self.depth <= crate::model::MAX_DEPTH).then_some(())
+    }
+
+    fn leave(&mut self) {
+        self.depth -= 1;
+    }
+
     fn skip(&mut self) -> Step {
         let saved = std::mem::take(&mut self.out);
         let r = self.unknown();
@@ -107,6 +121,7 @@ impl<'a> Stream<'a> {
 
     pub fn message(&mut self, msg: &Message) -> Step {
         self.eat(b'{')?;
+        self.enter()?;
         self.out.push('{');
         let mut first = true;
         let mut last = 0usize;
@@ -191,6 +206,7 @@ impl<'a> Stream<'a> {
             None,
         );
         self.out.push('}');
+        self.leave();
         Some(())
     }
 
@@ -222,6 +238,7 @@ impl<'a> Stream<'a> {
     fn typed(&mut self, kind: &Kind) -> Step {
         if self.peek()? == b'[' {
             self.i += 1;
+            self.enter()?;
             self.out.push('[');
             if self.peek()? == b']' {
                 self.i += 1;
@@ -242,6 +259,7 @@ impl<'a> Stream<'a> {
                 }
             }
             self.out.push(']');
+            self.leave();
             return Some(());
         }
         match kind {
@@ -376,6 +394,7 @@ impl<'a> Stream<'a> {
         match self.peek()? {
             b'{' => {
                 self.i += 1;
+                self.enter()?;
                 self.out.push('{');
                 if self.peek()? == b'}' {
                     self.i += 1;
@@ -402,6 +421,7 @@ impl<'a> Stream<'a> {
                     }
                 }
                 self.out.push('}');
+                self.leave();
                 Some(())
             }
             b'[' => self.typed(&Kind::Scalar),

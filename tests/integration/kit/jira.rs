@@ -1,7 +1,11 @@
 //! A recording Jira (no Jira runs here) answering the calls herald makes in
 //! either the Server/DC or the Cloud response shape, with a configurable
 //! priority scheme, paging, and Basic auth that can be refused so the Bearer
-//! fallback shows.
+//! fallback shows. It refuses what Jira refuses: an issue without project,
+//! summary or issue type, a priority that is not in the scheme (or `{}`),
+//! and a field that is not on the create screen (`labels`, optionally off).
+//! [`Options`] make it impolite the way real servers are: one that ignores
+//! `startAt`, a priority field without `allowedValues`, no `serverInfo`.
 
 use std::sync::{Arc, Mutex};
 
@@ -27,6 +31,34 @@ struct Inner {
     transitions: Vec<(String, String)>,
     /// (method, path and query, Authorization header)
     calls: Vec<(String, String, String)>,
+    /// Answering 503 to everything (Jira unreachable at herald's start).
+    down: bool,
+}
+
+/// How this Jira differs from a well-behaved one.
+#[derive(Clone, Copy)]
+pub struct Options {
+    /// `labels` is on the create screen (Jira refuses it otherwise).
+    pub labels_on_screen: bool,
+    /// Answers every page request with the first page (a server that
+    /// ignores `startAt`); `total` stays right.
+    pub ignore_start_at: bool,
+    /// The priority field lists its `allowedValues`; without, herald must
+    /// ask `GET /rest/api/2/priority`.
+    pub priority_allowed_values: bool,
+    /// `GET /rest/api/2/serverInfo` exists (404 otherwise).
+    pub server_info: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            labels_on_screen: true,
+            ignore_start_at: false,
+            priority_allowed_values: true,
+            server_info: true,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -38,10 +70,20 @@ pub struct Jira {
     basic_ok: bool,
     user: String,
     password: String,
+    options: Options,
 }
 
 impl Jira {
     pub async fn start(shape: Shape, priorities: &[&str], basic_ok: bool) -> Jira {
+        Jira::start_with(shape, priorities, basic_ok, Options::default()).await
+    }
+
+    pub async fn start_with(
+        shape: Shape,
+        priorities: &[&str],
+        basic_ok: bool,
+        options: Options,
+    ) -> Jira {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let j = Jira {
             inner: Arc::default(),
@@ -51,6 +93,7 @@ impl Jira {
             basic_ok,
             user: "bot".into(),
             password: "jira-token-1".into(),
+            options,
         };
         let app = Router::new().fallback(handle).with_state(j.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -71,6 +114,11 @@ impl Jira {
 
     pub fn transitions(&self) -> Vec<(String, String)> {
         self.inner.lock().unwrap().transitions.clone()
+    }
+
+    /// Answers 503 to every call while `down`.
+    pub fn set_down(&self, down: bool) {
+        self.inner.lock().unwrap().down = down;
     }
 
     pub fn calls(&self) -> Vec<(String, String, String)> {
@@ -138,6 +186,9 @@ async fn handle(
         .unwrap()
         .calls
         .push((method.to_string(), path_q, auth.clone()));
+    if j.inner.lock().unwrap().down {
+        return (StatusCode::SERVICE_UNAVAILABLE, "down").into_response();
+    }
     if !j.authorised(&auth) {
         return (
             StatusCode::UNAUTHORIZED,
@@ -147,9 +198,13 @@ async fn handle(
     }
     let path = uri.path();
     let ok = |v: Value| (StatusCode::OK, v.to_string()).into_response();
-    let start: usize = query_param(&uri, "startAt")
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
+    let start: usize = if j.options.ignore_start_at {
+        0
+    } else {
+        query_param(&uri, "startAt")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
+    };
     // Cloud retired /rest/api/2/search: it answers 410 Gone there.
     if j.shape == Shape::Cloud && path == "/rest/api/2/search" {
         return (
@@ -166,6 +221,18 @@ async fn handle(
     let segments: Vec<&str> = path.trim_start_matches("/rest/api/2/").split('/').collect();
     match (method.as_str(), segments.as_slice()) {
         ("GET", ["configuration"]) => ok(json!({"votingEnabled": true})),
+        ("GET", ["serverInfo"]) if !j.options.server_info => (
+            StatusCode::NOT_FOUND,
+            json!({"errorMessages": ["null for uri: /rest/api/2/serverInfo"]}).to_string(),
+        )
+            .into_response(),
+        ("GET", ["priority"]) => ok(Value::Array(
+            j.priorities
+                .iter()
+                .enumerate()
+                .map(|(i, n)| json!({"id": (i + 1).to_string(), "name": n}))
+                .collect(),
+        )),
         ("GET", ["serverInfo"]) => ok(json!({
             "baseUrl": j.url(),
             "deploymentType": if j.shape == Shape::Cloud { "Cloud" } else { "Server" },
@@ -206,10 +273,18 @@ async fn handle(
                 .enumerate()
                 .map(|(i, n)| json!({"id": (i + 1).to_string(), "name": n}))
                 .collect();
-            let fields = vec![
+            let mut priority =
+                json!({"fieldId": "priority", "name": "Priority", "required": false});
+            if j.options.priority_allowed_values {
+                priority["allowedValues"] = json!(allowed);
+            }
+            let mut fields = vec![
                 json!({"fieldId": "summary", "name": "Summary", "required": true}),
-                json!({"fieldId": "priority", "name": "Priority", "required": false, "allowedValues": allowed}),
+                priority,
             ];
+            if j.options.labels_on_screen {
+                fields.push(json!({"fieldId": "labels", "name": "Labels", "required": false}));
+            }
             ok(page(
                 fields,
                 start,
@@ -240,6 +315,44 @@ async fn handle(
             let Ok(mut v) = serde_json::from_slice::<Value>(&body) else {
                 return (StatusCode::BAD_REQUEST, "{}").into_response();
             };
+            let f = &v["fields"];
+            let mut errors = serde_json::Map::new();
+            for (field, present) in [
+                ("project", f["project"]["key"].is_string()),
+                (
+                    "summary",
+                    f["summary"].as_str().is_some_and(|s| !s.is_empty()),
+                ),
+                ("issuetype", f["issuetype"]["name"].is_string()),
+            ] {
+                if !present {
+                    errors.insert(field.into(), json!(format!("{field} is required.")));
+                }
+            }
+            if let Some(p) = f.get("priority") {
+                let known = p["name"]
+                    .as_str()
+                    .is_some_and(|n| j.priorities.iter().any(|q| q == n));
+                if !known {
+                    errors.insert(
+                        "priority".into(),
+                        json!("Specify a valid value for priority"),
+                    );
+                }
+            }
+            if f.get("labels").is_some() && !j.options.labels_on_screen {
+                errors.insert(
+                    "labels".into(),
+                    json!("Field 'labels' cannot be set. It is not on the appropriate screen, or unknown."),
+                );
+            }
+            if !errors.is_empty() {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    json!({"errorMessages": [], "errors": errors}).to_string(),
+                )
+                    .into_response();
+            }
             let mut inner = j.inner.lock().unwrap();
             let project = v["fields"]["project"]["key"]
                 .as_str()

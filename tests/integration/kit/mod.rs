@@ -73,12 +73,25 @@ pub async fn create_topic(name: &str, partitions: i32) {
 
 /// Creates a topic on the given brokers (a test's private broker).
 pub async fn create_topic_on(brokers: &str, name: &str, partitions: i32) {
+    create_topic_with(brokers, name, partitions, &[]).await
+}
+
+/// Creates a topic with topic configs (`max.message.bytes`, say).
+pub async fn create_topic_with(
+    brokers: &str,
+    name: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) {
     let brokers = brokers.to_string();
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", &brokers)
         .create()
         .expect("admin client");
-    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    for (k, v) in configs {
+        topic = topic.set(k, v);
+    }
     let res = admin
         .create_topics(
             [&topic],
@@ -121,12 +134,19 @@ pub fn producer() -> FutureProducer {
 
 /// A producer for other brokers (a test's private broker).
 pub fn producer_on(brokers: &str) -> FutureProducer {
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+    producer_with(brokers, &[])
+}
+
+/// A producer with extra properties (`message.max.bytes`, say).
+pub fn producer_with(brokers: &str, props: &[(&str, &str)]) -> FutureProducer {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", brokers)
         .set("acks", "all")
-        .set("linger.ms", "5")
-        .create()
-        .expect("producer")
+        .set("linger.ms", "5");
+    for (k, v) in props {
+        c.set(*k, *v);
+    }
+    c.create().expect("producer")
 }
 
 /// Produces one value; returns (partition, offset).
