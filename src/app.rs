@@ -24,6 +24,11 @@ pub async fn run(config: Config, config_path: std::path::PathBuf) -> anyhow::Res
     let started = Instant::now();
     // Before anything slow: SIGHUP's default action would end the process.
     let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    // The ledger, its lock and the dead-letter file hold alerts: private.
+    crate::files::private_umask();
+    for w in config.cleartext_warnings() {
+        tracing::warn!("credentials in clear: {w}");
+    }
     let metrics = Arc::new(Metrics::new());
     metrics.config_reload_success_time.set(now_secs());
     let health = Arc::new(Health::default());
@@ -543,7 +548,12 @@ impl Dispatcher {
     }
 
     /// `only`: a replayed message goes to that destination alone.
-    async fn handle(&self, origin: Origin, only: Option<String>, stop: &CancellationToken) {
+    async fn handle(
+        &self,
+        origin: Origin,
+        only: Option<crate::cli::dlq::Replay>,
+        stop: &CancellationToken,
+    ) {
         let tp = Tp::new(&origin.topic, origin.partition);
         self.metrics
             .messages_consumed
@@ -600,7 +610,12 @@ impl Dispatcher {
             .iter()
             .filter(|p| {
                 if let Some(only) = &only {
-                    return &p.common.name == only;
+                    if p.common.name != only.destination {
+                        return false;
+                    }
+                    if only.force {
+                        return true;
+                    }
                 }
                 match routing::decide(&p.common, p.can_resolve(), &event) {
                     Ok(()) => true,

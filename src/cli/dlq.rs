@@ -16,6 +16,9 @@ use crate::source;
 
 /// The header that restricts a replayed message to one destination.
 pub const REPLAY_HEADER: &str = "herald-replay-destination";
+/// With [`REPLAY_HEADER`]: deliver even if the destination's routing
+/// (policy.notifiers, filters) refuses the message (`dlq replay --force`).
+pub const REPLAY_FORCE_HEADER: &str = "herald-replay-force";
 
 /// A dead letter and the Kafka key it was written with.
 pub struct Stored {
@@ -129,6 +132,7 @@ pub async fn replay(
     records: Vec<Stored>,
     destination: &str,
     since: Option<chrono::DateTime<chrono::Utc>>,
+    force: bool,
 ) -> anyhow::Result<usize> {
     if config.destination(destination).is_none() {
         anyhow::bail!("no destination named {destination:?}");
@@ -165,10 +169,16 @@ pub async fn replay(
             }
             (None, None) => continue,
         };
-        let headers = OwnedHeaders::new().insert(Header {
+        let mut headers = OwnedHeaders::new().insert(Header {
             key: REPLAY_HEADER,
             value: Some(destination),
         });
+        if force {
+            headers = headers.insert(Header {
+                key: REPLAY_FORCE_HEADER,
+                value: Some("true"),
+            });
+        }
         let mut rec = FutureRecord::<[u8], [u8]>::to(&r.topic)
             .payload(&value)
             .headers(headers);
@@ -184,13 +194,27 @@ pub async fn replay(
     Ok(n)
 }
 
-/// The replay header of a consumed message, if any.
-pub fn replay_target(headers: Option<&rdkafka::message::BorrowedHeaders>) -> Option<String> {
+/// A replayed message's target: the one destination it is for, and whether
+/// routing may be bypassed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replay {
+    pub destination: String,
+    pub force: bool,
+}
+
+/// The replay headers of a consumed message, if any.
+pub fn replay_target(headers: Option<&rdkafka::message::BorrowedHeaders>) -> Option<Replay> {
     let headers = headers?;
-    (0..headers.count())
-        .map(|i| headers.get(i))
-        .find(|h| h.key == REPLAY_HEADER)
-        .and_then(|h| h.value.map(|v| String::from_utf8_lossy(v).into_owned()))
+    let value = |key: &str| {
+        (0..headers.count())
+            .map(|i| headers.get(i))
+            .find(|h| h.key == key)
+            .and_then(|h| h.value.map(|v| String::from_utf8_lossy(v).into_owned()))
+    };
+    Some(Replay {
+        destination: value(REPLAY_HEADER)?,
+        force: value(REPLAY_FORCE_HEADER).as_deref() == Some("true"),
+    })
 }
 
 /// Parked deliveries: from the ledger when herald is stopped, otherwise from

@@ -110,6 +110,10 @@ enum DlqCommand {
         since: Option<String>,
         #[arg(long)]
         file: Option<PathBuf>,
+        /// Deliver even what the destination's filters now refuse (a
+        /// replayed message otherwise goes through routing as any other).
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -137,6 +141,9 @@ pub fn main() -> ExitCode {
                     c.destinations.len(),
                     if c.destinations.len() == 1 { "" } else { "s" }
                 );
+                for w in c.cleartext_warnings() {
+                    println!("warning: {w}");
+                }
                 if online {
                     return report(block_on(async move {
                         let mut failed = 0;
@@ -308,6 +315,7 @@ async fn dlq_command(command: DlqCommand) -> anyhow::Result<()> {
             destination,
             since,
             file,
+            force,
         } => {
             let cfg = std::sync::Arc::new(load(&config)?);
             let since = since
@@ -323,7 +331,7 @@ async fn dlq_command(command: DlqCommand) -> anyhow::Result<()> {
                     tokio::task::spawn_blocking(move || dlq::read_topic(&c)).await??
                 }
             };
-            let n = dlq::replay(&cfg, records, &destination, since).await?;
+            let n = dlq::replay(&cfg, records, &destination, since, force).await?;
             println!("replayed {n} delivery failure(s) to {destination}");
             Ok(())
         }

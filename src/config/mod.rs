@@ -650,6 +650,33 @@ impl Config {
         }
     }
 
+    /// Credentials this configuration sends in clear, one line each; herald
+    /// logs them at start and `check-config` prints them.
+    pub fn cleartext_warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let k = &self.kafka;
+        if let Some(sasl) = &k.sasl {
+            if sasl.mechanism == SaslMechanism::Plain && k.tls.is_none() {
+                out.push("kafka.sasl: SASL PLAIN without kafka.tls: the broker password is sent in clear".to_string());
+            }
+        }
+        if let Some(i) = &self.ingest {
+            let credentials = i.basic.is_some() || i.bearer.is_some();
+            if credentials && i.tls.is_none() && !i.listen.ip().is_loopback() {
+                out.push(format!(
+                    "ingest: credentials are accepted over plain http on {} (set tls_cert_file and tls_key_file)",
+                    i.listen
+                ));
+            }
+        }
+        for d in &self.destinations {
+            if let Some(w) = d.notifier.cleartext_credentials() {
+                out.push(format!("destinations.{}: {w}", d.common.name));
+            }
+        }
+        out
+    }
+
     pub fn destination(&self, name: &str) -> Option<&Destination> {
         self.destinations.iter().find(|d| d.common.name == name)
     }

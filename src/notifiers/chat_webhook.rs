@@ -192,6 +192,13 @@ impl Notifier for ChatWebhook {
         )
     }
 
+    fn cleartext_credentials(&self) -> Option<String> {
+        http::cleartext_warning(
+            self.default_url.expose(),
+            "the webhook URL (its path is the credential)",
+        )
+    }
+
     fn target(&self, event: &Event) -> Option<Target> {
         (!self.annotation_key.is_empty()).then(|| Target::url(&self.url_for(event)))
     }

@@ -72,6 +72,8 @@ fn default_helo() -> String {
 
 pub struct Email {
     transport: AsyncSmtpTransport<Tokio1Executor>,
+    /// Credentials go to a server without TLS (`tls = "none"`).
+    auth_in_clear: bool,
     server: String,
     from: String,
     sender: String,
@@ -194,6 +196,7 @@ impl super::Settings for Settings {
         if errs.list.len() > before {
             return None;
         }
+        let auth_in_clear = credentials.is_some() && matches!(tls, Tls::None);
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.clone())
             .port(port)
             .tls(tls)
@@ -204,6 +207,7 @@ impl super::Settings for Settings {
         }
         Some(Arc::new(Email {
             transport: builder.build(),
+            auth_in_clear,
             server: format!("{host}:{port}"),
             from: email::from_header(&self.from, &self.sender),
             sender: self.sender,
@@ -274,6 +278,15 @@ impl Notifier for Email {
             Some(&*self.namespaces),
             false,
         )
+    }
+
+    fn cleartext_credentials(&self) -> Option<String> {
+        self.auth_in_clear.then(|| {
+            format!(
+                "SMTP AUTH to {} without TLS (tls = \"none\"): the password is sent in clear",
+                self.server
+            )
+        })
     }
 
     fn target(&self, event: &Event) -> Option<Target> {

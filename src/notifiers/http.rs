@@ -95,6 +95,18 @@ pub fn secret_url(
     }
 }
 
+/// Whether `url` is plain `http://` (a credential sent to it travels in clear).
+pub fn cleartext(url: &str) -> bool {
+    url.trim_start()
+        .get(..7)
+        .is_some_and(|s| s.eq_ignore_ascii_case("http://"))
+}
+
+/// The start-up warning for `what` sent to a plain-http `url`, if it is one.
+pub fn cleartext_warning(url: &str, what: &str) -> Option<String> {
+    cleartext(url).then(|| format!("{what} is sent in clear over http to {}", redact_url(url)))
+}
+
 /// Central's endpoint rule: `https://` unless the URL starts with `http`.
 pub fn with_scheme(url: &str) -> String {
     let url = url.trim();

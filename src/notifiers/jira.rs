@@ -799,6 +799,10 @@ impl Notifier for Jira {
         self.resolve_transition.is_some()
     }
 
+    fn cleartext_credentials(&self) -> Option<String> {
+        http::cleartext_warning(&self.base, "the Jira password or API token")
+    }
+
     fn target(&self, event: &Event) -> Option<Target> {
         if self.annotation_key.is_empty() {
             return None;

@@ -191,6 +191,12 @@ pub trait Notifier: Send + Sync + fmt::Debug {
         timeout
     }
 
+    /// A warning when this destination sends a credential in clear (a token
+    /// over `http://`, SMTP AUTH without TLS), logged at start.
+    fn cleartext_credentials(&self) -> Option<String> {
+        None
+    }
+
     /// Closes connections cleanly at shutdown (a TLS close_notify, say).
     fn close(&self) -> BoxFuture<'_, ()> {
         Box::pin(async {})

@@ -101,6 +101,10 @@ impl Notifier for PagerDuty {
         true
     }
 
+    fn cleartext_credentials(&self) -> Option<String> {
+        http::cleartext_warning(&self.api_url, "the routing key")
+    }
+
     /// PagerDuty accepts 120 events a minute per integration key and answers
     /// 429 beyond that; one destination is one routing key.
     fn default_rate_limit(&self) -> Option<governor::Quota> {

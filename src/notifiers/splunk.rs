@@ -431,6 +431,10 @@ impl Notifier for Splunk {
         Box::pin(Splunk::test(self))
     }
 
+    fn cleartext_credentials(&self) -> Option<String> {
+        http::cleartext_warning(&self.inner.events_url, "the HEC token")
+    }
+
     /// With indexer acknowledgement an attempt also waits for the ack, up
     /// to `ack_timeout`: the request itself keeps the destination's timeout.
     fn attempt_timeout(&self, timeout: Duration) -> Duration {

@@ -81,6 +81,13 @@ impl Notifier for SumoLogic {
         Box::pin(self.post(payload.to_vec()))
     }
 
+    fn cleartext_credentials(&self) -> Option<String> {
+        http::cleartext_warning(
+            self.url.expose(),
+            "the collector URL (it carries its token)",
+        )
+    }
+
     fn test(&self) -> BoxFuture<'_, Result<String, DeliveryError>> {
         Box::pin(async move {
             self.post(TEST_BODY.as_bytes().to_vec()).await?;

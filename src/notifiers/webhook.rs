@@ -182,6 +182,16 @@ impl Notifier for Webhook {
         self.send_resolved
     }
 
+    fn cleartext_credentials(&self) -> Option<String> {
+        let what = match (self.basic_auth.is_some(), self.headers.is_empty()) {
+            (true, true) => "the basic-auth password",
+            (true, false) => "the basic-auth password and the configured headers",
+            (false, false) => "the configured headers (which may hold a token)",
+            (false, true) => return None,
+        };
+        http::cleartext_warning(self.url.expose(), what)
+    }
+
     fn target(&self, event: &Event) -> Option<Target> {
         self.url_for(event).map(|u| Target::url(&u))
     }

@@ -141,3 +141,142 @@ async fn a_message_too_large_for_the_dead_letter_topic_is_cut_and_the_partition_
         .await
     );
 }
+
+/// The ledger, its lock and the dead-letter file hold alerts: created 0600
+/// (the state directory 0700) even under a umask of 000.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_and_dead_letter_files_are_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let rx = Receiver::start().await;
+    let s = kit::Stack::new("umask", 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let dlq_file = dir.path().join("dead-letters.jsonl");
+    let config = s
+        .config(
+            &format!("dead_letter_file = \"{}\"", dlq_file.display()),
+            &webhook("w", &rx.url("/hook"), ""),
+        )
+        .replace("{http}", &format!("127.0.0.1:{}", kit::free_port()))
+        .replace("{state}", &state.display().to_string());
+    let path = dir.path().join("herald.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut cmd = std::process::Command::new(kit::herald_bin());
+    cmd.args(["run", "--config"]).arg(&path);
+    cmd.stderr(std::process::Stdio::null());
+    // SAFETY: umask only changes the child's file-creation mask.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::umask(0);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    kit::produce_to(&kit::producer(), &s.topic, 0, b"not json").await;
+    let written = kit::eventually(Duration::from_secs(30), || async {
+        std::fs::metadata(&dlq_file).is_ok_and(|m| m.len() > 0)
+    })
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(written, "no dead letter in the file");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&state), 0o700);
+    assert_eq!(mode(&state.join("herald.redb")), 0o600);
+    assert_eq!(mode(&state.join("herald.lock")), 0o600);
+    assert_eq!(mode(&dlq_file), 0o600);
+}
+
+/// Credentials that would travel in clear are named at start (and by
+/// check-config): webhook basic auth over http, SMTP AUTH without TLS, SASL
+/// PLAIN without TLS. The names only: no secret in the warning.
+#[test]
+fn credentials_in_clear_are_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("h.toml");
+    let text = kit::config(
+        "t",
+        "t-dlq",
+        "g",
+        "[kafka.sasl]\nmechanism = \"PLAIN\"\nusername = \"u\"\npassword = \"KAFKA-PW\"",
+        "[[destinations]]\nname = \"w\"\nid = \"n1\"\ntype = \"webhook\"\nurl = \"http://siem.example.com/in/SECRET-PATH\"\nusername = \"u\"\npassword = \"WEBHOOK-PW\"\n\
+         [[destinations]]\nname = \"mail\"\nid = \"n1\"\ntype = \"email\"\nserver = \"smtp.example.com:25\"\nusername = \"u\"\npassword = \"SMTP-PW\"\nsender = \"s@example.com\"\ndefault_target = \"t@example.com\"\ntls = \"none\"\n\
+         [[destinations]]\nname = \"safe\"\nid = \"n1\"\ntype = \"webhook\"\nurl = \"https://siem.example.com/in\"\nusername = \"u\"\npassword = \"PW\"\n",
+    )
+    .replace("{http}", "127.0.0.1:0")
+    .replace("{state}", "/tmp/x");
+    std::fs::write(&path, text).unwrap();
+    let out = kit::cli(&["check-config"], &path);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{stdout}");
+    let warnings: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("warning:"))
+        .collect();
+    assert_eq!(
+        warnings,
+        [
+            "warning: kafka.sasl: SASL PLAIN without kafka.tls: the broker password is sent in clear",
+            "warning: destinations.w: the basic-auth password is sent in clear over http to http://siem.example.com",
+            "warning: destinations.mail: SMTP AUTH to smtp.example.com:25 without TLS (tls = \"none\"): the password is sent in clear",
+        ]
+    );
+    for secret in ["KAFKA-PW", "WEBHOOK-PW", "SMTP-PW", "SECRET-PATH"] {
+        assert!(!stdout.contains(secret), "{secret} in {stdout}");
+    }
+}
+
+/// A replayed message goes to its one destination through that
+/// destination's routing: a filter that refuses it now still refuses it,
+/// unless the replay is forced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_honours_routing_filters_unless_forced() {
+    let s = kit::Stack::new("replayf", 1).await;
+    let rx = Receiver::start().await;
+    rx.set(kit::receiver::Behavior::Fail(400, None));
+    let mut herald = Herald::start(&s.config("", &webhook("w", &rx.url("/"), "")));
+    herald.wait_ready(Duration::from_secs(30)).await;
+    let value = kit::alert("rf", "");
+    kit::produce_to(&kit::producer(), &s.topic, 0, value.as_bytes()).await;
+    assert_eq!(
+        kit::read_records(&s.dlq, 1, Duration::from_secs(20))
+            .await
+            .len(),
+        1
+    );
+    // The destination now takes critical alerts only; this one is HIGH.
+    herald.rewrite_config(&s.config(
+        "",
+        &webhook("w", &rx.url("/"), "min_severity = \"critical\""),
+    ));
+    herald.signal(libc::SIGHUP);
+    assert!(
+        kit::eventually(Duration::from_secs(10), || async {
+            herald.log().contains("configuration reloaded")
+        })
+        .await
+    );
+    rx.set(kit::receiver::Behavior::Accept);
+    let replay = |extra: &[&str]| {
+        let mut args = vec!["dlq", "replay", "--destination", "w"];
+        args.extend_from_slice(extra);
+        let out = kit::cli(&args, &herald.config);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    replay(&[]);
+    assert!(
+        kit::eventually(Duration::from_secs(10), || async {
+            kit::committed(&s.group, &s.topic, 1).await[0] == 2
+        })
+        .await
+    );
+    assert!(rx.delivered().is_empty(), "the filter refuses the replay");
+    replay(&["--force"]);
+    let got = rx.wait_delivered(1, Duration::from_secs(20)).await;
+    assert_eq!(got[0].text(), format!("{{\"alert\": {value}}}"));
+}
