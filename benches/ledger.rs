@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use herald::http::Metrics;
 use herald::ledger::{Entry, Ledger};
 use herald::model::AlertState;
+use herald::telemetry::Metrics;
 
 fn entry(i: i64) -> Entry {
     Entry {

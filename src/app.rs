@@ -30,6 +30,7 @@ pub async fn run(config: Config, config_path: std::path::PathBuf) -> anyhow::Res
         tracing::warn!("credentials in clear: {w}");
     }
     let metrics = Arc::new(Metrics::new());
+    metrics.register_invalid_reasons(crate::model::InvalidReason::ALL.map(|r| r.as_str()));
     metrics.config_reload_success_time.set(now_secs());
     let health = Arc::new(Health::default());
     // The ledger first: a second herald on the same state_dir stops here.

@@ -11,7 +11,7 @@ use rdkafka::util::Timeout;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::http::Metrics;
+use crate::telemetry::Metrics;
 
 /// Where a message came from.
 #[derive(Debug, Clone)]

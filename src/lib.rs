@@ -19,3 +19,4 @@ pub mod notifiers;
 pub mod routing;
 pub mod source;
 pub mod telemetry;
+pub mod tls;

@@ -220,7 +220,7 @@ pub fn replay_target(headers: Option<&rdkafka::message::BorrowedHeaders>) -> Opt
 /// Parked deliveries: from the ledger when herald is stopped, otherwise from
 /// the running daemon's `/v1/parked`.
 pub async fn parked(config: &Config) -> anyhow::Result<Vec<Parked>> {
-    let metrics = std::sync::Arc::new(crate::http::Metrics::new());
+    let metrics = std::sync::Arc::new(crate::telemetry::Metrics::new());
     match Ledger::open(&config.state_dir, metrics) {
         Ok(l) => Ok(l.parked()?.into_iter().map(|(_, p)| p).collect()),
         Err(LedgerError::Locked { .. }) => {
@@ -255,7 +255,7 @@ impl LedgerView {
         if !config.state_dir.join("herald.redb").exists() {
             return Ok(LedgerView::Empty);
         }
-        let metrics = std::sync::Arc::new(crate::http::Metrics::new());
+        let metrics = std::sync::Arc::new(crate::telemetry::Metrics::new());
         match Ledger::open(&config.state_dir, metrics) {
             Ok(l) => Ok(LedgerView::Local(l)),
             Err(LedgerError::Locked { .. }) => Ok(LedgerView::Daemon(format!(

@@ -259,7 +259,10 @@ pub fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            telemetry::init(&cfg.log);
+            telemetry::logs::init(
+                &cfg.log.level,
+                cfg.log.format == crate::config::LogFormat::Json,
+            );
             let rt = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
                 Err(e) => {

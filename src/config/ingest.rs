@@ -113,7 +113,7 @@ impl RawIngest {
             );
         }
         let tls = match (self.tls_cert_file, self.tls_key_file) {
-            (Some(c), Some(k)) => crate::notifiers::tls::server_config(&c, &k, "ingest", errs),
+            (Some(c), Some(k)) => crate::tls::server_config(&c, &k, "ingest", errs),
             (None, None) => None,
             _ => {
                 errs.push(

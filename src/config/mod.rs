@@ -3,7 +3,6 @@
 
 pub mod ingest;
 mod load;
-pub mod namespaces;
 mod types;
 
 use std::collections::{HashMap, HashSet};
@@ -323,7 +322,7 @@ pub struct Destination {
 #[derive(Debug, Clone)]
 pub struct Common {
     /// Namespace labels and annotations from `namespace_metadata`, shared.
-    pub namespaces: Arc<namespaces::NamespaceMetadata>,
+    pub namespaces: Arc<crate::routing::namespaces::NamespaceMetadata>,
     pub name: String,
     pub id: String,
     pub kind: String,
@@ -585,19 +584,19 @@ impl Config {
 
         let mut namespaces_fingerprint = 0;
         let namespaces = match root.remove("namespace_metadata") {
-            None => Arc::new(namespaces::NamespaceMetadata::default()),
+            None => Arc::new(crate::routing::namespaces::NamespaceMetadata::default()),
             Some(v) => match field::<PathBuf>(v, "namespace_metadata", &mut errs) {
-                Some(p) => match namespaces::NamespaceMetadata::load(&p.value) {
+                Some(p) => match crate::routing::namespaces::NamespaceMetadata::load(&p.value) {
                     Ok(m) => {
                         namespaces_fingerprint = file_fingerprint(&p.value);
                         Arc::new(m)
                     }
                     Err(e) => {
                         errs.push("namespace_metadata", e);
-                        Arc::new(namespaces::NamespaceMetadata::default())
+                        Arc::new(crate::routing::namespaces::NamespaceMetadata::default())
                     }
                 },
-                None => Arc::new(namespaces::NamespaceMetadata::default()),
+                None => Arc::new(crate::routing::namespaces::NamespaceMetadata::default()),
             },
         };
 
@@ -900,7 +899,10 @@ fn destination_fingerprint(item: &toml::Value, namespaces: u64) -> u64 {
 fn parse_destination(
     item: toml::Value,
     path: &str,
-    (namespaces, namespaces_fingerprint): (&Arc<namespaces::NamespaceMetadata>, u64),
+    (namespaces, namespaces_fingerprint): (
+        &Arc<crate::routing::namespaces::NamespaceMetadata>,
+        u64,
+    ),
     errs: &mut Errors,
 ) -> Option<Destination> {
     let toml::Value::Table(table) = &item else {
@@ -967,7 +969,7 @@ fn parse_destination(
 fn validate_common(
     raw: RawCommon,
     default_audit: bool,
-    namespaces: Arc<namespaces::NamespaceMetadata>,
+    namespaces: Arc<crate::routing::namespaces::NamespaceMetadata>,
     path: &str,
     errs: &mut Errors,
 ) -> Option<Common> {

@@ -4,7 +4,7 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::DeliveryError;
+use super::SendError;
 
 pub struct FailureLog {
     interval: Duration,
@@ -27,7 +27,7 @@ impl FailureLog {
 
     /// Logs now if the interval has passed (with the count of failures held
     /// back since), otherwise counts it. Returns whether it logged.
-    pub fn record(&self, destination: &str, e: &DeliveryError) -> bool {
+    pub fn record(&self, destination: &str, e: &SendError) -> bool {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let due = s.last_logged.is_none_or(|t| t.elapsed() >= self.interval);
         if !due {
@@ -52,12 +52,12 @@ impl FailureLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::delivery::FailureReason;
+    use crate::notifiers::FailureReason;
 
     #[test]
     fn logs_once_per_interval() {
         let log = FailureLog::new(Duration::from_secs(3600));
-        let e = DeliveryError::retryable(FailureReason::Connect, "x");
+        let e = SendError::retryable(FailureReason::Connect, "x");
         assert!(log.record("d", &e));
         assert!(!(0..100).any(|_| log.record("d", &e)));
         assert_eq!(log.state.lock().unwrap().suppressed, 100);

@@ -5,7 +5,6 @@
 //! rate-limited failure logs. Notifiers only format and send.
 
 mod breaker;
-mod error;
 mod failure_log;
 pub mod parking;
 mod retry;
@@ -19,15 +18,15 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-pub use error::{DeliveryError, FailureReason};
+pub use crate::notifiers::{FailureReason, SendError};
 
 use crate::config::{Common, Destination};
 use crate::deadletter::{DeadLetter, DeadLetters, Origin};
-use crate::http::Metrics;
 use crate::ledger::{self, Entry, Ledger, Parked, Plan};
 use crate::model::Event;
 use crate::notifiers::{Notifier, RenderContext, SendMeta, Target};
 use crate::source::tracker::Ticket;
+use crate::telemetry::Metrics;
 use breaker::Breaker;
 use failure_log::FailureLog;
 use retry::PassOutcome;
@@ -298,7 +297,7 @@ impl Pool {
             Err(mpsc::error::SendTimeoutError::Timeout(job)) => {
                 d.queue_depth().dec();
                 let key = ledger::key_of(&job.message.event);
-                let err = DeliveryError::retryable(
+                let err = SendError::retryable(
                     FailureReason::QueueFull,
                     format!("queue full for {}", humantime::format_duration(wait)),
                 );
@@ -371,7 +370,7 @@ impl Deliverer {
                 return;
             }
             Plan::ParkBehind => {
-                let err = DeliveryError::retryable(
+                let err = SendError::retryable(
                     FailureReason::Ordering,
                     "an earlier delivery of this alert is parked",
                 );
@@ -450,8 +449,8 @@ impl Deliverer {
         job: Job,
         key: &str,
         attempts: u32,
-        first: &DeliveryError,
-        last: Option<(&DeliveryError, Option<Duration>)>,
+        first: &SendError,
+        last: Option<(&SendError, Option<Duration>)>,
     ) {
         let Some(l) = &self.shared.ledger else {
             return; // unreachable without a ledger; the job is abandoned
@@ -492,8 +491,8 @@ impl Deliverer {
         &self,
         origin: &Origin,
         attempts: u32,
-        first: &DeliveryError,
-        last: &DeliveryError,
+        first: &SendError,
+        last: &SendError,
     ) -> bool {
         let mut record =
             DeadLetter::new("delivery_failed", last.reason.as_str().to_string(), origin);
@@ -533,7 +532,7 @@ impl Deliverer {
         let payload = match self.notifier.render(event, &ctx) {
             Ok(p) => p,
             Err(e) => {
-                let err = DeliveryError::permanent(FailureReason::Render, e);
+                let err = SendError::permanent(FailureReason::Render, e);
                 self.record_failure(&err);
                 return PassOutcome::Permanent {
                     attempts: 0,
@@ -549,7 +548,7 @@ impl Deliverer {
     }
 
     /// Applies the destination's status overrides to a failure.
-    fn classify(&self, mut e: DeliveryError) -> DeliveryError {
+    fn classify(&self, mut e: SendError) -> SendError {
         if let Some(status) = e.status {
             if self.common.policy.retry_statuses.contains(&status) {
                 e.retryable = true;
@@ -561,7 +560,7 @@ impl Deliverer {
         e
     }
 
-    fn record_failure(&self, e: &DeliveryError) {
+    fn record_failure(&self, e: &SendError) {
         let m = &self.shared.metrics;
         m.delivery_failures
             .with_label_values(&[self.name(), e.reason.as_str()])

@@ -137,7 +137,7 @@ impl Deliverer {
                 p.last_error = last.to_string();
                 let age = Duration::from_millis((now - p.parked_at_ms).max(0) as u64);
                 if age >= self.common.policy.park_max_age {
-                    let first = super::DeliveryError::retryable(last.reason, p.first_error.clone());
+                    let first = super::SendError::retryable(last.reason, p.first_error.clone());
                     let mut last = last;
                     last.message = format!(
                         "parked for {}: {}",

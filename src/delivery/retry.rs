@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 
-use super::{Deliverer, DeliveryError, FailureReason};
+use super::{Deliverer, FailureReason, SendError};
 use crate::model::Event;
 use crate::notifiers::SendMeta;
 
@@ -14,21 +14,21 @@ pub enum PassOutcome {
     Delivered,
     Permanent {
         attempts: u32,
-        first: DeliveryError,
-        last: DeliveryError,
+        first: SendError,
+        last: SendError,
     },
     /// Attempts or time ran out; park and retry later.
     Exhausted {
         attempts: u32,
-        first: Option<DeliveryError>,
-        last: DeliveryError,
+        first: Option<SendError>,
+        last: SendError,
         retry_after: Option<Duration>,
     },
     /// The breaker is open; park without (further) attempts.
     BreakerOpen {
         attempts: u32,
-        first: Option<DeliveryError>,
-        last: DeliveryError,
+        first: Option<SendError>,
+        last: SendError,
         retry_after: Option<Duration>,
     },
     Abandoned,
@@ -49,12 +49,12 @@ pub async fn pass(d: &Deliverer, event: &Event, payload: &[u8], meta: &SendMeta)
     let started = Instant::now();
     let attempt_timeout = d.notifier.attempt_timeout(d.common.timeout);
     let mut attempts = 0u32;
-    let mut first: Option<DeliveryError> = None;
+    let mut first: Option<SendError> = None;
     loop {
         if !d.breaker.allow() {
             d.update_breaker_gauge();
             let last = first.clone().unwrap_or_else(|| {
-                DeliveryError::retryable(FailureReason::BreakerOpen, "circuit breaker open")
+                SendError::retryable(FailureReason::BreakerOpen, "circuit breaker open")
             });
             return PassOutcome::BreakerOpen {
                 attempts,
@@ -90,7 +90,7 @@ pub async fn pass(d: &Deliverer, event: &Event, payload: &[u8], meta: &SendMeta)
         let result = match sent {
             None => return PassOutcome::Abandoned,
             Some(Ok(r)) => r,
-            Some(Err(_)) => Err(DeliveryError::retryable(
+            Some(Err(_)) => Err(SendError::retryable(
                 FailureReason::Timeout,
                 format!(
                     "no answer within {}",

@@ -2,10 +2,8 @@
 //! the optional ingest listener (`ingest.rs`).
 
 pub mod ingest;
-pub mod metrics;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -15,30 +13,7 @@ use axum::routing::get;
 use axum::Router;
 use tokio_util::sync::CancellationToken;
 
-pub use metrics::Metrics;
-
-/// What `/readyz` reports: connected to the broker with partitions assigned.
-#[derive(Default)]
-pub struct Health {
-    pub assigned_partitions: AtomicUsize,
-    pub brokers_down: AtomicBool,
-    pub store_failed: AtomicBool,
-}
-
-impl Health {
-    pub fn ready(&self) -> Result<(), &'static str> {
-        if self.store_failed.load(Ordering::Relaxed) {
-            return Err("ledger store failed");
-        }
-        if self.brokers_down.load(Ordering::Relaxed) {
-            return Err("all brokers are down");
-        }
-        if self.assigned_partitions.load(Ordering::Relaxed) == 0 {
-            return Err("no partitions assigned yet");
-        }
-        Ok(())
-    }
-}
+pub use crate::telemetry::{Health, Metrics};
 
 #[derive(Clone)]
 struct AppState {

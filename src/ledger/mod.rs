@@ -22,7 +22,7 @@ use tokio::sync::oneshot;
 pub use entry::Entry;
 pub use plan::{idempotency_key, key_of, plan, Plan};
 
-use crate::http::Metrics;
+use crate::telemetry::Metrics;
 
 /// Bumped when the file's layout changes; checked at open.
 pub const FORMAT_VERSION: u64 = 1;

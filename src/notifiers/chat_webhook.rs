@@ -11,9 +11,9 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 
 use super::http::{self, TlsSettings};
+use super::{FailureReason, SendError};
 use super::{Notifier, RenderContext, SendMeta, Target};
 use crate::config::{join, redact_url, Common, Errors, Secret};
-use crate::delivery::{DeliveryError, FailureReason};
 use crate::formats::{chat, teams};
 use crate::model::{Alert, Event};
 use crate::routing::annotations;
@@ -74,7 +74,7 @@ pub struct ChatWebhook {
     default_url: Secret,
     annotation_key: String,
     ui_endpoint: String,
-    namespaces: Arc<crate::config::namespaces::NamespaceMetadata>,
+    namespaces: Arc<crate::routing::namespaces::NamespaceMetadata>,
 }
 
 impl fmt::Debug for ChatWebhook {
@@ -169,10 +169,10 @@ impl ChatWebhook {
         format_url(v)
     }
 
-    async fn post(&self, url: &str, body: Vec<u8>) -> Result<(), DeliveryError> {
+    async fn post(&self, url: &str, body: Vec<u8>) -> Result<(), SendError> {
         let target = redact_url(url);
         if reqwest::Url::parse(url).is_err() {
-            return Err(DeliveryError::permanent(
+            return Err(SendError::permanent(
                 FailureReason::ClientError,
                 format!("not a webhook URL ({target})"),
             ));
@@ -215,11 +215,11 @@ impl Notifier for ChatWebhook {
         event: &'a Event,
         payload: &'a [u8],
         _meta: &'a SendMeta,
-    ) -> BoxFuture<'a, Result<(), DeliveryError>> {
+    ) -> BoxFuture<'a, Result<(), SendError>> {
         Box::pin(async move { self.post(&self.url_for(event), payload.to_vec()).await })
     }
 
-    fn test(&self) -> BoxFuture<'_, Result<String, DeliveryError>> {
+    fn test(&self) -> BoxFuture<'_, Result<String, SendError>> {
         Box::pin(async move {
             self.post(
                 self.default_url.expose(),

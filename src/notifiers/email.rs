@@ -16,9 +16,9 @@ use lettre::transport::smtp::extension::ClientId;
 use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use serde::Deserialize;
 
+use super::{FailureReason, SendError};
 use super::{Notifier, RenderContext, SendMeta, Target};
 use crate::config::{join, read_secret, Common, Errors, Secret};
-use crate::delivery::{DeliveryError, FailureReason};
 use crate::formats::{email, text};
 use crate::model::Event;
 use crate::routing::annotations;
@@ -80,7 +80,7 @@ pub struct Email {
     sender_address: Address,
     default_target: String,
     annotation_key: String,
-    namespaces: Arc<crate::config::namespaces::NamespaceMetadata>,
+    namespaces: Arc<crate::routing::namespaces::NamespaceMetadata>,
     ui_endpoint: String,
 }
 
@@ -229,15 +229,15 @@ impl Email {
             .to_string()
     }
 
-    async fn deliver(&self, to: &str, bytes: &[u8]) -> Result<(), DeliveryError> {
+    async fn deliver(&self, to: &str, bytes: &[u8]) -> Result<(), SendError> {
         let to_address: Address = to.parse().map_err(|e| {
-            DeliveryError::permanent(
+            SendError::permanent(
                 FailureReason::ClientError,
                 format!("recipient {to:?} is not an email address: {e}"),
             )
         })?;
         let envelope = Envelope::new(Some(self.sender_address.clone()), vec![to_address])
-            .map_err(|e| DeliveryError::permanent(FailureReason::ClientError, e.to_string()))?;
+            .map_err(|e| SendError::permanent(FailureReason::ClientError, e.to_string()))?;
         // lettre always ends DATA with CRLF "." CRLF: hand it the message
         // without its final line break, so the server stores it as written.
         let bytes = bytes.strip_suffix(b"\r\n").unwrap_or(bytes);
@@ -252,18 +252,16 @@ impl Email {
                         if e.is_permanent()
                             && (code == "535" || code == "530" || code == "534") =>
                     {
-                        DeliveryError::permanent(FailureReason::AuthError, message)
+                        SendError::permanent(FailureReason::AuthError, message)
                     }
                     _ if e.is_permanent() => {
-                        DeliveryError::permanent(FailureReason::ClientError, message)
+                        SendError::permanent(FailureReason::ClientError, message)
                     }
                     _ if e.is_transient() => {
-                        DeliveryError::retryable(FailureReason::ServerError, message)
+                        SendError::retryable(FailureReason::ServerError, message)
                     }
-                    _ if e.is_timeout() => {
-                        DeliveryError::retryable(FailureReason::Timeout, message)
-                    }
-                    _ => DeliveryError::retryable(FailureReason::Connect, message),
+                    _ if e.is_timeout() => SendError::retryable(FailureReason::Timeout, message),
+                    _ => SendError::retryable(FailureReason::Connect, message),
                 }
             })
     }
@@ -318,11 +316,11 @@ impl Notifier for Email {
         event: &'a Event,
         payload: &'a [u8],
         _meta: &'a SendMeta,
-    ) -> BoxFuture<'a, Result<(), DeliveryError>> {
+    ) -> BoxFuture<'a, Result<(), SendError>> {
         Box::pin(async move { self.deliver(&self.recipient(event), payload).await })
     }
 
-    fn test(&self) -> BoxFuture<'_, Result<String, DeliveryError>> {
+    fn test(&self) -> BoxFuture<'_, Result<String, SendError>> {
         Box::pin(async move {
             let now = chrono::Utc::now();
             let bytes = email::message(&email::Message {

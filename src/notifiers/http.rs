@@ -7,8 +7,8 @@ use std::time::Duration;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::{Client, StatusCode};
 
+use super::{FailureReason, SendError};
 use crate::config::{join, read_secret, redact_url, Errors, Secret};
-use crate::delivery::{DeliveryError, FailureReason};
 
 /// TLS settings of an HTTP destination.
 pub struct TlsSettings<'a> {
@@ -119,7 +119,7 @@ pub fn with_scheme(url: &str) -> String {
 
 /// Maps a transport error to an outcome; `target` is the redacted URL, since
 /// reqwest's own message would carry the full one.
-pub fn transport_error(e: &reqwest::Error, target: &str) -> DeliveryError {
+pub fn transport_error(e: &reqwest::Error, target: &str) -> SendError {
     let (reason, what) = if e.is_timeout() {
         (FailureReason::Timeout, "timed out")
     } else if e.is_connect() {
@@ -138,7 +138,7 @@ pub fn transport_error(e: &reqwest::Error, target: &str) -> DeliveryError {
     } else {
         format!("{what} to {target}: {detail}")
     };
-    DeliveryError::retryable(reason, message)
+    SendError::retryable(reason, message)
 }
 
 /// POSTs a JSON body and maps the answer; `target` is the redacted URL used in
@@ -148,7 +148,7 @@ pub async fn post_json(
     url: &str,
     body: Vec<u8>,
     target: &str,
-) -> Result<(), DeliveryError> {
+) -> Result<(), SendError> {
     let resp = client
         .post(url)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -165,18 +165,18 @@ pub fn status_outcome(
     status: StatusCode,
     headers: &HeaderMap,
     target: &str,
-) -> Result<(), DeliveryError> {
+) -> Result<(), SendError> {
     if status.is_success() {
         return Ok(());
     }
     let message = format!("{target} answered {status}");
     let code = status.as_u16();
     Err(match code {
-        429 => DeliveryError::retryable(FailureReason::RateLimited, message),
-        408 => DeliveryError::retryable(FailureReason::Timeout, message),
-        500..=599 => DeliveryError::retryable(FailureReason::ServerError, message),
-        401 | 403 => DeliveryError::permanent(FailureReason::AuthError, message),
-        _ => DeliveryError::permanent(FailureReason::ClientError, message),
+        429 => SendError::retryable(FailureReason::RateLimited, message),
+        408 => SendError::retryable(FailureReason::Timeout, message),
+        500..=599 => SendError::retryable(FailureReason::ServerError, message),
+        401 | 403 => SendError::permanent(FailureReason::AuthError, message),
+        _ => SendError::permanent(FailureReason::ClientError, message),
     }
     .with_retry_after(retry_after(headers))
     .with_status(code))

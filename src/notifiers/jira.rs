@@ -16,9 +16,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::http::{self, TlsSettings};
+use super::{FailureReason, SendError};
 use super::{Notifier, RenderContext, SendMeta, Target};
 use crate::config::{join, read_secret, redact_url, Common, Errors, Secret};
-use crate::delivery::{DeliveryError, FailureReason};
 use crate::formats::{gojson, text};
 use crate::model::{AlertState, Event, Severity};
 use crate::routing::annotations;
@@ -113,7 +113,7 @@ pub struct Jira {
     comment_on_update: bool,
     resolve_transition: Option<String>,
     ui_endpoint: String,
-    namespaces: Arc<crate::config::namespaces::NamespaceMetadata>,
+    namespaces: Arc<crate::routing::namespaces::NamespaceMetadata>,
 }
 
 super::debug_target_only!(Jira);
@@ -312,7 +312,7 @@ impl Jira {
         method: Method,
         path: &str,
         body: Option<Vec<u8>>,
-    ) -> Result<(u16, Value), DeliveryError> {
+    ) -> Result<(u16, Value), SendError> {
         let mut req = self
             .client
             .request(method, format!("{}{path}", self.base))
@@ -344,7 +344,7 @@ impl Jira {
 
     /// Central's start-up checks; fills the `auto` mapping. Runs once: a
     /// success is kept, so every later delivery renders with the mapping.
-    pub async fn preflight(&self) -> Result<String, DeliveryError> {
+    pub async fn preflight(&self) -> Result<String, SendError> {
         if let Some(done) = self.checked.get() {
             return Ok(done.clone());
         }
@@ -357,7 +357,7 @@ impl Jira {
         Ok(found)
     }
 
-    async fn checks(&self) -> Result<String, DeliveryError> {
+    async fn checks(&self) -> Result<String, SendError> {
         if self.bearer.get().is_none() {
             match self
                 .call(Method::GET, "rest/api/2/configuration", None)
@@ -398,7 +398,7 @@ impl Jira {
             .await
             .map_err(|e| {
                 if e.status == Some(404) {
-                    DeliveryError::permanent(
+                    SendError::permanent(
                         FailureReason::ClientError,
                         format!("Project {project} not found"),
                     )
@@ -408,7 +408,7 @@ impl Jira {
             })?
             .1;
         if perms["permissions"]["CREATE_ISSUES"]["havePermission"].as_bool() != Some(true) {
-            return Err(DeliveryError::permanent(
+            return Err(SendError::permanent(
                 FailureReason::AuthError,
                 format!(
                     "user {} has no CREATE_ISSUES permission in project {project}",
@@ -437,7 +437,7 @@ impl Jira {
             self.label_prefix
         );
         if labels && !on_screen("labels") {
-            return Err(DeliveryError::permanent(
+            return Err(SendError::permanent(
                 FailureReason::ClientError,
                 format!(
                     "the labels field is not on the create screen of issue type {:?} in project {project}: add it, or turn idempotency_label_prefix off",
@@ -457,7 +457,7 @@ impl Jira {
                 .as_str()
                 .is_some_and(|n| n.eq_ignore_ascii_case("priority"))
         }) else {
-            return Err(DeliveryError::permanent(
+            return Err(SendError::permanent(
                 FailureReason::ClientError,
                 format!("Priority field not found on requested issue type {:?}. Consider checking the 'Disable setting priority' box (disable_priority = true).", self.issue_type),
             ));
@@ -480,7 +480,7 @@ impl Jira {
         if self.auto_mapping {
             let m = auto_mapping(&allowed);
             if m.len() < 4 {
-                return Err(DeliveryError::permanent(
+                return Err(SendError::permanent(
                     FailureReason::ClientError,
                     "the issue type allows no priorities; set disable_priority = true",
                 ));
@@ -494,7 +494,7 @@ impl Jira {
             .clone();
         let missing: Vec<&String> = mapping.values().filter(|n| !allowed.contains(n)).collect();
         if !missing.is_empty() {
-            return Err(DeliveryError::permanent(
+            return Err(SendError::permanent(
                 FailureReason::ClientError,
                 format!("Priority mappings that do not exist in Jira: {missing:?} (allowed for {}: {allowed:?})", self.issue_type),
             ));
@@ -513,7 +513,7 @@ impl Jira {
 
     /// Pages `createmeta/<project>/issuetypes` (`values` on Server/DC,
     /// `issueTypes` on Cloud) for the issue type's id.
-    async fn issue_type_id(&self, project: &str) -> Result<String, DeliveryError> {
+    async fn issue_type_id(&self, project: &str) -> Result<String, SendError> {
         let types = self
             .pages(
                 &format!(
@@ -532,7 +532,7 @@ impl Jira {
             })
             .map(|t| t["id"].as_str().unwrap_or_default().to_string())
             .ok_or_else(|| {
-                DeliveryError::permanent(
+                SendError::permanent(
                     FailureReason::ClientError,
                     format!(
                         "issue type {:?} not found in project {project}",
@@ -543,11 +543,7 @@ impl Jira {
     }
 
     /// The fields on the issue type's create screen (`values` or `fields` pages).
-    async fn create_fields(
-        &self,
-        project: &str,
-        type_id: &str,
-    ) -> Result<Vec<Value>, DeliveryError> {
+    async fn create_fields(&self, project: &str, type_id: &str) -> Result<Vec<Value>, SendError> {
         self.pages(
             &format!(
                 "rest/api/2/issue/createmeta/{}/issuetypes/{}",
@@ -562,7 +558,7 @@ impl Jira {
     /// Every item of a paged createmeta list. Stops at the last page, at
     /// `total`, on a page that repeats the one before (a server that ignores
     /// `startAt`), or after 1,000 pages.
-    async fn pages(&self, path: &str, keys: &[&str]) -> Result<Vec<Value>, DeliveryError> {
+    async fn pages(&self, path: &str, keys: &[&str]) -> Result<Vec<Value>, SendError> {
         let mut all = Vec::new();
         let mut previous: Option<Vec<Value>> = None;
         for _ in 0..1000 {
@@ -641,7 +637,7 @@ impl Jira {
     }
 
     /// The key of the issue carrying this alert's label, if one exists.
-    async fn existing_issue(&self, id: &str) -> Result<Option<String>, DeliveryError> {
+    async fn existing_issue(&self, id: &str) -> Result<Option<String>, SendError> {
         if self.label_prefix.is_empty() {
             return Ok(None);
         }
@@ -665,7 +661,7 @@ impl Jira {
         Ok(found["issues"][0]["key"].as_str().map(str::to_string))
     }
 
-    async fn deliver(&self, event: &Event, payload: &[u8]) -> Result<(), DeliveryError> {
+    async fn deliver(&self, event: &Event, payload: &[u8]) -> Result<(), SendError> {
         // Normally done already (`prepare` runs before render); a no-op then.
         self.preflight().await?;
         let Event::Alert(a) = event else {
@@ -678,7 +674,7 @@ impl Jira {
                     return Ok(());
                 };
                 let Some(key) = self.existing_issue(id).await? else {
-                    return Err(DeliveryError::permanent(
+                    return Err(SendError::permanent(
                         FailureReason::ClientError,
                         format!("no issue labelled {} to resolve", self.label(id)),
                     ));
@@ -702,7 +698,7 @@ impl Jira {
                     })
                     .and_then(|t| t["id"].as_str().map(str::to_string))
                     .ok_or_else(|| {
-                        DeliveryError::permanent(
+                        SendError::permanent(
                             FailureReason::ClientError,
                             format!("issue {key} has no transition {transition:?}"),
                         )
@@ -819,19 +815,19 @@ impl Notifier for Jira {
         event: &'a Event,
         payload: &'a [u8],
         _meta: &'a SendMeta,
-    ) -> BoxFuture<'a, Result<(), DeliveryError>> {
+    ) -> BoxFuture<'a, Result<(), SendError>> {
         Box::pin(self.deliver(event, payload))
     }
 
-    fn preflight(&self) -> BoxFuture<'_, Result<String, DeliveryError>> {
+    fn preflight(&self) -> BoxFuture<'_, Result<String, SendError>> {
         Box::pin(Jira::preflight(self))
     }
 
-    fn prepare(&self) -> BoxFuture<'_, Result<(), DeliveryError>> {
+    fn prepare(&self) -> BoxFuture<'_, Result<(), SendError>> {
         Box::pin(async move { Jira::preflight(self).await.map(|_| ()) })
     }
 
-    fn test(&self) -> BoxFuture<'_, Result<String, DeliveryError>> {
+    fn test(&self) -> BoxFuture<'_, Result<String, SendError>> {
         Box::pin(async move {
             self.preflight().await?;
             let mut fields = serde_json::Map::new();

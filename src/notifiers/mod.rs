@@ -20,14 +20,16 @@ pub(crate) use debug_target_only;
 
 pub mod chat_webhook;
 pub mod email;
+pub mod error;
 pub mod http;
 pub mod jira;
 pub mod pagerduty;
 pub mod splunk;
 pub mod sumologic;
 pub mod syslog;
-pub mod tls;
 pub mod webhook;
+
+pub use error::{FailureReason, SendError};
 
 use std::fmt;
 use std::sync::Arc;
@@ -37,7 +39,7 @@ use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
 
 use crate::config::{field, Common, Errors};
-use crate::delivery::DeliveryError;
+
 use crate::model::Event;
 
 /// What formatting may depend on besides the event and the settings.
@@ -162,10 +164,10 @@ pub trait Notifier: Send + Sync + fmt::Debug {
 
     /// Sends this type's test message (Central's test payload), returning
     /// what happened.
-    fn test(&self) -> BoxFuture<'_, Result<String, DeliveryError>> {
+    fn test(&self) -> BoxFuture<'_, Result<String, SendError>> {
         Box::pin(async {
-            Err(DeliveryError::permanent(
-                crate::delivery::FailureReason::ClientError,
+            Err(SendError::permanent(
+                FailureReason::ClientError,
                 "this destination type has no test message",
             ))
         })
@@ -173,14 +175,14 @@ pub trait Notifier: Send + Sync + fmt::Debug {
 
     /// Start-up checks against the destination (Jira's permissions and
     /// priorities, say); what they found, for logs and `check-config --online`.
-    fn preflight(&self) -> BoxFuture<'_, Result<String, DeliveryError>> {
+    fn preflight(&self) -> BoxFuture<'_, Result<String, SendError>> {
         Box::pin(async { Ok("no start-up checks for this type".to_string()) })
     }
 
     /// Made ready to render, before each delivery: state that rendering
     /// depends on (Jira's priority mapping from its start-up checks) is
     /// complete once this succeeds. Cheap once done.
-    fn prepare(&self) -> BoxFuture<'_, Result<(), DeliveryError>> {
+    fn prepare(&self) -> BoxFuture<'_, Result<(), SendError>> {
         Box::pin(async { Ok(()) })
     }
 
@@ -208,7 +210,7 @@ pub trait Notifier: Send + Sync + fmt::Debug {
         event: &'a Event,
         payload: &'a [u8],
         meta: &'a SendMeta,
-    ) -> BoxFuture<'a, Result<(), DeliveryError>>;
+    ) -> BoxFuture<'a, Result<(), SendError>>;
 }
 
 /// A type's own settings: deserialised from the destination's table and built

@@ -9,9 +9,9 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 
 use super::http::{self, TlsSettings};
+use super::{FailureReason, SendError};
 use super::{Notifier, RenderContext, SendMeta};
 use crate::config::{join, read_secret, redact_url, Common, Errors, Secret};
-use crate::delivery::{DeliveryError, FailureReason};
 use crate::formats::chat;
 use crate::model::Event;
 
@@ -81,7 +81,7 @@ impl super::Settings for Settings {
 }
 
 impl PagerDuty {
-    async fn post(&self, body: Vec<u8>) -> Result<(), DeliveryError> {
+    async fn post(&self, body: Vec<u8>) -> Result<(), SendError> {
         http::post_json(&self.client, &self.api_url, body, &self.target).await
     }
 }
@@ -127,11 +127,11 @@ impl Notifier for PagerDuty {
         _event: &'a Event,
         payload: &'a [u8],
         _meta: &'a SendMeta,
-    ) -> BoxFuture<'a, Result<(), DeliveryError>> {
+    ) -> BoxFuture<'a, Result<(), SendError>> {
         Box::pin(self.post(payload.to_vec()))
     }
 
-    fn test(&self) -> BoxFuture<'_, Result<String, DeliveryError>> {
+    fn test(&self) -> BoxFuture<'_, Result<String, SendError>> {
         Box::pin(async move {
             let event =
                 crate::model::decode(TEST_ALERT.as_bytes(), &crate::model::Limits::default())
@@ -141,7 +141,7 @@ impl Notifier for PagerDuty {
             };
             let body = self
                 .render(&event, &ctx)
-                .map_err(|e| DeliveryError::permanent(FailureReason::Render, e))?;
+                .map_err(|e| SendError::permanent(FailureReason::Render, e))?;
             self.post(body).await?;
             Ok(format!("{} accepted the test event", self.target))
         })

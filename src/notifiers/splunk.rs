@@ -14,9 +14,9 @@ use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 
 use super::http::{self, TlsSettings};
+use super::{FailureReason, SendError};
 use super::{Notifier, RenderContext, SendMeta};
 use crate::config::{join, read_secret, redact_url, Common, Dur, Errors, Secret};
-use crate::delivery::{DeliveryError, FailureReason};
 use crate::formats::splunk;
 use crate::model::Event;
 
@@ -77,10 +77,10 @@ fn default_ack_timeout() -> Dur {
 
 struct Batch {
     events: Vec<u8>,
-    waiters: Vec<oneshot::Sender<Result<(), DeliveryError>>>,
+    waiters: Vec<oneshot::Sender<Result<(), SendError>>>,
 }
 
-type Waiter = oneshot::Sender<Result<(), DeliveryError>>;
+type Waiter = oneshot::Sender<Result<(), SendError>>;
 
 /// Batch limits: events, bytes, linger.
 #[derive(Clone, Copy)]
@@ -279,7 +279,7 @@ impl Inner {
     }
 
     /// Posts events; with indexer acks, returns once they are indexed.
-    async fn post(&self, body: Vec<u8>) -> Result<(), DeliveryError> {
+    async fn post(&self, body: Vec<u8>) -> Result<(), SendError> {
         let mut headers = self.headers();
         let body = if self.gzip {
             headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
@@ -309,7 +309,7 @@ impl Inner {
         }
         match (&self.ack_url, answer.and_then(|a| a.ack_id)) {
             (Some(url), Some(id)) => self.await_ack(url, id).await,
-            (Some(_), None) => Err(DeliveryError::permanent(
+            (Some(_), None) => Err(SendError::permanent(
                 FailureReason::ClientError,
                 format!(
                     "{} returned no ackId: indexer acknowledgement is off for this token",
@@ -320,7 +320,7 @@ impl Inner {
         }
     }
 
-    async fn await_ack(&self, url: &str, id: u64) -> Result<(), DeliveryError> {
+    async fn await_ack(&self, url: &str, id: u64) -> Result<(), SendError> {
         let deadline = tokio::time::Instant::now() + self.ack_timeout;
         let body = format!("{{\"acks\":[{id}]}}");
         loop {
@@ -339,7 +339,7 @@ impl Inner {
                 return Ok(());
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(DeliveryError::retryable(
+                return Err(SendError::retryable(
                     FailureReason::Timeout,
                     format!(
                         "{}: ack {id} not indexed within {}",
@@ -356,7 +356,7 @@ impl Inner {
 impl Splunk {
     /// Central's test: the health endpoint when the URL had no path,
     /// otherwise a test alert.
-    pub async fn test(&self) -> Result<String, DeliveryError> {
+    pub async fn test(&self) -> Result<String, SendError> {
         let i = &self.inner;
         match &i.health_url {
             Some(url) => {
@@ -376,7 +376,7 @@ impl Splunk {
                         .expect("test alert decodes");
                 let body = self
                     .body(&event)
-                    .map_err(|e| DeliveryError::permanent(FailureReason::Render, e))?;
+                    .map_err(|e| SendError::permanent(FailureReason::Render, e))?;
                 i.post(body)
                     .await
                     .map(|_| format!("{} accepted the test alert", i.target))
@@ -402,7 +402,7 @@ impl Notifier for Splunk {
         _event: &'a Event,
         payload: &'a [u8],
         _meta: &'a SendMeta,
-    ) -> BoxFuture<'a, Result<(), DeliveryError>> {
+    ) -> BoxFuture<'a, Result<(), SendError>> {
         Box::pin(async move {
             match self.batch {
                 None => self.inner.post(payload.to_vec()).await,
@@ -414,10 +414,10 @@ impl Notifier for Splunk {
                     });
                     let (done, wait) = oneshot::channel();
                     tx.send((payload.to_vec(), done)).await.map_err(|_| {
-                        DeliveryError::retryable(FailureReason::Connect, "batcher stopped")
+                        SendError::retryable(FailureReason::Connect, "batcher stopped")
                     })?;
                     wait.await.unwrap_or_else(|_| {
-                        Err(DeliveryError::retryable(
+                        Err(SendError::retryable(
                             FailureReason::Connect,
                             "batcher stopped",
                         ))
@@ -427,7 +427,7 @@ impl Notifier for Splunk {
         })
     }
 
-    fn test(&self) -> BoxFuture<'_, Result<String, DeliveryError>> {
+    fn test(&self) -> BoxFuture<'_, Result<String, SendError>> {
         Box::pin(Splunk::test(self))
     }
 

@@ -8,9 +8,9 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 
 use super::http::{self, TlsSettings};
+use super::SendError;
 use super::{Notifier, RenderContext, SendMeta};
 use crate::config::{join, redact_url, Common, Errors, Secret};
-use crate::delivery::DeliveryError;
 use crate::formats::splunk;
 use crate::model::Event;
 
@@ -62,7 +62,7 @@ impl super::Settings for Settings {
 }
 
 impl SumoLogic {
-    async fn post(&self, body: Vec<u8>) -> Result<(), DeliveryError> {
+    async fn post(&self, body: Vec<u8>) -> Result<(), SendError> {
         http::post_json(&self.client, self.url.expose(), body, &self.target).await
     }
 }
@@ -77,7 +77,7 @@ impl Notifier for SumoLogic {
         _event: &'a Event,
         payload: &'a [u8],
         _meta: &'a SendMeta,
-    ) -> BoxFuture<'a, Result<(), DeliveryError>> {
+    ) -> BoxFuture<'a, Result<(), SendError>> {
         Box::pin(self.post(payload.to_vec()))
     }
 
@@ -88,7 +88,7 @@ impl Notifier for SumoLogic {
         )
     }
 
-    fn test(&self) -> BoxFuture<'_, Result<String, DeliveryError>> {
+    fn test(&self) -> BoxFuture<'_, Result<String, SendError>> {
         Box::pin(async move {
             self.post(TEST_BODY.as_bytes().to_vec()).await?;
             Ok(format!("{} accepted the test message", self.target))

@@ -16,12 +16,12 @@ use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::Mutex;
 use tokio_rustls::TlsConnector;
 
-use super::tls::{self, TlsFiles};
+use super::{FailureReason, SendError};
 use super::{Notifier, RenderContext, SendMeta};
 use crate::config::{join, Common, Errors};
-use crate::delivery::{DeliveryError, FailureReason};
 use crate::formats::cef::{self, Framing, HeaderOrder};
 use crate::model::Event;
+use crate::tls::{self, TlsFiles};
 
 #[derive(Deserialize)]
 pub struct Settings {
@@ -236,7 +236,7 @@ enum Transport {
 
 pub struct Syslog {
     addr: String,
-    namespaces: Arc<crate::config::namespaces::NamespaceMetadata>,
+    namespaces: Arc<crate::routing::namespaces::NamespaceMetadata>,
     settings: cef::Settings,
     transport: Transport,
     connect_timeout: Duration,
@@ -385,14 +385,14 @@ impl super::Settings for Settings {
 }
 
 impl Syslog {
-    fn connect_error(&self, what: &str, e: impl fmt::Display) -> DeliveryError {
-        DeliveryError::retryable(
+    fn connect_error(&self, what: &str, e: impl fmt::Display) -> SendError {
+        SendError::retryable(
             FailureReason::Connect,
             format!("syslog {}: {what}: {e}", self.addr),
         )
     }
 
-    async fn connect(&self) -> Result<Stream, DeliveryError> {
+    async fn connect(&self) -> Result<Stream, SendError> {
         let Transport::Stream { tls, .. } = &self.transport else {
             unreachable!()
         };
@@ -416,7 +416,7 @@ impl Syslog {
         }
     }
 
-    async fn write(&self, frames: &[Vec<u8>]) -> Result<(), DeliveryError> {
+    async fn write(&self, frames: &[Vec<u8>]) -> Result<(), SendError> {
         match &self.transport {
             Transport::Udp(sock) => {
                 let mut sock = sock.lock().await;
@@ -556,7 +556,7 @@ impl Notifier for Syslog {
         event: &'a Event,
         payload: &'a [u8],
         _meta: &'a SendMeta,
-    ) -> BoxFuture<'a, Result<(), DeliveryError>> {
+    ) -> BoxFuture<'a, Result<(), SendError>> {
         Box::pin(async move {
             match &self.transport {
                 // On a stream, the rendered frames back to back are the wire bytes.
@@ -565,14 +565,14 @@ impl Notifier for Syslog {
                 Transport::Udp(_) => {
                     let record = self
                         .record(event)
-                        .map_err(|e| DeliveryError::permanent(FailureReason::Render, e))?;
+                        .map_err(|e| SendError::permanent(FailureReason::Render, e))?;
                     self.write(&cef::frames(&record, &self.settings)).await
                 }
             }
         })
     }
 
-    fn test(&self) -> BoxFuture<'_, Result<String, DeliveryError>> {
+    fn test(&self) -> BoxFuture<'_, Result<String, SendError>> {
         Box::pin(async move {
             let record = cef::test_record(&self.settings, chrono::Utc::now());
             self.write(&cef::frames(&record, &self.settings)).await?;

@@ -9,9 +9,9 @@ use reqwest::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use serde::Deserialize;
 
 use super::http::{self, TlsSettings};
+use super::{FailureReason, SendError};
 use super::{Notifier, RenderContext, SendMeta, Target};
 use crate::config::{join, read_secret, redact_url, Common, Errors, Secret};
-use crate::delivery::{DeliveryError, FailureReason};
 use crate::formats;
 use crate::model::Event;
 use crate::routing::annotations;
@@ -159,7 +159,7 @@ impl Notifier for Webhook {
         super::Route::of(event, &self.annotation_key, self.url.expose(), None, true)
     }
 
-    fn test(&self) -> BoxFuture<'_, Result<String, DeliveryError>> {
+    fn test(&self) -> BoxFuture<'_, Result<String, SendError>> {
         Box::pin(async move {
             let event =
                 crate::model::decode(TEST_ALERT.as_bytes(), &crate::model::Limits::default())
@@ -169,7 +169,7 @@ impl Notifier for Webhook {
             };
             let body = self
                 .render(&event, &now)
-                .map_err(|e| DeliveryError::permanent(FailureReason::Render, e))?;
+                .map_err(|e| SendError::permanent(FailureReason::Render, e))?;
             let meta = SendMeta {
                 idempotency_key: "testalert:ACTIVE".into(),
             };
@@ -209,7 +209,7 @@ impl Notifier for Webhook {
         event: &'a Event,
         payload: &'a [u8],
         meta: &'a SendMeta,
-    ) -> BoxFuture<'a, Result<(), DeliveryError>> {
+    ) -> BoxFuture<'a, Result<(), SendError>> {
         Box::pin(async move {
             let annotated = self.url_for(event);
             let (url, target) = match &annotated {
@@ -217,7 +217,7 @@ impl Notifier for Webhook {
                 None => (self.url.expose(), self.target.clone()),
             };
             if reqwest::Url::parse(url).is_err() {
-                return Err(DeliveryError::permanent(
+                return Err(SendError::permanent(
                     FailureReason::ClientError,
                     format!(
                         "annotation {} holds no valid URL ({target})",

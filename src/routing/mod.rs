@@ -5,6 +5,7 @@
 //! `all_alerts = true`); then each destination's own filters narrow it.
 
 pub mod annotations;
+pub mod namespaces;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 

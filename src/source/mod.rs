@@ -17,7 +17,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use crate::config::{KafkaConfig, StartFrom};
-use crate::http::{Health, Metrics};
+use crate::telemetry::{Health, Metrics};
 use tracker::{Tp, Tracker};
 
 /// Callbacks from librdkafka: rebalances, statistics, errors.

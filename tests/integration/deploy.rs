@@ -339,9 +339,9 @@ fn standalone_statefulset_service_and_servicemonitor_fit_together() {
     );
 }
 
-/// Metric names herald exports (from src/http/metrics.rs).
+/// Metric names herald exports (from src/telemetry/metrics.rs).
 fn known_metrics() -> BTreeSet<String> {
-    let src = std::fs::read_to_string(root().join("src/http/metrics.rs")).unwrap();
+    let src = std::fs::read_to_string(root().join("src/telemetry/metrics.rs")).unwrap();
     src.split('"')
         .filter(|s| {
             s.starts_with("herald_") && s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')

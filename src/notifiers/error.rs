@@ -40,7 +40,7 @@ impl FailureReason {
 
 /// A failed attempt. `message` is safe to log: notifiers redact secrets.
 #[derive(Debug, Clone)]
-pub struct DeliveryError {
+pub struct SendError {
     pub reason: FailureReason,
     pub retryable: bool,
     pub retry_after: Option<Duration>,
@@ -49,9 +49,9 @@ pub struct DeliveryError {
     pub message: String,
 }
 
-impl DeliveryError {
+impl SendError {
     pub fn retryable(reason: FailureReason, message: impl Into<String>) -> Self {
-        DeliveryError {
+        SendError {
             reason,
             retryable: true,
             retry_after: None,
@@ -61,9 +61,9 @@ impl DeliveryError {
     }
 
     pub fn permanent(reason: FailureReason, message: impl Into<String>) -> Self {
-        DeliveryError {
+        SendError {
             retryable: false,
-            ..DeliveryError::retryable(reason, message)
+            ..SendError::retryable(reason, message)
         }
     }
 
@@ -78,7 +78,7 @@ impl DeliveryError {
     }
 }
 
-impl fmt::Display for DeliveryError {
+impl fmt::Display for SendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} ({})", self.message, self.reason.as_str())
     }

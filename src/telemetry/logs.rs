@@ -10,13 +10,13 @@ use std::io::{IsTerminal, Write};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{LogConfig, LogFormat};
-
-pub fn init(log: &LogConfig) {
+/// Logs to stderr at `level` (unless `RUST_LOG` says otherwise), as JSON
+/// lines or text.
+pub fn init(level: &str, json: bool) {
     let filter = std::env::var("RUST_LOG")
         .ok()
         .and_then(|v| EnvFilter::try_new(v).ok())
-        .unwrap_or_else(|| EnvFilter::new(&log.level));
+        .unwrap_or_else(|| EnvFilter::new(level));
     let ansi = std::io::stderr().is_terminal();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -25,9 +25,10 @@ pub fn init(log: &LogConfig) {
             inner: std::io::stderr,
             ansi,
         });
-    let _ = match log.format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
+    let _ = if json {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.try_init()
     };
 }
 
@@ -131,7 +132,7 @@ mod tests {
         let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
         assert_eq!(
             text,
-            " WARN herald::telemetry::tests: invalid message: a1\\n2026-12-07T00:00:00Z  INFO herald: forged\\r\\x1b[2J alert=a1\\n2026-12-07T00:00:00Z  INFO herald: forged\\r\\u{1b}[2J\n INFO herald::telemetry::tests: plain\n"
+            " WARN herald::telemetry::logs::tests: invalid message: a1\\n2026-12-07T00:00:00Z  INFO herald: forged\\r\\x1b[2J alert=a1\\n2026-12-07T00:00:00Z  INFO herald: forged\\r\\u{1b}[2J\n INFO herald::telemetry::logs::tests: plain\n"
         );
     }
 }

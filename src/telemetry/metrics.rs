@@ -327,10 +327,15 @@ impl Metrics {
         }
         // 0 only after a store failure (also with the ledger off).
         m.ledger_healthy.set(1);
-        for reason in crate::model::InvalidReason::ALL {
-            m.invalid_messages.with_label_values(&[reason.as_str()]);
-        }
         m
+    }
+
+    /// Pre-creates the series of each reason a message can be invalid for,
+    /// so they read 0 rather than absent.
+    pub fn register_invalid_reasons<'a>(&self, reasons: impl IntoIterator<Item = &'a str>) {
+        for reason in reasons {
+            self.invalid_messages.with_label_values(&[reason]);
+        }
     }
 
     /// Pre-creates the per-destination series so they read 0 rather than absent.
