@@ -97,9 +97,12 @@ annotation_key = "jira-project"
 ui_endpoint = "{UI}"
 "#
     );
-    let mut config =
+    let config =
         Config::parse(&text, &HashMap::new()).unwrap_or_else(|e| panic!("bench Jira config: {e}"));
-    config.destinations.remove(0).notifier
+    herald::destinations::build(&config)
+        .expect("bench destination")
+        .remove(0)
+        .notifier
 }
 
 /// What the email destination renders: headers and the wrapped FormatAlert text.
@@ -173,7 +176,15 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.bench_function("jira_body", |b| {
-        b.iter(|| Notifier::render(&*jira, std::hint::black_box(&event), &ctx).unwrap())
+        b.iter(|| {
+            Notifier::render(
+                &*jira,
+                std::hint::black_box(&event),
+                &herald::notifiers::Target::default(),
+                &ctx,
+            )
+            .unwrap()
+        })
     });
     g.bench_function("email_message", |b| {
         b.iter(|| email_message(std::hint::black_box(alert), now))

@@ -1,6 +1,12 @@
 //! The daemon: source → decode → route → per-destination pools, with offsets
 //! committed as deliveries become final, and a bounded graceful stop.
+//!
+//! The consume loop never waits on a destination (a pool takes each delivery
+//! at once, parking what does not fit), pauses every partition while the
+//! ledger cannot write (and reads again what was abandoned once it can), and
+//! replaces a consumer that failed fatally instead of exiting.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,23 +16,40 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::deadletter::{DeadLetter, DeadLetters, Origin};
-use crate::delivery::{Inbound, Job, Pool, Shared};
-use crate::http::{self, Health, Metrics};
-use crate::ledger::Ledger;
+use crate::delivery::{self, Fatal, Inbound, Pool, Retrying, Shared, SystemClock};
+use crate::destinations::{self, Destination};
+use crate::http;
+use crate::ledger::{self, Ledger};
 use crate::model::{decode, Event};
 use crate::routing;
 use crate::source::tracker::{Limits, Ticket, Tp, Tracker};
 use crate::source::{self, KafkaConsumer, SourceContext};
+use crate::telemetry::{Health, Metrics};
+
+/// Fatal consumer errors herald recovers from in-process (a new consumer)
+/// within [`RECREATE_WINDOW`] before it exits for its supervisor.
+const MAX_RECREATES: usize = 5;
+const RECREATE_WINDOW: Duration = Duration::from_secs(600);
+
+/// One destination as the dispatcher routes to it.
+struct Route {
+    dest: Destination,
+    pool: Arc<Pool>,
+}
 
 /// Runs until SIGTERM or SIGINT, then stops within the grace period. SIGHUP
 /// reloads the destinations from `config_path`.
-pub async fn run(config: Config, config_path: std::path::PathBuf) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    destinations: Vec<Destination>,
+    config_path: std::path::PathBuf,
+) -> anyhow::Result<()> {
     let started = Instant::now();
     // Before anything slow: SIGHUP's default action would end the process.
     let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     // The ledger, its lock and the dead-letter file hold alerts: private.
     crate::files::private_umask();
-    for w in config.cleartext_warnings() {
+    for w in destinations::cleartext_warnings(&config, &destinations) {
         tracing::warn!("credentials in clear: {w}");
     }
     let metrics = Arc::new(Metrics::new());
@@ -41,8 +64,8 @@ pub async fn run(config: Config, config_path: std::path::PathBuf) -> anyhow::Res
         None
     };
     let stop_http = CancellationToken::new();
-    let http_task = http::serve(
-        config.http.listen,
+    let listeners = http::Listeners::start(
+        &config,
         metrics.clone(),
         health.clone(),
         ledger.clone(),
@@ -51,20 +74,20 @@ pub async fn run(config: Config, config_path: std::path::PathBuf) -> anyhow::Res
     .await?;
 
     let k = &config.kafka;
-    let ingest_task = match &config.ingest {
-        Some(i) => Some(http::ingest::serve(i, k, metrics.clone(), stop_http.clone()).await?),
-        None => None,
-    };
     let tracker = Arc::new(Tracker::new(Limits {
         per_partition: k.max_in_flight_per_partition,
         total: k.max_in_flight,
+        bytes: k.max_in_flight_bytes,
     }));
-    let ctx = SourceContext {
-        tracker: tracker.clone(),
-        metrics: metrics.clone(),
-        health: health.clone(),
+    let ctx = {
+        let (tracker, metrics, health) = (tracker.clone(), metrics.clone(), health.clone());
+        move || SourceContext {
+            tracker: tracker.clone(),
+            metrics: metrics.clone(),
+            health: health.clone(),
+        }
     };
-    let consumer = Arc::new(source::consumer(k, ctx)?);
+    let consumer = Arc::new(source::consumer(k, ctx())?);
     {
         let (c, topic) = (consumer.clone(), k.dead_letter_topic.clone());
         tokio::task::spawn_blocking(move || {
@@ -86,19 +109,23 @@ pub async fn run(config: Config, config_path: std::path::PathBuf) -> anyhow::Res
     )?);
 
     let abandon = CancellationToken::new();
+    let fatal = Fatal::default();
     let shared = Shared {
         metrics: metrics.clone(),
         dead_letters: dead_letters.clone(),
         ledger: ledger.clone(),
         abandon: abandon.clone(),
+        clock: Arc::new(SystemClock::new()),
         failure_log_interval: config.log.failure_log_interval.0,
+        limits: k.decode_limits(),
+        fatal: fatal.clone(),
+        retrying: Retrying::default(),
     };
-    let routes: Vec<Arc<Pool>> = config
-        .destinations
-        .iter()
-        .map(|d| Arc::new(Pool::start(d, shared.clone())))
+    let routes: Vec<Arc<Route>> = destinations
+        .into_iter()
+        .map(|d| Arc::new(start_route(d, &shared, false)))
         .collect();
-    config.destinations.iter().for_each(spawn_preflight);
+    dead_letter_orphans(&shared, &routes);
     if let Some(l) = &ledger {
         tokio::spawn(ledger_upkeep(
             l.clone(),
@@ -118,9 +145,10 @@ pub async fn run(config: Config, config_path: std::path::PathBuf) -> anyhow::Res
     // Type=notify units: started means listening and consuming.
     sd_notify_state(&[sd_notify::NotifyState::Ready]);
 
+    let current = Arc::new(std::sync::RwLock::new(consumer));
     let stop_consuming = CancellationToken::new();
     let commit_task = tokio::spawn(commit_loop(
-        consumer.clone(),
+        current.clone(),
         tracker.clone(),
         metrics.clone(),
         k.commit_interval.0,
@@ -135,10 +163,10 @@ pub async fn run(config: Config, config_path: std::path::PathBuf) -> anyhow::Res
         metrics.clone(),
     ));
 
-    let (limits, max_alert_age) = (k.decode_limits(), k.max_alert_age.map(|d| d.0));
+    let max_alert_age = k.max_alert_age.map(|d| d.0);
     let grace = config.shutdown_grace;
     let mut dispatcher = Dispatcher {
-        consumer: consumer.clone(),
+        consumer: current.clone(),
         tracker: tracker.clone(),
         metrics: metrics.clone(),
         dead_letters: dead_letters.clone(),
@@ -147,13 +175,14 @@ pub async fn run(config: Config, config_path: std::path::PathBuf) -> anyhow::Res
         shared,
         running: config,
         reloads: reload_rx,
-        fatal: None,
-        limits,
+        fatal: fatal.clone(),
         max_alert_age,
+        store_paused: None,
+        recreated: Vec::new(),
+        new_consumer: Box::new(move |k| source::consumer(k, ctx())),
     };
     dispatcher.consume(&stop_consuming).await;
-    let fatal = dispatcher.fatal.take();
-    // Consuming also ends on a fatal consumer error: stop the commit loop too.
+    // Consuming also ends on a fatal error: stop the commit loop too.
     stop_consuming.cancel();
 
     // Graceful stop: drain what is in flight within the grace period, then
@@ -181,7 +210,7 @@ pub async fn run(config: Config, config_path: std::path::PathBuf) -> anyhow::Res
     // Close connections cleanly (TLS close_notify) so receivers keep every frame.
     reload_task.abort();
     let routes = dispatcher.routes();
-    let closing = futures::future::join_all(routes.iter().map(|p| p.close()));
+    let closing = futures::future::join_all(routes.iter().map(|r| r.pool.close()));
     if tokio::time::timeout(Duration::from_secs(5), closing)
         .await
         .is_err()
@@ -190,6 +219,7 @@ pub async fn run(config: Config, config_path: std::path::PathBuf) -> anyhow::Res
     }
     let _ = commit_task.await;
     signal_task.abort();
+    let consumer = current.read().unwrap_or_else(|p| p.into_inner()).clone();
     let final_marks = tracker.commit_candidates();
     let c = consumer.clone();
     let committed = tokio::task::spawn_blocking(move || {
@@ -214,8 +244,19 @@ pub async fn run(config: Config, config_path: std::path::PathBuf) -> anyhow::Res
     )
     .await;
     drop(dispatcher);
-    // Closing a consumer can hang in librdkafka (known rust-rdkafka issue);
-    // bound it so the process always exits.
+    close_consumer(consumer).await;
+    stop_http.cancel();
+    listeners.stopped(Duration::from_secs(2)).await;
+    tracing::info!("stopped");
+    match fatal.reason() {
+        Some(why) => Err(anyhow::anyhow!(why)),
+        None => Ok(()),
+    }
+}
+
+/// Closing a consumer can hang in librdkafka (known rust-rdkafka issue):
+/// bounded, so the process always goes on.
+async fn close_consumer(consumer: Arc<KafkaConsumer>) {
     let close = tokio::task::spawn_blocking(move || {
         consumer.unsubscribe();
         drop(consumer);
@@ -224,35 +265,63 @@ pub async fn run(config: Config, config_path: std::path::PathBuf) -> anyhow::Res
         .await
         .is_err()
     {
-        tracing::warn!("kafka consumer close did not finish in 5s; exiting anyway");
-    }
-    stop_http.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(2), http_task).await;
-    if let Some(t) = ingest_task {
-        let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
-    }
-    tracing::info!("stopped");
-    match fatal {
-        Some(why) => Err(anyhow::anyhow!(why)),
-        None => Ok(()),
+        tracing::warn!("kafka consumer close did not finish in 5s; going on");
     }
 }
 
-/// Expires old ledger entries and keeps the ledger gauges and `/readyz` current.
+fn start_route(dest: Destination, shared: &Shared, paused: bool) -> Route {
+    let start = if paused {
+        Pool::start_paused
+    } else {
+        Pool::start
+    };
+    let pool = start(
+        &dest.name,
+        dest.notifier.clone(),
+        dest.policy.clone(),
+        dest.fingerprint,
+        shared.clone(),
+    );
+    spawn_preflight(&dest);
+    Route { dest, pool }
+}
+
+/// Parked deliveries of destinations the configuration no longer has (it
+/// changed while herald was stopped) can never be delivered: dead-lettered
+/// as `destination_removed`, not left in the store for ever.
+fn dead_letter_orphans(shared: &Shared, routes: &[Arc<Route>]) {
+    let Some(l) = &shared.ledger else { return };
+    for name in l.parked_destinations() {
+        if routes.iter().any(|r| r.dest.name == name) {
+            continue;
+        }
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let n = delivery::sweeper::dead_letter_all(&shared, &name).await;
+            tracing::warn!(destination = %name, dead_lettered = n, "parked deliveries of a destination no longer configured");
+        });
+    }
+}
+
+/// Expires old ledger entries, keeps the ledger gauges and `/readyz`
+/// current, and after a store failure probes until the store works again.
 async fn ledger_upkeep(
     ledger: Ledger,
-    retention: crate::ledger::Retention,
+    retention: ledger::Retention,
     sweep_every: Duration,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     stop: CancellationToken,
 ) {
-    let mut last_sweep = Instant::now();
+    let mut last_sweep = tokio::time::Instant::now();
     let mut first = true;
     loop {
-        if first || last_sweep.elapsed() >= sweep_every {
+        if !ledger.healthy() {
+            ledger.probe().await;
+        }
+        if ledger.healthy() && (first || last_sweep.elapsed() >= sweep_every) {
             first = false;
-            last_sweep = Instant::now();
+            last_sweep = tokio::time::Instant::now();
             match ledger
                 .sweep(chrono::Utc::now().timestamp_millis(), retention)
                 .await
@@ -267,7 +336,8 @@ async fn ledger_upkeep(
             .store_failed
             .store(!healthy, std::sync::atomic::Ordering::Relaxed);
         metrics.ledger_healthy.set(healthy as i64);
-        if let Ok(n) = ledger.len() {
+        let l = ledger.clone();
+        if let Ok(Ok(n)) = tokio::task::spawn_blocking(move || l.len()).await {
             metrics.ledger_entries.set(n as i64);
         }
         metrics.ledger_file_size.set(ledger.file_size() as i64);
@@ -280,8 +350,8 @@ async fn ledger_upkeep(
 
 /// Start-up checks (Jira permissions and priorities …) in the background: a
 /// destination that fails them still gets its deliveries retried.
-fn spawn_preflight(d: &crate::config::Destination) {
-    let (name, notifier) = (d.common.name.clone(), d.notifier.clone());
+fn spawn_preflight(d: &Destination) {
+    let (name, notifier) = (d.name.clone(), d.notifier.clone());
     tokio::spawn(async move {
         match notifier.preflight().await {
             Ok(what) => tracing::info!(destination = %name, "start-up checks: {what}"),
@@ -306,7 +376,7 @@ fn now_secs() -> f64 {
 async fn reload_on_sighup(
     mut hangup: tokio::signal::unix::Signal,
     path: std::path::PathBuf,
-    to_dispatcher: tokio::sync::mpsc::Sender<Config>,
+    to_dispatcher: tokio::sync::mpsc::Sender<(Config, Vec<Destination>)>,
     metrics: Arc<Metrics>,
 ) {
     while hangup.recv().await.is_some() {
@@ -316,9 +386,9 @@ async fn reload_on_sighup(
         states.extend(sd_notify::NotifyState::monotonic_usec_now().ok());
         sd_notify_state(&states);
         let p = path.clone();
-        match tokio::task::spawn_blocking(move || Config::load(&p)).await {
-            Ok(Ok(cfg)) => {
-                if to_dispatcher.send(cfg).await.is_err() {
+        match tokio::task::spawn_blocking(move || destinations::load(&p)).await {
+            Ok(Ok(loaded)) => {
+                if to_dispatcher.send(loaded).await.is_err() {
                     return;
                 }
             }
@@ -337,8 +407,13 @@ async fn reload_on_sighup(
 
 async fn wait_for_signal(stop: CancellationToken) {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot listen for SIGTERM and SIGINT");
+        return;
+    };
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM received"),
         _ = int.recv() => tracing::info!("SIGINT received"),
@@ -346,9 +421,15 @@ async fn wait_for_signal(stop: CancellationToken) {
     stop.cancel();
 }
 
+type CurrentConsumer = Arc<std::sync::RwLock<Arc<KafkaConsumer>>>;
+
+fn current(c: &CurrentConsumer) -> Arc<KafkaConsumer> {
+    c.read().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
 /// Commits each partition's watermark every `interval` until `stop`.
 async fn commit_loop(
-    consumer: Arc<KafkaConsumer>,
+    consumer: CurrentConsumer,
     tracker: Arc<Tracker>,
     metrics: Arc<Metrics>,
     interval: Duration,
@@ -373,18 +454,21 @@ async fn commit_loop(
                 .set(paused as i64);
         }
         metrics.in_flight_messages.set(tracker.total() as i64);
+        metrics.in_flight_bytes.set(tracker.bytes() as i64);
         let marks = tracker.commit_candidates();
         if marks.is_empty() {
             continue;
         }
-        let c = consumer.clone();
+        let c = current(&consumer);
+        let committer = c.clone();
         let result = tokio::task::spawn_blocking(move || {
-            c.commit(&source::to_tpl(&marks), CommitMode::Sync)
+            committer
+                .commit(&source::to_tpl(&marks), CommitMode::Sync)
                 .map(|_| marks)
         })
         .await;
         match result {
-            Ok(Ok(marks)) => consumer.context().record_commits(&marks),
+            Ok(Ok(marks)) => c.context().record_commits(&marks),
             Ok(Err(e)) => {
                 metrics.commit_failures.inc();
                 tracing::warn!(error = %e, "offset commit failed; will retry");
@@ -394,42 +478,59 @@ async fn commit_loop(
     }
 }
 
+type NewConsumer =
+    Box<dyn Fn(&crate::config::KafkaConfig) -> anyhow::Result<KafkaConsumer> + Send + Sync>;
+
 struct Dispatcher {
-    consumer: Arc<KafkaConsumer>,
+    consumer: CurrentConsumer,
     tracker: Arc<Tracker>,
     metrics: Arc<Metrics>,
     dead_letters: Arc<DeadLetters>,
     abandon: CancellationToken,
     /// Replaced whole by a reload; a message is routed with one snapshot.
-    routes: std::sync::RwLock<Arc<Vec<Arc<Pool>>>>,
+    routes: std::sync::RwLock<Arc<Vec<Arc<Route>>>>,
     shared: Shared,
     /// The config in force (for what a reload cannot change).
     running: Config,
-    reloads: tokio::sync::mpsc::Receiver<Config>,
-    /// Set when the consumer failed fatally: herald stops and exits non-zero.
-    fatal: Option<String>,
-    limits: crate::model::Limits,
+    reloads: tokio::sync::mpsc::Receiver<(Config, Vec<Destination>)>,
+    fatal: Fatal,
     max_alert_age: Option<Duration>,
+    /// While the ledger cannot write: every partition is paused, and this
+    /// holds, per partition, the lowest offset received and dropped since
+    /// (read again once the store works).
+    store_paused: Option<HashMap<Tp, i64>>,
+    /// When fatal consumer errors were recovered from.
+    recreated: Vec<Instant>,
+    new_consumer: NewConsumer,
 }
 
 impl Dispatcher {
-    fn routes(&self) -> Arc<Vec<Arc<Pool>>> {
+    fn routes(&self) -> Arc<Vec<Arc<Route>>> {
         self.routes
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
 
+    fn consumer(&self) -> Arc<KafkaConsumer> {
+        current(&self.consumer)
+    }
+
     async fn consume(&mut self, stop: &CancellationToken) {
+        let fatal = self.fatal.clone();
+        let mut store_check = tokio::time::interval(Duration::from_millis(250));
         loop {
+            let consumer = self.consumer();
             tokio::select! {
                 biased;
                 _ = stop.cancelled() => return,
-                Some(cfg) = self.reloads.recv() => self.reload(cfg),
+                _ = fatal.triggered() => return,
+                Some(loaded) = self.reloads.recv() => self.reload(loaded),
                 _ = self.tracker.resume.notified() => self.apply_resumes(),
-                msg = self.consumer.recv() => match msg {
+                _ = store_check.tick() => self.check_store().await,
+                msg = consumer.recv() => match msg {
                     Ok(m) => {
-                        let only = crate::cli::dlq::replay_target(m.headers());
+                        let replay = crate::cli::dlq::replay_target(m.headers());
                         let origin = Origin {
                             topic: m.topic().to_string(),
                             partition: m.partition(),
@@ -438,16 +539,21 @@ impl Dispatcher {
                             value: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
                         };
                         drop(m);
-                        self.handle(origin, only, stop).await;
+                        if let Some(dropped) = &mut self.store_paused {
+                            // Paused for the store: a message already fetched is
+                            // read again once the store works.
+                            let tp = Tp::new(&origin.topic, origin.partition);
+                            let low = dropped.entry(tp).or_insert(origin.offset);
+                            *low = (*low).min(origin.offset);
+                            continue;
+                        }
+                        self.handle(origin, replay);
                         self.apply_pauses();
                     }
                     Err(rdkafka::error::KafkaError::MessageConsumptionFatal(code)) => {
-                        // The consumer is dead (e.g. fenced after a broker
-                        // restart): stop as on SIGTERM and exit non-zero, so
-                        // the supervisor restarts herald with a new consumer.
-                        tracing::error!(error = ?code, "fatal kafka consumer error: stopping so that herald is restarted");
-                        self.fatal = Some(format!("fatal kafka consumer error: {code:?}"));
-                        return;
+                        if !self.recreate(format!("{code:?}")).await {
+                            return;
+                        }
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "kafka consume error");
@@ -458,53 +564,139 @@ impl Dispatcher {
         }
     }
 
+    /// A fatal consumer error (a static member fenced after a broker restart
+    /// slower than the session timeout): a new consumer joins the group in
+    /// this process. The old generation's unfinished work is forgotten (it is
+    /// uncommitted, so read again; the ledger keeps it from being notified
+    /// twice); the ledger, parked deliveries and listeners stay. Past
+    /// [`MAX_RECREATES`] in [`RECREATE_WINDOW`], herald exits non-zero.
+    async fn recreate(&mut self, why: String) -> bool {
+        let now = Instant::now();
+        self.recreated
+            .retain(|t| now.duration_since(*t) < RECREATE_WINDOW);
+        if self.recreated.len() >= MAX_RECREATES {
+            self.fatal.trigger(format!(
+                "fatal kafka consumer error: {why} ({MAX_RECREATES} new consumers in {} did not help)",
+                humantime::format_duration(RECREATE_WINDOW)
+            ));
+            return false;
+        }
+        self.recreated.push(now);
+        tracing::error!(error = %why, attempt = self.recreated.len(), "fatal kafka consumer error: replacing the consumer");
+        self.tracker.revoke_all();
+        self.metrics.consumers_recreated.inc();
+        match (self.new_consumer)(&self.running.kafka) {
+            Ok(c) => {
+                let old = std::mem::replace(
+                    &mut *self.consumer.write().unwrap_or_else(|p| p.into_inner()),
+                    Arc::new(c),
+                );
+                tokio::spawn(close_consumer(old));
+                true
+            }
+            Err(e) => {
+                self.fatal.trigger(format!(
+                    "fatal kafka consumer error: {why}; no new consumer: {e}"
+                ));
+                false
+            }
+        }
+    }
+
+    /// Pauses everything while the ledger cannot write; once it can, reads
+    /// again from where each partition's unfinished messages begin.
+    async fn check_store(&mut self) {
+        let Some(l) = &self.shared.ledger else { return };
+        match (&self.store_paused, l.healthy()) {
+            (None, false) => {
+                let consumer = self.consumer();
+                if let Ok(assigned) = consumer.assignment() {
+                    if let Err(e) = consumer.pause(&assigned) {
+                        tracing::warn!(error = %e, "pause failed");
+                    }
+                }
+                tracing::error!("ledger store failed: every partition paused until it works again");
+                self.store_paused = Some(HashMap::new());
+            }
+            (Some(_), true) => {
+                let dropped = self.store_paused.take().unwrap_or_default();
+                let consumer = self.consumer();
+                let tracker = self.tracker.clone();
+                let result = tokio::task::spawn_blocking(move || -> anyhow::Result<usize> {
+                    let mut seeks = 0;
+                    for tp in tracker.assigned() {
+                        let from = [tracker.rewind(&tp), dropped.get(&tp).copied()]
+                            .into_iter()
+                            .flatten()
+                            .min();
+                        if let Some(offset) = from {
+                            consumer.seek(
+                                &tp.topic,
+                                tp.partition,
+                                rdkafka::Offset::Offset(offset),
+                                Duration::from_secs(10),
+                            )?;
+                            seeks += 1;
+                        }
+                    }
+                    let assigned = consumer.assignment()?;
+                    consumer.resume(&assigned)?;
+                    Ok(seeks)
+                })
+                .await;
+                match result {
+                    Ok(Ok(n)) => tracing::info!(rewound = n, "ledger store works again: consuming again from the first unfinished messages"),
+                    Ok(Err(e)) => self.fatal.trigger(format!("cannot resume after the store recovered: {e}")),
+                    Err(e) => self.fatal.trigger(format!("resume task failed: {e}")),
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// Applies a validated config: unchanged destinations keep their pool
     /// (queues, breakers, connections); a changed one gets a new pool while
     /// the old one finishes its queue; a removed one finishes its queue, and
     /// then its parked deliveries are dead-lettered (`destination_removed`).
-    fn reload(&mut self, cfg: Config) {
+    fn reload(&mut self, (cfg, destinations): (Config, Vec<Destination>)) {
         let old = self.routes();
-        let mut by_name: std::collections::HashMap<String, Arc<Pool>> = old
+        let mut by_name: HashMap<String, Arc<Route>> = old
             .iter()
-            .map(|p| (p.common.name.clone(), p.clone()))
+            .map(|r| (r.dest.name.clone(), r.clone()))
             .collect();
         let (mut added, mut changed, mut unchanged) = (Vec::new(), Vec::new(), 0);
         let mut next = Vec::new();
-        for d in &cfg.destinations {
-            let name = d.common.name.clone();
+        for d in destinations {
+            let name = d.name.clone();
             match by_name.remove(&name) {
-                Some(p) if p.fingerprint == d.fingerprint => {
+                Some(r) if r.pool.fingerprint == d.fingerprint => {
                     unchanged += 1;
-                    next.push(p);
+                    next.push(r);
                 }
-                Some(p) => {
-                    let fresh = Arc::new(Pool::start_paused(d, self.shared.clone()));
-                    let tasks = p.retire();
-                    let successor = fresh.clone();
+                Some(r) => {
+                    let fresh = Arc::new(start_route(d, &self.shared, true));
+                    let successor = fresh.pool.clone();
                     tokio::spawn(async move {
-                        futures::future::join_all(tasks).await;
-                        p.close().await;
+                        r.pool.retire().await;
+                        r.pool.close().await;
                         successor.allow_sweep();
                     });
-                    spawn_preflight(d);
                     changed.push(name);
                     next.push(fresh);
                 }
                 None => {
-                    spawn_preflight(d);
                     added.push(name);
-                    next.push(Arc::new(Pool::start(d, self.shared.clone())));
+                    next.push(Arc::new(start_route(d, &self.shared, false)));
                 }
             }
         }
         let removed: Vec<String> = by_name.keys().cloned().collect();
-        for (name, p) in by_name {
-            let tasks = p.retire();
+        for (name, r) in by_name {
             let shared = self.shared.clone();
             tokio::spawn(async move {
-                futures::future::join_all(tasks).await;
-                p.close().await;
-                let n = crate::delivery::parking::dead_letter_removed(&shared, &name).await;
+                r.pool.retire().await;
+                r.pool.close().await;
+                let n = delivery::sweeper::dead_letter_all(&shared, &name).await;
                 tracing::info!(destination = %name, dead_lettered = n, "removed destination stopped");
             });
         }
@@ -531,40 +723,40 @@ impl Dispatcher {
         if tps.is_empty() {
             return;
         }
-        match self.consumer.pause(&source::partitions_tpl(&tps)) {
+        match self.consumer().pause(&source::partitions_tpl(&tps)) {
             Ok(()) => tracing::debug!(partitions = tps.len(), "paused for backpressure"),
             Err(e) => tracing::warn!(error = %e, "pause failed"),
         }
     }
 
     fn apply_resumes(&self) {
+        if self.store_paused.is_some() {
+            return;
+        }
         let tps = self.tracker.to_resume();
         if tps.is_empty() {
             return;
         }
-        match self.consumer.resume(&source::partitions_tpl(&tps)) {
+        match self.consumer().resume(&source::partitions_tpl(&tps)) {
             Ok(()) => tracing::debug!(partitions = tps.len(), "resumed"),
             Err(e) => tracing::warn!(error = %e, "resume failed"),
         }
     }
 
-    /// `only`: a replayed message goes to that destination alone.
-    async fn handle(
-        &self,
-        origin: Origin,
-        only: Option<crate::cli::dlq::Replay>,
-        stop: &CancellationToken,
-    ) {
+    /// One message: decoded, routed, and handed to each destination's pool,
+    /// none of which makes it wait. A replayed message goes to its one
+    /// destination, through that destination's routing unless forced.
+    fn handle(&self, origin: Origin, replay: Option<crate::cli::dlq::Replay>) {
         let tp = Tp::new(&origin.topic, origin.partition);
         self.metrics
             .messages_consumed
             .with_label_values(&[&origin.topic, &origin.partition.to_string()])
             .inc();
-        let Some(token) = self.tracker.begin(&tp, origin.offset) else {
+        let Some(token) = self.tracker.begin(&tp, origin.offset, origin.value.len()) else {
             tracing::debug!(topic = %origin.topic, partition = origin.partition, "message of an unassigned partition");
             return;
         };
-        let event = match decode(&origin.value, &self.limits) {
+        let event = match decode(&origin.value, &self.shared.limits) {
             Ok(e) => e,
             Err(invalid) => {
                 self.metrics
@@ -579,9 +771,9 @@ impl Dispatcher {
                     detail = %invalid.detail,
                     "invalid message; dead-lettering"
                 );
-                let ticket = Ticket::split(self.tracker.clone(), token, 1)
-                    .pop()
-                    .expect("one ticket");
+                let Some(ticket) = Ticket::split(self.tracker.clone(), token, 1).pop() else {
+                    return;
+                };
                 let record = DeadLetter::new("invalid_input", invalid.to_string(), &origin);
                 let (dl, abandon) = (self.dead_letters.clone(), self.abandon.clone());
                 tokio::spawn(async move {
@@ -594,6 +786,8 @@ impl Dispatcher {
         };
         if let (Some(max_age), Event::Alert(a)) = (self.max_alert_age, &event) {
             if let Some(t) = a.fields.time {
+                // A time in the future is not old (and not "new for ever":
+                // the ledger clamps it).
                 let age = chrono::Utc::now().signed_duration_since(t.0);
                 if age.to_std().is_ok_and(|age| age > max_age) {
                     self.metrics
@@ -607,21 +801,21 @@ impl Dispatcher {
             }
         }
         let routes = self.routes();
-        let chosen: Vec<&Arc<Pool>> = routes
+        let chosen: Vec<&Arc<Route>> = routes
             .iter()
-            .filter(|p| {
-                if let Some(only) = &only {
-                    if p.common.name != only.destination {
+            .filter(|r| {
+                if let Some(only) = &replay {
+                    if r.dest.name != only.destination {
                         return false;
                     }
                     if only.force {
                         return true;
                     }
                 }
-                match routing::decide(&p.common, p.can_resolve(), &event) {
+                match routing::decide(&r.dest.rule, r.dest.kind, r.pool.can_resolve(), &event) {
                     Ok(()) => true,
                     Err(why) => {
-                        tracing::trace!(destination = %p.common.name, reason = %why, "not routed");
+                        tracing::trace!(destination = %r.dest.name, reason = %why, "not routed");
                         false
                     }
                 }
@@ -635,17 +829,10 @@ impl Dispatcher {
                 .inc();
             return;
         }
-        let inbound = Arc::new(Inbound { origin, event });
-        for (pool, ticket) in chosen.into_iter().zip(tickets) {
-            pool.enqueue(
-                Job {
-                    message: inbound.clone(),
-                    ticket,
-                    enqueued: Instant::now(),
-                },
-                stop,
-            )
-            .await;
+        let key = ledger::key_of(&event);
+        let inbound = Arc::new(Inbound { origin, event, key });
+        for (route, ticket) in chosen.into_iter().zip(tickets) {
+            route.pool.dispatch(inbound.clone(), ticket);
         }
     }
 }

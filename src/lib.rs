@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod deadletter;
 pub mod delivery;
+pub mod destinations;
 pub mod files;
 pub mod formats;
 pub mod http;

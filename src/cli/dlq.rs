@@ -11,7 +11,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::Config;
 use crate::deadletter::DeadLetter;
-use crate::ledger::{Ledger, LedgerError, Parked};
+use crate::ledger::{Ledger, LedgerError};
 use crate::source;
 
 /// The header that restricts a replayed message to one destination.
@@ -134,9 +134,6 @@ pub async fn replay(
     since: Option<chrono::DateTime<chrono::Utc>>,
     force: bool,
 ) -> anyhow::Result<usize> {
-    if config.destination(destination).is_none() {
-        anyhow::bail!("no destination named {destination:?}");
-    }
     let producer: FutureProducer = source::producer(&config.kafka)?;
     let mut n = 0;
     for s in records {
@@ -217,21 +214,80 @@ pub fn replay_target(headers: Option<&rdkafka::message::BorrowedHeaders>) -> Opt
     })
 }
 
-/// Parked deliveries: from the ledger when herald is stopped, otherwise from
-/// the running daemon's `/v1/parked`.
-pub async fn parked(config: &Config) -> anyhow::Result<Vec<Parked>> {
+/// Prints every parked delivery, oldest first, a page at a time: from the
+/// ledger file when herald is stopped, otherwise through the running
+/// daemon's admin API (`/v1/parked`, with `admin.token` when set).
+pub async fn print_parked(config: &Config) -> anyhow::Result<()> {
+    let print = |p: &serde_json::Value| {
+        if p["unreadable"] == true {
+            println!(
+                "(row {} does not read; dead-lettered at the next sweep)",
+                p["id"]
+            );
+            return;
+        }
+        println!(
+            "{}\t{}\t{}/{}@{}\tattempts={}\tnext={}\t{}",
+            p["destination"].as_str().unwrap_or(""),
+            p["key"].as_str().unwrap_or(""),
+            p["topic"].as_str().unwrap_or(""),
+            p["partition"],
+            p["offset"],
+            p["attempts"],
+            p["next_attempt_ms"]
+                .as_i64()
+                .and_then(chrono::DateTime::from_timestamp_millis)
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .unwrap_or_default(),
+            p["last_error"].as_str().unwrap_or("")
+        );
+    };
     let metrics = std::sync::Arc::new(crate::telemetry::Metrics::new());
     match Ledger::open(&config.state_dir, metrics) {
-        Ok(l) => Ok(l.parked()?.into_iter().map(|(_, p)| p).collect()),
+        Ok(l) => {
+            let mut after = 0;
+            loop {
+                let page = l.page(after, crate::http::PAGE_MAX)?;
+                for (id, row) in &page {
+                    print(&crate::http::listed(*id, row));
+                    after = *id;
+                }
+                if page.len() < crate::http::PAGE_MAX {
+                    return Ok(());
+                }
+            }
+        }
         Err(LedgerError::Locked { .. }) => {
-            let url = format!("http://{}/v1/parked", config.http.listen);
-            let body = reqwest::get(&url)
-                .await
-                .map_err(|e| anyhow::anyhow!("the ledger is in use and {url} did not answer: {e}"))?
-                .error_for_status()?
-                .bytes()
-                .await?;
-            Ok(serde_json::from_slice(&body)?)
+            let client = reqwest::Client::new();
+            let mut after = 0u64;
+            loop {
+                let url = format!(
+                    "http://{}/v1/parked?after={after}&limit={}",
+                    config.admin.listen,
+                    crate::http::PAGE_MAX
+                );
+                let mut req = client.get(&url);
+                if let Some(t) = config.admin.token() {
+                    req = req.bearer_auth(t.expose());
+                }
+                let body: serde_json::Value = req
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        anyhow::anyhow!("the ledger is in use and {url} did not answer: {e}")
+                    })?
+                    .error_for_status()?
+                    .bytes()
+                    .await
+                    .map(|b| serde_json::from_slice(&b))??;
+                for p in body["parked"].as_array().into_iter().flatten() {
+                    print(p);
+                }
+                match body["next"].as_u64() {
+                    Some(n) => after = n,
+                    None => return Ok(()),
+                }
+            }
         }
         Err(e) => Err(e.into()),
     }
@@ -244,7 +300,8 @@ pub enum LedgerView {
     /// No ledger file yet: nothing was ever recorded.
     Empty,
     Local(Ledger),
-    Daemon(String),
+    /// The daemon's `/v1/ledger` base URL and admin token.
+    Daemon(String, Option<crate::config::Secret>),
 }
 
 impl LedgerView {
@@ -258,10 +315,10 @@ impl LedgerView {
         let metrics = std::sync::Arc::new(crate::telemetry::Metrics::new());
         match Ledger::open(&config.state_dir, metrics) {
             Ok(l) => Ok(LedgerView::Local(l)),
-            Err(LedgerError::Locked { .. }) => Ok(LedgerView::Daemon(format!(
-                "http://{}/v1/ledger",
-                config.http.listen
-            ))),
+            Err(LedgerError::Locked { .. }) => Ok(LedgerView::Daemon(
+                format!("http://{}/v1/ledger", config.admin.listen),
+                config.admin.token(),
+            )),
             Err(e) => Err(e.into()),
         }
     }
@@ -275,14 +332,19 @@ impl LedgerView {
     ) -> anyhow::Result<(Option<crate::ledger::Entry>, bool)> {
         match self {
             LedgerView::Off | LedgerView::Empty => Ok((None, false)),
-            LedgerView::Local(l) => Ok((l.get(destination, key)?, l.is_parked(destination, key))),
-            LedgerView::Daemon(base) => {
+            LedgerView::Local(l) => Ok((l.get(destination, key)?, l.is_parked(destination, key)?)),
+            LedgerView::Daemon(base, token) => {
                 let mut url = reqwest::Url::parse(base)?;
                 url.path_segments_mut()
                     .map_err(|_| anyhow::anyhow!("bad daemon URL {base}"))?
                     .push(destination)
                     .push(key);
-                let bytes = reqwest::get(url)
+                let mut req = reqwest::Client::new().get(url);
+                if let Some(t) = token {
+                    req = req.bearer_auth(t.expose());
+                }
+                let bytes = req
+                    .send()
                     .await
                     .map_err(|e| {
                         anyhow::anyhow!("the ledger is in use and {base} did not answer: {e}")

@@ -9,8 +9,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
+use crate::destinations::{self, Destination};
 use crate::model::decode;
-use crate::notifiers::RenderContext;
+use crate::notifiers::{RenderContext, Target};
 use crate::{app, routing, telemetry};
 
 #[derive(Parser)]
@@ -133,26 +134,26 @@ pub fn main() -> ExitCode {
             println!("herald {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        Command::CheckConfig { config, online } => match Config::load(&config) {
-            Ok(c) => {
+        Command::CheckConfig { config, online } => match destinations::load(&config) {
+            Ok((c, dests)) => {
                 println!(
                     "{}: valid ({} destination{})",
                     config.display(),
-                    c.destinations.len(),
-                    if c.destinations.len() == 1 { "" } else { "s" }
+                    dests.len(),
+                    if dests.len() == 1 { "" } else { "s" }
                 );
-                for w in c.cleartext_warnings() {
+                for w in destinations::cleartext_warnings(&c, &dests) {
                     println!("warning: {w}");
                 }
                 if online {
                     return report(block_on(async move {
                         let mut failed = 0;
-                        for d in &c.destinations {
+                        for d in &dests {
                             match d.notifier.preflight().await {
-                                Ok(what) => println!("{}: ok: {what}", d.common.name),
+                                Ok(what) => println!("{}: ok: {what}", d.name),
                                 Err(e) => {
                                     failed += 1;
-                                    println!("{}: failed: {e}", d.common.name);
+                                    println!("{}: failed: {e}", d.name);
                                 }
                             }
                         }
@@ -212,10 +213,8 @@ pub fn main() -> ExitCode {
             config,
             destination,
         } => report(block_on(async move {
-            let cfg = load(&config)?;
-            let dest = cfg
-                .destination(&destination)
-                .ok_or_else(|| anyhow::anyhow!("no destination named {destination:?}"))?;
+            let (_, dests) = load(&config)?;
+            let dest = find(&dests, &destination)?;
             let outcome = dest.notifier.test().await;
             dest.notifier.close().await;
             match outcome {
@@ -230,26 +229,11 @@ pub fn main() -> ExitCode {
         Command::Parked {
             command: ParkedCommand::List { config },
         } => report(block_on(async move {
-            let cfg = load(&config)?;
-            for p in dlq::parked(&cfg).await? {
-                println!(
-                    "{}\t{}\t{}/{}@{}\tattempts={}\tnext={}\t{}",
-                    p.destination,
-                    p.key,
-                    p.topic,
-                    p.partition,
-                    p.offset,
-                    p.attempts,
-                    chrono::DateTime::from_timestamp_millis(p.next_attempt_ms)
-                        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-                        .unwrap_or_default(),
-                    p.last_error
-                );
-            }
-            Ok(())
+            let (cfg, _) = load(&config)?;
+            dlq::print_parked(&cfg).await
         })),
         Command::Run { config } => {
-            let cfg = match Config::load(&config) {
+            let (cfg, dests) = match destinations::load(&config) {
                 Ok(c) => c,
                 Err(errs) => {
                     eprintln!("{}: invalid configuration", config.display());
@@ -270,7 +254,7 @@ pub fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let result = rt.block_on(app::run(cfg, config));
+            let result = rt.block_on(app::run(cfg, dests, config));
             rt.shutdown_timeout(std::time::Duration::from_secs(2));
             match result {
                 Ok(()) => ExitCode::SUCCESS,
@@ -284,8 +268,18 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn load(path: &std::path::Path) -> anyhow::Result<Config> {
-    Config::load(path).map_err(|errs| anyhow::anyhow!("invalid configuration:\n{errs}"))
+fn load(path: &std::path::Path) -> anyhow::Result<(Config, Vec<Destination>)> {
+    destinations::load(path).map_err(|errs| anyhow::anyhow!("invalid configuration:\n{errs}"))
+}
+
+fn find<'a>(dests: &'a [Destination], name: &str) -> anyhow::Result<&'a Destination> {
+    dests.iter().find(|d| d.name == name).ok_or_else(|| {
+        let names: Vec<&str> = dests.iter().map(|d| d.name.as_str()).collect();
+        anyhow::anyhow!(
+            "no destination named {name:?} (configured: {})",
+            names.join(", ")
+        )
+    })
 }
 
 fn block_on<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyhow::Result<()> {
@@ -305,7 +299,7 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
 async fn dlq_command(command: DlqCommand) -> anyhow::Result<()> {
     match command {
         DlqCommand::List { config, file, json } => {
-            let cfg = load(&config)?;
+            let (cfg, _) = load(&config)?;
             let records = match file {
                 Some(f) => dlq::read_file(&f)?,
                 None => tokio::task::spawn_blocking(move || dlq::read_topic(&cfg)).await??,
@@ -320,7 +314,9 @@ async fn dlq_command(command: DlqCommand) -> anyhow::Result<()> {
             file,
             force,
         } => {
-            let cfg = std::sync::Arc::new(load(&config)?);
+            let (cfg, dests) = load(&config)?;
+            find(&dests, &destination)?;
+            let cfg = std::sync::Arc::new(cfg);
             let since = since
                 .map(|s| {
                     chrono::DateTime::parse_from_rfc3339(&s).map(|t| t.with_timezone(&chrono::Utc))
@@ -365,7 +361,7 @@ async fn explain(
     render: bool,
 ) -> anyhow::Result<String> {
     use std::fmt::Write as _;
-    let cfg = load(config)?;
+    let (cfg, dests) = load(config)?;
     let value = read_input(input.as_deref())?;
     let event = decode(&value, &cfg.kafka.decode_limits())
         .map_err(|e| anyhow::anyhow!("invalid message (it would be dead-lettered): {e}"))?;
@@ -383,10 +379,9 @@ async fn explain(
         }
         crate::model::Event::Audit(_) => out.push_str("audit event\n"),
     }
-    for d in &cfg.destinations {
-        let c = &d.common;
-        let _ = write!(out, "\n{} ({}): ", c.name, c.kind);
-        match routing::decide(c, d.notifier.can_resolve(), &event) {
+    for d in &dests {
+        let _ = write!(out, "\n{} ({}): ", d.name, d.kind);
+        match routing::decide(&d.rule, d.kind, d.notifier.can_resolve(), &event) {
             Err(why) => {
                 let _ = writeln!(out, "not sent: {why}");
                 continue;
@@ -395,39 +390,50 @@ async fn explain(
                 let why = match &event {
                     crate::model::Event::Audit(_) => "audit = true".to_string(),
                     crate::model::Event::Alert(a)
-                        if a.fields.policy.notifiers.iter().any(|n| n == &c.id) =>
+                        if a.fields.policy.notifiers.iter().any(|n| n == &d.rule.id) =>
                     {
-                        format!("policy.notifiers lists its id {:?}", c.id)
+                        format!("policy.notifiers lists its id {:?}", d.rule.id)
                     }
                     _ => "all_alerts = true".to_string(),
                 };
                 let _ = writeln!(out, "sent ({why}; every filter passed)");
             }
         }
-        if let Some(r) = d.notifier.route(&event) {
+        let mut target = Target::default();
+        if let (Some(a), crate::model::Event::Alert(_)) = (d.notifier.annotation(), &event) {
+            let r = a.resolve(&event);
+            let shown = match &r.target {
+                Ok(t) if t.value.is_none() => a.default_shown.clone(),
+                Ok(t) => t.shown.clone(),
+                Err(why) => format!("refused, dead-lettered as target_not_allowed: {why}"),
+            };
             let _ = writeln!(
                 out,
-                "  target: {} (annotation key {:?}, decided by the {})",
-                r.value,
-                r.key,
+                "  target: {shown} (annotation key {:?}, decided by the {})",
+                a.key,
                 r.step.as_str()
             );
+            match r.target {
+                Ok(t) => target = t,
+                Err(_) => continue,
+            }
         }
         let _ = writeln!(
             out,
             "  ledger: {}",
-            ledger_verdict(&ledger, c, &event, &key).await
+            ledger_verdict(&ledger, d, &event, &key).await
         );
         if render {
             let body = d
                 .notifier
                 .render(
                     &event,
+                    &target,
                     &RenderContext {
                         now: chrono::Utc::now(),
                     },
                 )
-                .map_err(|e| anyhow::anyhow!("{}: cannot render: {e}", c.name))?;
+                .map_err(|e| anyhow::anyhow!("{}: cannot render: {e}", d.name))?;
             let mut text = String::from_utf8_lossy(&body).into_owned();
             for secret in d.notifier.payload_secrets() {
                 if !secret.is_empty() {
@@ -443,7 +449,7 @@ async fn explain(
 /// Whether the ledger would let the delivery through, and why.
 async fn ledger_verdict(
     ledger: &dlq::LedgerView,
-    c: &crate::config::Common,
+    d: &Destination,
     event: &crate::model::Event,
     key: &str,
 ) -> String {
@@ -451,7 +457,7 @@ async fn ledger_verdict(
     if matches!(ledger, dlq::LedgerView::Off) {
         return "off (at-least-once: no notify-once check)".into();
     }
-    let (entry, parked) = match ledger.lookup(&c.name, key).await {
+    let (entry, parked) = match ledger.lookup(&d.name, key).await {
         Ok(found) => found,
         Err(e) => return format!("unknown ({e:#})"),
     };
@@ -466,7 +472,7 @@ async fn ledger_verdict(
         ),
     };
     let now = chrono::Utc::now().timestamp_millis();
-    match crate::ledger::plan(event, entry, parked, c.policy.renotify_runtime_updates, now) {
+    match crate::ledger::plan(event, entry, parked, d.policy.renotify_runtime_updates, now) {
         Plan::Deliver(_) => format!("would deliver ({recorded})"),
         Plan::Skip(why, _) => format!("would skip: {why} ({recorded})"),
         Plan::ParkBehind => {
@@ -481,19 +487,8 @@ fn render(
     input: Option<PathBuf>,
     now: Option<String>,
 ) -> anyhow::Result<Vec<u8>> {
-    let cfg =
-        Config::load(config).map_err(|errs| anyhow::anyhow!("invalid configuration:\n{errs}"))?;
-    let dest = cfg.destination(destination).ok_or_else(|| {
-        let names: Vec<&str> = cfg
-            .destinations
-            .iter()
-            .map(|d| d.common.name.as_str())
-            .collect();
-        anyhow::anyhow!(
-            "no destination named {destination:?} (configured: {})",
-            names.join(", ")
-        )
-    })?;
+    let (cfg, dests) = load(config)?;
+    let dest = find(&dests, destination)?;
     let value = read_input(input.as_deref())?;
     let now = match now {
         Some(s) => chrono::DateTime::parse_from_rfc3339(&s)
@@ -503,10 +498,18 @@ fn render(
     };
     let event = decode(&value, &cfg.kafka.decode_limits())
         .map_err(|e| anyhow::anyhow!("invalid message: {e}"))?;
-    if let Err(why) = routing::decide(&dest.common, dest.notifier.can_resolve(), &event) {
+    if let Err(why) = routing::decide(&dest.rule, dest.kind, dest.notifier.can_resolve(), &event) {
         eprintln!("note: herald would not send this event to {destination}: {why}");
     }
+    let target = match dest.notifier.annotation() {
+        None => Target::default(),
+        Some(a) => a.resolve(&event).target.map_err(|why| {
+            anyhow::anyhow!(
+                "not sent: the target is refused (dead-lettered as target_not_allowed): {why}"
+            )
+        })?,
+    };
     dest.notifier
-        .render(&event, &RenderContext { now })
+        .render(&event, &target, &RenderContext { now })
         .map_err(|e| anyhow::anyhow!("cannot render: {e}"))
 }

@@ -54,8 +54,8 @@ pub struct IngestConfig {
     pub produce_timeout: std::time::Duration,
     pub basic: Option<(String, Secret)>,
     pub bearer: Option<Secret>,
-    /// Serve HTTPS with this certificate.
-    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    /// Serve HTTPS with this certificate and key (PEM files).
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl RawIngest {
@@ -113,7 +113,7 @@ impl RawIngest {
             );
         }
         let tls = match (self.tls_cert_file, self.tls_key_file) {
-            (Some(c), Some(k)) => crate::tls::server_config(&c, &k, "ingest", errs),
+            (Some(c), Some(k)) => Some((c, k)),
             (None, None) => None,
             _ => {
                 errs.push(

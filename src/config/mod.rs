@@ -5,11 +5,10 @@ pub mod ingest;
 mod load;
 mod types;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use indexmap::IndexMap;
@@ -17,9 +16,6 @@ use serde::Deserialize;
 
 pub use load::{field, join, section, Parsed};
 pub use types::{redact_url, Dur, Secret};
-
-use crate::notifiers::{self, Notifier};
-use crate::routing::{Filter, RawFilter};
 
 /// One configuration problem, printed as `path: message`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +67,7 @@ impl std::error::Error for Errors {}
 pub struct Config {
     pub kafka: KafkaConfig,
     pub http: HttpConfig,
+    pub admin: AdminConfig,
     pub log: LogConfig,
     /// How long SIGTERM waits for in-flight deliveries before abandoning them.
     pub shutdown_grace: Duration,
@@ -82,28 +79,19 @@ pub struct Config {
     pub static_fingerprint: u64,
     /// `POST /v1/ingest`, when the `[ingest]` section is present.
     pub ingest: Option<ingest::IngestConfig>,
-    pub destinations: Vec<Destination>,
+    /// The `[[destinations]]` tables; `crate::destinations` builds them.
+    pub destinations: DestinationTables,
 }
 
-impl Default for DeliveryPolicy {
-    fn default() -> Self {
-        DeliveryPolicy {
-            renotify_runtime_updates: false,
-            rate_limit: None,
-            retry_max_attempts: default_retry_attempts(),
-            retry_max_pass: default_retry_pass().0,
-            retry_min_delay: default_retry_min().0,
-            retry_max_delay: default_retry_max().0,
-            retry_statuses: Vec::new(),
-            permanent_statuses: Vec::new(),
-            breaker_failures: default_breaker_failures(),
-            breaker_cooldown: default_breaker_cooldown().0,
-            park_max_age: default_park_max_age().0,
-            park_retry_min: default_park_retry_min().0,
-            park_retry_max: default_park_retry_max().0,
-            park_queue_wait: default_park_queue_wait().0,
-        }
-    }
+/// What the destinations are built from: each `[[destinations]]` table as
+/// written (`${VAR}` substituted, environment overrides applied) and the
+/// namespace-metadata file. Read even from a file with errors elsewhere, so
+/// `check-config` reports every error at once.
+#[derive(Debug, Clone, Default)]
+pub struct DestinationTables {
+    pub tables: Vec<toml::Value>,
+    /// Labels and annotations of namespaces (`namespace_metadata`).
+    pub namespace_metadata: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -143,28 +131,6 @@ impl LedgerConfig {
             audit: self.audit_retention.0,
         }
     }
-}
-
-/// How the delivery layer treats one destination.
-#[derive(Debug, Clone)]
-pub struct DeliveryPolicy {
-    /// Re-notify RUNTIME alerts carrying newer violations (Central's NOTIFY_EVERY_RUNTIME_EVENT).
-    pub renotify_runtime_updates: bool,
-    /// Deliveries per second and burst.
-    pub rate_limit: Option<(u32, u32)>,
-    pub retry_max_attempts: u32,
-    pub retry_max_pass: Duration,
-    pub retry_min_delay: Duration,
-    pub retry_max_delay: Duration,
-    /// HTTP statuses to retry, or to give up on, whatever the default class.
-    pub retry_statuses: Vec<u16>,
-    pub permanent_statuses: Vec<u16>,
-    pub breaker_failures: u32,
-    pub breaker_cooldown: Duration,
-    pub park_max_age: Duration,
-    pub park_retry_min: Duration,
-    pub park_retry_max: Duration,
-    pub park_queue_wait: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -208,6 +174,9 @@ pub struct KafkaConfig {
     pub max_in_flight_per_partition: usize,
     #[serde(default = "default_in_flight")]
     pub max_in_flight: usize,
+    /// Bytes of message values in flight before every partition pauses.
+    #[serde(default = "default_in_flight_bytes")]
+    pub max_in_flight_bytes: usize,
     #[serde(default = "default_session_timeout")]
     pub session_timeout: Dur,
     #[serde(default)]
@@ -265,17 +234,54 @@ pub struct KafkaSasl {
     pub password_file: Option<PathBuf>,
 }
 
+/// `[http]`: the listener of `/metrics`, `/healthz` and `/readyz`, and the
+/// limits every herald listener (this one, `[admin]`, `[ingest]`) applies
+/// to its clients.
 #[derive(Debug, Deserialize)]
 pub struct HttpConfig {
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// A client must send a request's headers within this (also the most an
+    /// idle keep-alive connection waits for the next request).
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout: Dur,
+    /// A request, its body included, must be answered within this.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout: Dur,
+    /// Connections each listener holds at once; more wait to be accepted.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig {
-            listen: default_listen(),
-        }
+        toml::from_str("").expect("[http] has defaults")
+    }
+}
+
+/// `[admin]`: the listener of `/v1/parked` and `/v1/ledger`, which show alert
+/// data: on loopback unless moved, with an optional bearer token.
+#[derive(Debug, Deserialize)]
+pub struct AdminConfig {
+    #[serde(default = "default_admin_listen")]
+    pub listen: SocketAddr,
+    #[serde(default)]
+    pub token: Option<Secret>,
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("[admin] has defaults")
+    }
+}
+
+impl AdminConfig {
+    /// The bearer token clients must present, if one is set.
+    pub fn token(&self) -> Option<Secret> {
+        let mut errs = Errors::default();
+        read_secret(&self.token, &self.token_file, "admin.token", &mut errs)
     }
 }
 
@@ -308,96 +314,6 @@ impl Default for LogConfig {
     }
 }
 
-/// One configured destination: settings every type shares, and its notifier.
-#[derive(Debug)]
-pub struct Destination {
-    pub common: Common,
-    pub notifier: Arc<dyn Notifier>,
-    /// A hash of the destination's table, the files it names (secrets, CAs)
-    /// and the namespace metadata: a reload rebuilds it only when this changes.
-    pub fingerprint: u64,
-}
-
-/// Settings every destination type has.
-#[derive(Debug, Clone)]
-pub struct Common {
-    /// Namespace labels and annotations from `namespace_metadata`, shared.
-    pub namespaces: Arc<crate::routing::namespaces::NamespaceMetadata>,
-    pub name: String,
-    pub id: String,
-    pub kind: String,
-    pub ui_endpoint: String,
-    pub audit: bool,
-    pub timeout: Duration,
-    pub workers: usize,
-    pub queue_size: usize,
-    pub filter: Filter,
-    pub policy: DeliveryPolicy,
-}
-
-#[derive(Deserialize)]
-struct RawCommon {
-    name: String,
-    #[serde(default)]
-    id: String,
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    ui_endpoint: String,
-    #[serde(default)]
-    audit: Option<bool>,
-    #[serde(default = "default_timeout")]
-    timeout: Dur,
-    #[serde(default = "default_workers")]
-    workers: usize,
-    #[serde(default = "default_queue_size")]
-    queue_size: usize,
-    #[serde(default)]
-    all_alerts: bool,
-    #[serde(default)]
-    min_severity: Option<String>,
-    #[serde(default)]
-    lifecycle_stages: Vec<String>,
-    #[serde(default)]
-    clusters: Vec<String>,
-    #[serde(default)]
-    namespaces: Vec<String>,
-    #[serde(default)]
-    policies: Vec<String>,
-    #[serde(default)]
-    categories: Vec<String>,
-    #[serde(default)]
-    renotify_runtime_updates: bool,
-    #[serde(default)]
-    rate_limit: Option<u32>,
-    #[serde(default)]
-    rate_burst: Option<u32>,
-    #[serde(default = "default_retry_attempts")]
-    retry_max_attempts: u32,
-    #[serde(default = "default_retry_pass")]
-    retry_max_pass: Dur,
-    #[serde(default = "default_retry_min")]
-    retry_min_delay: Dur,
-    #[serde(default = "default_retry_max")]
-    retry_max_delay: Dur,
-    #[serde(default)]
-    retry_statuses: Vec<u16>,
-    #[serde(default)]
-    permanent_statuses: Vec<u16>,
-    #[serde(default = "default_breaker_failures")]
-    breaker_failures: u32,
-    #[serde(default = "default_breaker_cooldown")]
-    breaker_cooldown: Dur,
-    #[serde(default = "default_park_max_age")]
-    park_max_age: Dur,
-    #[serde(default = "default_park_retry_min")]
-    park_retry_min: Dur,
-    #[serde(default = "default_park_retry_max")]
-    park_retry_max: Dur,
-    #[serde(default = "default_park_queue_wait")]
-    park_queue_wait: Dur,
-}
-
 fn default_start_from() -> StartFrom {
     StartFrom::Latest
 }
@@ -419,26 +335,32 @@ fn default_in_flight_per_partition() -> usize {
 fn default_in_flight() -> usize {
     10_000
 }
+fn default_in_flight_bytes() -> usize {
+    64 << 20
+}
 fn default_session_timeout() -> Dur {
     Dur(Duration::from_secs(45))
 }
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9464))
 }
+fn default_header_read_timeout() -> Dur {
+    Dur(Duration::from_secs(10))
+}
+fn default_request_timeout() -> Dur {
+    Dur(Duration::from_secs(30))
+}
+fn default_max_connections() -> usize {
+    256
+}
+fn default_admin_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9466))
+}
 fn default_log_level() -> String {
     "info".into()
 }
 fn default_failure_log_interval() -> Dur {
     Dur(Duration::from_secs(60))
-}
-fn default_timeout() -> Dur {
-    Dur(Duration::from_secs(5))
-}
-fn default_workers() -> usize {
-    4
-}
-fn default_queue_size() -> usize {
-    1000
 }
 fn yes() -> bool {
     true
@@ -458,36 +380,6 @@ fn default_audit_retention() -> Dur {
 fn default_sweep_interval() -> Dur {
     Dur(Duration::from_secs(600))
 }
-fn default_retry_attempts() -> u32 {
-    5
-}
-fn default_retry_pass() -> Dur {
-    Dur(Duration::from_secs(30))
-}
-fn default_retry_min() -> Dur {
-    Dur(Duration::from_millis(250))
-}
-fn default_retry_max() -> Dur {
-    Dur(Duration::from_secs(10))
-}
-fn default_breaker_failures() -> u32 {
-    5
-}
-fn default_breaker_cooldown() -> Dur {
-    Dur(Duration::from_secs(30))
-}
-fn default_park_max_age() -> Dur {
-    Dur(Duration::from_secs(86_400))
-}
-fn default_park_retry_min() -> Dur {
-    Dur(Duration::from_secs(5))
-}
-fn default_park_retry_max() -> Dur {
-    Dur(Duration::from_secs(300))
-}
-fn default_park_queue_wait() -> Dur {
-    Dur(Duration::from_secs(5))
-}
 fn default_state_dir() -> PathBuf {
     PathBuf::from("/var/lib/herald")
 }
@@ -498,17 +390,35 @@ fn default_shutdown_grace() -> Dur {
 impl Config {
     /// Reads and validates the file, with the process environment.
     pub fn load(path: &Path) -> Result<Config, Errors> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            let mut errs = Errors::default();
-            errs.push("(file)", format!("cannot read {}: {e}", path.display()));
-            errs
-        })?;
+        Config::load_with_destinations(path).0
+    }
+
+    /// [`Config::load`], and the destination tables even when the rest of
+    /// the file has errors.
+    pub fn load_with_destinations(path: &Path) -> (Result<Config, Errors>, DestinationTables) {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                let mut errs = Errors::default();
+                errs.push("(file)", format!("cannot read {}: {e}", path.display()));
+                return (Err(errs), DestinationTables::default());
+            }
+        };
         let vars: HashMap<String, String> = std::env::vars().collect();
-        Config::parse(&text, &vars)
+        Config::parse_with_destinations(&text, &vars)
     }
 
     /// Validates `text` against `vars` (the environment), reporting every error.
     pub fn parse(text: &str, vars: &HashMap<String, String>) -> Result<Config, Errors> {
+        Config::parse_with_destinations(text, vars).0
+    }
+
+    /// [`Config::parse`], and the destination tables even when the rest of
+    /// the file has errors.
+    pub fn parse_with_destinations(
+        text: &str,
+        vars: &HashMap<String, String>,
+    ) -> (Result<Config, Errors>, DestinationTables) {
         let mut errs = Errors::default();
         let mut root: toml::Table = match toml::from_str(text) {
             Ok(t) => t,
@@ -518,7 +428,7 @@ impl Config {
                     .map(|s| line_col(text, s.start))
                     .unwrap_or_else(|| "(toml)".into());
                 errs.push(&at, format!("TOML syntax: {}", e.message().trim()));
-                return Err(errs);
+                return (Err(errs), DestinationTables::default());
             }
         };
         load::apply_env_overrides(&mut root, vars);
@@ -551,6 +461,30 @@ impl Config {
             .remove("http")
             .map(|v| section::<HttpConfig>(v, "http", &mut errs))
             .unwrap_or_else(|| Some(HttpConfig::default()));
+        let admin = root
+            .remove("admin")
+            .map(|v| section::<AdminConfig>(v, "admin", &mut errs))
+            .unwrap_or_else(|| Some(AdminConfig::default()));
+        if let Some(a) = &admin {
+            secret_pair(&a.token, &a.token_file, "admin.token", false, &mut errs);
+            if !a.listen.ip().is_loopback() && a.token.is_none() && a.token_file.is_none() {
+                errs.push(
+                    "admin.listen",
+                    "off loopback the admin API needs a token (admin.token or admin.token_file): it shows alert data",
+                );
+            }
+        }
+        if let Some(h) = &http {
+            if h.header_read_timeout.0.is_zero() || h.request_timeout.0.is_zero() {
+                errs.push(
+                    "http.header_read_timeout",
+                    "timeouts must be greater than 0",
+                );
+            }
+            if h.max_connections == 0 {
+                errs.push("http.max_connections", "must be at least 1");
+            }
+        }
         let log = root
             .remove("log")
             .map(|v| section::<LogConfig>(v, "log", &mut errs))
@@ -582,75 +516,51 @@ impl Config {
                 .and_then(|raw| raw.validate(kafka.as_ref(), &mut errs))
         });
 
-        let mut namespaces_fingerprint = 0;
-        let namespaces = match root.remove("namespace_metadata") {
-            None => Arc::new(crate::routing::namespaces::NamespaceMetadata::default()),
-            Some(v) => match field::<PathBuf>(v, "namespace_metadata", &mut errs) {
-                Some(p) => match crate::routing::namespaces::NamespaceMetadata::load(&p.value) {
-                    Ok(m) => {
-                        namespaces_fingerprint = file_fingerprint(&p.value);
-                        Arc::new(m)
-                    }
-                    Err(e) => {
-                        errs.push("namespace_metadata", e);
-                        Arc::new(crate::routing::namespaces::NamespaceMetadata::default())
-                    }
-                },
-                None => Arc::new(crate::routing::namespaces::NamespaceMetadata::default()),
-            },
-        };
-
-        let mut destinations = Vec::new();
-        match root.remove("destinations") {
-            None => {}
-            Some(toml::Value::Array(items)) => {
-                for (i, item) in items.into_iter().enumerate() {
-                    if let Some(d) = parse_destination(
-                        item,
-                        &format!("destinations[{i}]"),
-                        (&namespaces, namespaces_fingerprint),
-                        &mut errs,
-                    ) {
-                        destinations.push(d);
-                    }
+        let namespace_metadata = root
+            .remove("namespace_metadata")
+            .and_then(|v| field::<PathBuf>(v, "namespace_metadata", &mut errs))
+            .map(|p| p.value);
+        let destinations = DestinationTables {
+            tables: match root.remove("destinations") {
+                None => Vec::new(),
+                Some(toml::Value::Array(items)) => items,
+                Some(_) => {
+                    errs.push(
+                        "destinations",
+                        "must be an array of tables ([[destinations]])",
+                    );
+                    Vec::new()
                 }
-            }
-            Some(_) => errs.push(
-                "destinations",
-                "must be an array of tables ([[destinations]])",
-            ),
-        }
-        let mut seen = HashSet::new();
-        for (i, d) in destinations.iter().enumerate() {
-            if !seen.insert(d.common.name.clone()) {
-                errs.push(
-                    &format!("destinations[{i}].name"),
-                    format!("duplicate destination name {:?}", d.common.name),
-                );
-            }
-        }
+            },
+            namespace_metadata,
+        };
         for key in root.keys() {
             errs.push(key, "unknown key");
         }
 
-        match (kafka, http, log, ledger) {
-            (Some(kafka), Some(http), Some(log), Some(ledger)) if errs.is_empty() => Ok(Config {
-                kafka,
-                http,
-                log,
-                shutdown_grace: shutdown_grace.0,
-                state_dir,
-                ledger,
-                static_fingerprint,
-                ingest,
-                destinations,
-            }),
+        let tables = destinations.clone();
+        let config = match (kafka, http, admin, log, ledger) {
+            (Some(kafka), Some(http), Some(admin), Some(log), Some(ledger)) if errs.is_empty() => {
+                Ok(Config {
+                    kafka,
+                    http,
+                    admin,
+                    log,
+                    shutdown_grace: shutdown_grace.0,
+                    state_dir,
+                    ledger,
+                    static_fingerprint,
+                    ingest,
+                    destinations,
+                })
+            }
             _ => Err(errs),
-        }
+        };
+        (config, tables)
     }
 
-    /// Credentials this configuration sends in clear, one line each; herald
-    /// logs them at start and `check-config` prints them.
+    /// Credentials the broker and ingest settings send in clear, one line
+    /// each (`crate::destinations` adds the destinations').
     pub fn cleartext_warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
         let k = &self.kafka;
@@ -668,16 +578,7 @@ impl Config {
                 ));
             }
         }
-        for d in &self.destinations {
-            if let Some(w) = d.notifier.cleartext_credentials() {
-                out.push(format!("destinations.{}: {w}", d.common.name));
-            }
-        }
         out
-    }
-
-    pub fn destination(&self, name: &str) -> Option<&Destination> {
-        self.destinations.iter().find(|d| d.common.name == name)
     }
 }
 
@@ -728,6 +629,12 @@ fn validate_kafka(k: &KafkaConfig, errs: &mut Errors) {
     }
     if k.max_in_flight == 0 {
         errs.push("kafka.max_in_flight", "must be at least 1");
+    }
+    if k.max_in_flight_bytes < k.max_message_bytes {
+        errs.push(
+            "kafka.max_in_flight_bytes",
+            "must be at least kafka.max_message_bytes (one message must fit)",
+        );
     }
     if k.commit_interval.0.is_zero() {
         errs.push("kafka.commit_interval", "must be greater than 0");
@@ -862,7 +769,7 @@ impl KafkaConfig {
 }
 
 /// A hash of a file's bytes (0 when unreadable).
-fn file_fingerprint(path: &Path) -> u64 {
+pub fn file_fingerprint(path: &Path) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     std::fs::read(path).unwrap_or_default().hash(&mut h);
@@ -871,7 +778,7 @@ fn file_fingerprint(path: &Path) -> u64 {
 
 /// Hashes a destination table and the contents of every `*_file` it names,
 /// so a rotated secret or CA file counts as a change.
-fn destination_fingerprint(item: &toml::Value, namespaces: u64) -> u64 {
+pub fn destination_fingerprint(item: &toml::Value, namespaces: u64) -> u64 {
     use std::hash::{Hash, Hasher};
     fn files(v: &toml::Value, h: &mut std::collections::hash_map::DefaultHasher) {
         match v {
@@ -894,193 +801,4 @@ fn destination_fingerprint(item: &toml::Value, namespaces: u64) -> u64 {
     namespaces.hash(&mut h);
     files(item, &mut h);
     h.finish()
-}
-
-fn parse_destination(
-    item: toml::Value,
-    path: &str,
-    (namespaces, namespaces_fingerprint): (
-        &Arc<crate::routing::namespaces::NamespaceMetadata>,
-        u64,
-    ),
-    errs: &mut Errors,
-) -> Option<Destination> {
-    let toml::Value::Table(table) = &item else {
-        errs.push(path, "must be a table");
-        return None;
-    };
-    let kind = match table.get("type") {
-        Some(toml::Value::String(s)) => s.clone(),
-        Some(_) => {
-            errs.push(&join(path, "type"), "must be a string");
-            return None;
-        }
-        None => {
-            errs.push(&join(path, "type"), "is required");
-            return None;
-        }
-    };
-    let Some(entry) = notifiers::lookup(&kind) else {
-        errs.push(
-            &join(path, "type"),
-            format!(
-                "unknown type {kind:?} (expected one of: {})",
-                notifiers::type_names().join(", ")
-            ),
-        );
-        return None;
-    };
-
-    let before = errs.list.len();
-    let fingerprint = destination_fingerprint(&item, namespaces_fingerprint);
-    let raw = field::<RawCommon>(item.clone(), path, errs)?;
-    let common = validate_common(
-        raw.value,
-        entry.default_audit,
-        namespaces.clone(),
-        path,
-        errs,
-    )?;
-    let (notifier, type_ignored) = (entry.parse)(item, path, &common, errs)?;
-
-    // A key is unknown when neither the shared settings nor the type's own know it.
-    let nested = |p: &str| p.contains(['.', '[']);
-    let type_top: HashSet<&String> = type_ignored.iter().filter(|p| !nested(p)).collect();
-    for p in &raw.ignored {
-        if nested(p) || type_top.contains(p) {
-            errs.push(&join(path, p), "unknown key");
-        }
-    }
-    // serde_ignored reports an unknown key once, without descending, so a nested
-    // path means its parent table belongs to that pass.
-    for p in type_ignored.iter().filter(|p| nested(p)) {
-        errs.push(&join(path, p), "unknown key");
-    }
-    if errs.list.len() > before {
-        return None;
-    }
-    Some(Destination {
-        common,
-        notifier,
-        fingerprint,
-    })
-}
-
-fn validate_common(
-    raw: RawCommon,
-    default_audit: bool,
-    namespaces: Arc<crate::routing::namespaces::NamespaceMetadata>,
-    path: &str,
-    errs: &mut Errors,
-) -> Option<Common> {
-    let before = errs.list.len();
-    let valid_name = !raw.name.is_empty()
-        && raw
-            .name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-    if !valid_name {
-        errs.push(
-            &join(path, "name"),
-            "must be non-empty and use only a-z, 0-9, _ and -",
-        );
-    }
-    if raw.id.is_empty() && !raw.all_alerts && raw.audit != Some(true) && !default_audit {
-        errs.push(
-            &join(path, "id"),
-            "is required unless all_alerts = true (policies route alerts by notifier id)",
-        );
-    }
-    if raw.timeout.0.is_zero() {
-        errs.push(&join(path, "timeout"), "must be greater than 0");
-    }
-    if raw.workers == 0 || raw.workers > 256 {
-        errs.push(&join(path, "workers"), "must be 1..256");
-    }
-    if raw.queue_size == 0 {
-        errs.push(&join(path, "queue_size"), "must be at least 1");
-    }
-    if raw.rate_limit == Some(0) {
-        errs.push(
-            &join(path, "rate_limit"),
-            "must be at least 1 (per second), or absent for no limit",
-        );
-    }
-    if raw.rate_burst == Some(0) {
-        errs.push(&join(path, "rate_burst"), "must be at least 1");
-    }
-    if raw.retry_max_attempts == 0 {
-        errs.push(&join(path, "retry_max_attempts"), "must be at least 1");
-    }
-    if raw.retry_min_delay.0 > raw.retry_max_delay.0 {
-        errs.push(
-            &join(path, "retry_min_delay"),
-            "must not exceed retry_max_delay",
-        );
-    }
-    if raw.breaker_failures == 0 {
-        errs.push(&join(path, "breaker_failures"), "must be at least 1");
-    }
-    if raw.park_retry_min.0.is_zero() || raw.park_retry_min.0 > raw.park_retry_max.0 {
-        errs.push(
-            &join(path, "park_retry_min"),
-            "must be greater than 0 and not exceed park_retry_max",
-        );
-    }
-    for (name, list) in [
-        ("retry_statuses", &raw.retry_statuses),
-        ("permanent_statuses", &raw.permanent_statuses),
-    ] {
-        if let Some(bad) = list.iter().find(|s| !(100..=599).contains(*s)) {
-            errs.push(
-                &join(path, name),
-                format!("{bad} is not an HTTP status (100..599)"),
-            );
-        }
-    }
-    let policy = DeliveryPolicy {
-        renotify_runtime_updates: raw.renotify_runtime_updates,
-        rate_limit: raw.rate_limit.map(|r| (r, raw.rate_burst.unwrap_or(r))),
-        retry_max_attempts: raw.retry_max_attempts,
-        retry_max_pass: raw.retry_max_pass.0,
-        retry_min_delay: raw.retry_min_delay.0,
-        retry_max_delay: raw.retry_max_delay.0,
-        retry_statuses: raw.retry_statuses.clone(),
-        permanent_statuses: raw.permanent_statuses.clone(),
-        breaker_failures: raw.breaker_failures,
-        breaker_cooldown: raw.breaker_cooldown.0,
-        park_max_age: raw.park_max_age.0,
-        park_retry_min: raw.park_retry_min.0,
-        park_retry_max: raw.park_retry_max.0,
-        park_queue_wait: raw.park_queue_wait.0,
-    };
-    let filter = Filter::build(
-        &RawFilter {
-            all_alerts: raw.all_alerts,
-            min_severity: raw.min_severity.clone(),
-            lifecycle_stages: raw.lifecycle_stages.clone(),
-            clusters: raw.clusters.clone(),
-            namespaces: raw.namespaces.clone(),
-            policies: raw.policies.clone(),
-            categories: raw.categories.clone(),
-        },
-        path,
-        errs,
-    );
-    if errs.list.len() > before {
-        return None;
-    }
-    Some(Common {
-        namespaces,
-        name: raw.name,
-        id: raw.id,
-        kind: raw.kind,
-        ui_endpoint: raw.ui_endpoint,
-        audit: raw.audit.unwrap_or(default_audit),
-        timeout: raw.timeout.0,
-        workers: raw.workers,
-        queue_size: raw.queue_size,
-        filter: filter?,
-        policy,
-    })
 }

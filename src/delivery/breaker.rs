@@ -1,8 +1,12 @@
-//! A circuit breaker per destination: opens after N consecutive failures,
-//! lets one probe through after a cool-down, closes on its success.
+//! A circuit breaker per destination target: opens after N consecutive
+//! failures, lets one probe through after a cool-down, closes on its success.
+//! Monotonic time (tokio's, so tests can move it): a wall-clock jump neither
+//! opens nor freezes it.
 
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -63,9 +67,14 @@ impl Breaker {
                 failures: failures + 1,
             },
             _ => State::Open {
-                until: Instant::now() + self.cooldown,
+                until: later(self.cooldown),
             },
         };
+    }
+
+    /// Open and still cooling down: nothing may go out yet (no probe taken).
+    pub fn is_open(&self) -> bool {
+        matches!(*self.lock(), State::Open { until } if Instant::now() < until)
     }
 
     /// 0 closed, 1 open, 2 half-open (the metric's encoding).
@@ -78,9 +87,23 @@ impl Breaker {
     }
 }
 
+/// Now plus `d`, held at about a year from now when `d` is larger.
+fn later(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(365 * 86_400))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn an_absurd_cooldown_does_not_overflow() {
+        let b = Breaker::new(1, Duration::MAX);
+        b.failure();
+        assert!(b.is_open() && !b.allow());
+    }
 
     #[test]
     fn opens_after_threshold_then_probes_once() {
@@ -92,6 +115,7 @@ mod tests {
         assert_eq!(b.gauge(), 0);
         b.failure();
         assert_eq!(b.gauge(), 1);
+        assert!(b.is_open());
         assert!(!b.allow());
         std::thread::sleep(Duration::from_millis(40));
         assert!(b.allow(), "one probe after the cool-down");

@@ -1,14 +1,16 @@
 //! One retry pass: attempts spaced by backon's exponential schedule with full
-//! jitter, bounded by attempts and elapsed time, honouring `Retry-After`, and
-//! cut short by the circuit breaker.
+//! jitter, bounded by attempts and elapsed time, honouring `Retry-After`
+//! (bounded by the longest park interval), cut short by the circuit breaker.
+//! Each attempt has the notifier's timeout; time is monotonic (tokio's).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
+use tokio::time::Instant;
 
-use super::{Deliverer, FailureReason, SendError};
+use super::machine::Machine;
 use crate::model::Event;
-use crate::notifiers::SendMeta;
+use crate::notifiers::{FailureReason, SendError, SendMeta, Target};
 
 pub enum PassOutcome {
     Delivered,
@@ -39,20 +41,27 @@ fn full_jitter(d: Duration) -> Duration {
     d.mul_f64(fastrand::f64())
 }
 
-pub async fn pass(d: &Deliverer, event: &Event, payload: &[u8], meta: &SendMeta) -> PassOutcome {
-    let p = &d.common.policy;
+pub async fn pass(
+    m: &Machine,
+    event: &Event,
+    target: &Target,
+    payload: &[u8],
+    meta: &SendMeta,
+) -> PassOutcome {
+    let p = &m.policy;
     let mut schedule = ExponentialBuilder::default()
         .with_min_delay(p.retry_min_delay)
         .with_max_delay(p.retry_max_delay)
         .with_max_times(p.retry_max_attempts.saturating_sub(1) as usize)
         .build();
     let started = Instant::now();
-    let attempt_timeout = d.notifier.attempt_timeout(d.common.timeout);
+    let attempt_timeout = m.notifier.attempt_timeout(p.timeout);
+    let abandon = &m.shared.abandon;
     let mut attempts = 0u32;
     let mut first: Option<SendError> = None;
     loop {
-        if !d.breaker.allow() {
-            d.update_breaker_gauge();
+        if !m.breaker.allow() {
+            m.update_breaker_gauge();
             let last = first.clone().unwrap_or_else(|| {
                 SendError::retryable(FailureReason::BreakerOpen, "circuit breaker open")
             });
@@ -60,33 +69,24 @@ pub async fn pass(d: &Deliverer, event: &Event, payload: &[u8], meta: &SendMeta)
                 attempts,
                 first,
                 last,
-                retry_after: None,
+                retry_after: Some(p.breaker_cooldown),
             };
         }
-        if let Some(limiter) = &d.limiter {
+        if let Some(limiter) = &m.limiter {
             let waited = Instant::now();
             tokio::select! {
                 _ = limiter.until_ready() => {}
-                _ = d.shared.abandon.cancelled() => return PassOutcome::Abandoned,
+                _ = abandon.cancelled() => return PassOutcome::Abandoned,
             }
-            d.shared
-                .metrics
-                .rate_limit_wait
-                .with_label_values(&[d.name()])
-                .inc_by(waited.elapsed().as_secs_f64());
+            m.waited_for_rate(waited.elapsed().as_secs_f64());
         }
         attempts += 1;
-        let in_flight = d
-            .shared
-            .metrics
-            .destination_in_flight
-            .with_label_values(&[d.name()]);
-        in_flight.inc();
+        m.in_flight().inc();
         let sent = tokio::select! {
-            r = tokio::time::timeout(attempt_timeout, d.notifier.send(event, payload, meta)) => Some(r),
-            _ = d.shared.abandon.cancelled() => None,
+            r = tokio::time::timeout(attempt_timeout, m.notifier.send(event, target, payload, meta)) => Some(r),
+            _ = abandon.cancelled() => None,
         };
-        in_flight.dec();
+        m.in_flight().dec();
         let result = match sent {
             None => return PassOutcome::Abandoned,
             Some(Ok(r)) => r,
@@ -100,16 +100,16 @@ pub async fn pass(d: &Deliverer, event: &Event, payload: &[u8], meta: &SendMeta)
         };
         let err = match result {
             Ok(()) => {
-                d.breaker.success();
-                d.update_breaker_gauge();
-                d.record_success();
+                m.breaker.success();
+                m.update_breaker_gauge();
+                m.record_success();
                 return PassOutcome::Delivered;
             }
-            Err(e) => d.classify(e),
+            Err(e) => m.classify(e),
         };
-        d.record_failure(&err);
-        d.breaker.failure();
-        d.update_breaker_gauge();
+        m.record_failure(&err);
+        m.breaker.failure();
+        m.update_breaker_gauge();
         let first_err = first.get_or_insert_with(|| err.clone()).clone();
         if !err.retryable {
             return PassOutcome::Permanent {
@@ -118,7 +118,10 @@ pub async fn pass(d: &Deliverer, event: &Event, payload: &[u8], meta: &SendMeta)
                 last: err,
             };
         }
-        let retry_after = err.retry_after;
+        // A receiver's Retry-After is taken, but never beyond the longest
+        // park interval: `Retry-After: 18446744073709551615` parks for
+        // park_retry_max, it does not overflow or freeze the target.
+        let retry_after = err.retry_after.map(|a| p.bounded_retry_after(a));
         let Some(planned) = schedule.next() else {
             return PassOutcome::Exhausted {
                 attempts,
@@ -128,7 +131,7 @@ pub async fn pass(d: &Deliverer, event: &Event, payload: &[u8], meta: &SendMeta)
             };
         };
         let wait = retry_after.unwrap_or_else(|| full_jitter(planned));
-        if started.elapsed() + wait > p.retry_max_pass {
+        if started.elapsed().saturating_add(wait) > p.retry_max_pass {
             return PassOutcome::Exhausted {
                 attempts,
                 first,
@@ -136,14 +139,10 @@ pub async fn pass(d: &Deliverer, event: &Event, payload: &[u8], meta: &SendMeta)
                 retry_after,
             };
         }
-        d.shared
-            .metrics
-            .delivery_retries
-            .with_label_values(&[d.name()])
-            .inc();
+        m.retried();
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = d.shared.abandon.cancelled() => return PassOutcome::Abandoned,
+            _ = abandon.cancelled() => return PassOutcome::Abandoned,
         }
     }
 }

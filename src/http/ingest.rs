@@ -2,7 +2,6 @@
 //! A body is answered 200 only after the broker acknowledged it (idempotent
 //! producer, acks=all), so Central retries whatever herald could not store.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,11 +13,9 @@ use axum::routing::post;
 use axum::Router;
 use base64::Engine;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use tokio_util::sync::CancellationToken;
 
-use super::Metrics;
+use super::{authorized, digest, serve, Metrics};
 use crate::config::ingest::IngestConfig;
 use crate::config::KafkaConfig;
 use crate::model::{decode, Event, InvalidReason};
@@ -35,8 +32,13 @@ struct Ingest {
     metrics: Arc<Metrics>,
 }
 
-fn digest(s: &str) -> [u8; 32] {
-    Sha256::digest(s.as_bytes()).into()
+/// The ingest listener's TLS settings from its PEM files, errors by field.
+pub fn tls_config(
+    cfg: &IngestConfig,
+    errs: &mut crate::config::Errors,
+) -> Option<Arc<rustls::ServerConfig>> {
+    let (cert, key) = cfg.tls.as_ref()?;
+    crate::tls::server_config(cert, key, "ingest", errs)
 }
 
 /// Binds now (a taken port fails at start) and serves until `stop`.
@@ -44,8 +46,14 @@ pub async fn serve(
     cfg: &IngestConfig,
     kafka: &KafkaConfig,
     metrics: Arc<Metrics>,
+    limits: serve::Limits,
     stop: CancellationToken,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let mut errs = crate::config::Errors::default();
+    let tls = tls_config(cfg, &mut errs);
+    if !errs.is_empty() {
+        anyhow::bail!("{errs}");
+    }
     let producer = crate::source::producer_with_timeout(kafka, cfg.produce_timeout)?;
     let mut accepted = Vec::new();
     if let Some((user, password)) = &cfg.basic {
@@ -81,27 +89,9 @@ pub async fn serve(
         .map_err(|e| anyhow::anyhow!("ingest.listen: cannot listen on {}: {e}", cfg.listen))?;
     let scheme = if cfg.tls.is_some() { "https" } else { "http" };
     tracing::info!(listen = %cfg.listen, scheme, topic = %cfg.topic, "ingest endpoint listening");
-    Ok(match &cfg.tls {
-        None => spawn_serve(listener, app, stop),
-        Some(tls) => spawn_serve(TlsListener::new(listener, tls.clone()), app, stop),
-    })
-}
-
-fn spawn_serve<L: axum::serve::Listener>(
-    listener: L,
-    app: Router,
-    stop: CancellationToken,
-) -> tokio::task::JoinHandle<()>
-where
-    L::Addr: std::fmt::Debug,
-{
-    tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "ingest listener failed");
-        }
+    Ok(match tls {
+        None => serve::spawn("ingest", listener, app, limits, stop),
+        Some(tls) => serve::spawn("ingest", TlsListener::new(listener, tls), app, limits, stop),
     })
 }
 
@@ -120,26 +110,8 @@ fn reply(s: &Ingest, code: StatusCode, body: String) -> Response {
     r
 }
 
-fn authorized(s: &Ingest, headers: &HeaderMap) -> bool {
-    if s.accepted.is_empty() {
-        return true;
-    }
-    let Some(given) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let given = digest(given.trim());
-    // Every candidate is compared, so timing does not say which one matched.
-    s.accepted
-        .iter()
-        .fold(0u8, |any, want| any | given.ct_eq(want).unwrap_u8())
-        == 1
-}
-
 async fn ingest_handler(State(s): State<Arc<Ingest>>, headers: HeaderMap, body: Body) -> Response {
-    if !authorized(&s, &headers) {
+    if !authorized(&s.accepted, &headers) {
         return reply(&s, StatusCode::UNAUTHORIZED, "unauthorized\n".into());
     }
     let body = match axum::body::to_bytes(body, s.max_body_bytes).await {
@@ -188,21 +160,14 @@ async fn ingest_handler(State(s): State<Arc<Ingest>>, headers: HeaderMap, body: 
     }
 }
 
-/// A TLS listener for `axum::serve`: handshakes run in their own tasks (with
-/// a time limit), so one slow client does not hold up the others.
+/// TLS on a TCP listener: handshakes run in their own tasks (with a time
+/// limit), so one slow client does not hold up the others.
 struct TlsListener {
-    local: SocketAddr,
-    rx: tokio::sync::mpsc::Receiver<(
-        tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
-        SocketAddr,
-    )>,
+    rx: tokio::sync::mpsc::Receiver<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>,
 }
 
 impl TlsListener {
     fn new(listener: tokio::net::TcpListener, tls: Arc<rustls::ServerConfig>) -> TlsListener {
-        let local = listener
-            .local_addr()
-            .expect("bound listener has an address");
         let acceptor = tokio_rustls::TlsAcceptor::from(tls);
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         tokio::spawn(async move {
@@ -223,7 +188,7 @@ impl TlsListener {
                     let hs = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp));
                     match hs.await {
                         Ok(Ok(stream)) => {
-                            let _ = tx.send((stream, peer)).await;
+                            let _ = tx.send(stream).await;
                         }
                         Ok(Err(e)) => {
                             tracing::debug!(%peer, error = %e, "ingest TLS handshake failed")
@@ -233,23 +198,18 @@ impl TlsListener {
                 });
             }
         });
-        TlsListener { local, rx }
+        TlsListener { rx }
     }
 }
 
-impl axum::serve::Listener for TlsListener {
+impl serve::Acceptor for TlsListener {
     type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
-    type Addr = SocketAddr;
 
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+    async fn accept(&mut self) -> std::io::Result<Self::Io> {
         match self.rx.recv().await {
-            Some(c) => c,
+            Some(c) => Ok(c),
             // The accept loop only ends with the listener; wait for shutdown.
             None => std::future::pending().await,
         }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local)
     }
 }

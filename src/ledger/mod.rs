@@ -4,106 +4,66 @@
 //! Writes go through one writer thread that commits them in batches (group
 //! commit): every caller waits until its batch is durable, and a batch costs
 //! one fsync however many deliveries it records.
+//!
+//! Parked deliveries are rows by id, with three indexes written in the same
+//! transaction: by (destination, target, next attempt) for the rows due now,
+//! by (destination, key) for the oldest row of an alert, and by
+//! (destination, id) for the oldest rows of a destination. Every question the
+//! delivery layer asks is a range read, never a scan of the whole table.
+//! Reads that walk rows (pages, sweeps) are for blocking threads.
 
 mod entry;
+mod parked;
 mod plan;
 
-use std::collections::{HashMap, HashSet};
-use std::fs::File;
+use std::collections::HashMap;
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
-use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 pub use entry::Entry;
+pub use parked::{Parked, Row};
 pub use plan::{idempotency_key, key_of, plan, Plan};
 
 use crate::telemetry::Metrics;
 
-/// Bumped when the file's layout changes; checked at open.
-pub const FORMAT_VERSION: u64 = 1;
+/// Bumped when the file's layout changes; checked at open. Version 1 files
+/// (no parked indexes) are upgraded in place.
+pub const FORMAT_VERSION: u64 = 2;
 /// The ledger's page cache (redb's default is 1 GiB).
 const CACHE_BYTES: usize = 16 << 20;
 const FILE_NAME: &str = "herald.redb";
+/// Unreadable rows of a version 1 file are indexed under this destination,
+/// which no configured destination can be named (names are `[a-z0-9_-]`),
+/// so they are dead-lettered as rows of a removed destination.
+pub const UNREADABLE: &str = "(unreadable)";
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// `<destination>\0<key>` → [`Entry`]; key = alert id or `audit:<sha256>`.
 const DELIVERED: TableDefinition<&str, &[u8]> = TableDefinition::new("delivered");
 /// Parking sequence number → [`Parked`] as JSON.
 const PARKED: TableDefinition<u64, &[u8]> = TableDefinition::new("parked");
+/// (destination, target, next attempt ms, id): which rows are due.
+const PARKED_DUE: TableDefinition<(&str, &str, i64, u64), ()> = TableDefinition::new("parked_due");
+/// (destination, key, id): the parked rows of one alert, oldest first.
+const PARKED_KEYS: TableDefinition<(&str, &str, u64), ()> = TableDefinition::new("parked_keys");
+/// (destination, id): a destination's rows, oldest first.
+const PARKED_AGE: TableDefinition<(&str, u64), ()> = TableDefinition::new("parked_age");
 
 /// How long entries are kept.
 #[derive(Debug, Clone, Copy)]
 pub struct Retention {
     /// After the alert was last seen.
-    pub alerts: Duration,
+    pub alerts: std::time::Duration,
     /// After a RESOLVED was delivered or seen.
-    pub resolved: Duration,
+    pub resolved: std::time::Duration,
     /// Audit keys.
-    pub audit: Duration,
-}
-
-/// A delivery waiting in the store for its destination to come back.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Parked {
-    pub destination: String,
-    /// The annotation-routed target (a secret such as a webhook URL, or "").
-    #[serde(default)]
-    pub target: String,
-    /// The target as metrics and listings show it.
-    #[serde(default)]
-    pub target_label: String,
-    /// The ledger key (alert id or audit key); deliveries of one key keep order.
-    pub key: String,
-    pub topic: String,
-    pub partition: i32,
-    pub offset: i64,
-    #[serde(default, with = "opt_b64")]
-    pub message_key: Option<Vec<u8>>,
-    #[serde(with = "b64")]
-    pub value: Vec<u8>,
-    /// Send attempts so far, over every retry pass.
-    pub attempts: u32,
-    /// Retry rounds from the store so far (the interval grows with them).
-    #[serde(default)]
-    pub rounds: u32,
-    pub first_error: String,
-    pub last_error: String,
-    pub parked_at_ms: i64,
-    pub next_attempt_ms: i64,
-}
-
-mod b64 {
-    use base64::Engine;
-    use serde::{Deserialize, Deserializer, Serializer};
-    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(v))
-    }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        let s = String::deserialize(d)?;
-        base64::engine::general_purpose::STANDARD
-            .decode(s)
-            .map_err(serde::de::Error::custom)
-    }
-}
-
-mod opt_b64 {
-    use serde::{Deserialize, Deserializer, Serializer};
-    pub fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
-        match v {
-            Some(v) => super::b64::serialize(v, s),
-            None => s.serialize_none(),
-        }
-    }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
-        #[derive(Deserialize)]
-        struct W(#[serde(with = "super::b64")] Vec<u8>);
-        Ok(Option::<W>::deserialize(d)?.map(|w| w.0))
-    }
+    pub audit: std::time::Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -116,7 +76,7 @@ pub enum LedgerError {
         what: &'static str,
         err: String,
     },
-    #[error("ledger {path}: format version {found}, this herald reads version {FORMAT_VERSION}; see the README's upgrade notes")]
+    #[error("ledger {path}: format version {found}, this herald reads version {FORMAT_VERSION} (and upgrades 1); see the README's upgrade notes")]
     Version { path: String, found: u64 },
     #[error("ledger store failure: {0}")]
     Store(String),
@@ -126,11 +86,48 @@ fn store<E: std::fmt::Display>(e: E) -> LedgerError {
     LedgerError::Store(e.to_string())
 }
 
+/// Where a parked row is indexed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Index {
+    destination: String,
+    target: String,
+    key: String,
+    next_ms: i64,
+}
+
+impl Index {
+    fn of(p: &Parked) -> Index {
+        Index {
+            destination: p.destination.clone(),
+            target: p.target.clone(),
+            key: p.key.clone(),
+            next_ms: p.next_attempt_ms,
+        }
+    }
+}
+
 enum Op {
     Put(String, Entry),
-    Park(u64, Vec<u8>),
-    Unpark(u64),
+    Park {
+        id: u64,
+        row: Vec<u8>,
+        index: Index,
+    },
+    Repark {
+        id: u64,
+        row: Vec<u8>,
+        old: Index,
+        new: Index,
+    },
+    Unpark {
+        id: u64,
+        index: Index,
+    },
+    /// An unreadable row: removed with every index entry naming its id.
+    Drop(u64),
     Sweep(i64, Retention),
+    /// A write that proves the store works again.
+    Probe,
 }
 
 struct Batch {
@@ -150,17 +147,38 @@ struct Inner {
     writer: std::sync::mpsc::SyncSender<Batch>,
     healthy: AtomicBool,
     next_park: Mutex<u64>,
-    /// (destination, key) pairs with a parked delivery.
-    parked_keys: Mutex<HashSet<(String, String)>>,
+    /// Parked rows per destination (bounded by the destinations that ever
+    /// parked something, not by the rows).
+    parked_counts: Mutex<HashMap<String, u64>>,
+    /// Ids reserved for deliveries being parked, by joined key: the key
+    /// counts as parked from the reservation on, in id order.
+    reserved: Mutex<HashMap<String, std::collections::BTreeSet<u64>>>,
     /// Entries handed to the writer but not yet durable, by joined key:
     /// `get` sees them, so the next delivery of a key plans on the record
     /// its predecessor is still writing.
     pending: Mutex<HashMap<String, Entry>>,
-    _lock: File,
+    _lock: std::fs::File,
 }
 
 fn join_key(destination: &str, key: &str) -> String {
     format!("{destination}\0{key}")
+}
+
+/// Inserts a row's three index entries.
+fn index_insert(
+    due: &mut redb::Table<(&str, &str, i64, u64), ()>,
+    keys: &mut redb::Table<(&str, &str, u64), ()>,
+    age: &mut redb::Table<(&str, u64), ()>,
+    id: u64,
+    i: &Index,
+) -> Result<(), redb::Error> {
+    due.insert(
+        (i.destination.as_str(), i.target.as_str(), i.next_ms, id),
+        (),
+    )?;
+    keys.insert((i.destination.as_str(), i.key.as_str(), id), ())?;
+    age.insert((i.destination.as_str(), id), ())?;
+    Ok(())
 }
 
 impl Ledger {
@@ -192,49 +210,12 @@ impl Ledger {
             err: e.to_string(),
         })?;
         // redb caches up to 1 GiB by default; the working set (recent keys,
-        // the parked table) is far smaller, and RSS is what operators watch.
+        // the parked indexes) is far smaller, and RSS is what operators watch.
         let db = redb::Builder::new()
             .set_cache_size(CACHE_BYTES)
             .create(&path)
             .map_err(store)?;
-        let (next_park, parked_keys) = {
-            let tx = db.begin_write().map_err(store)?;
-            {
-                let mut meta = tx.open_table(META).map_err(store)?;
-                let found = meta
-                    .get("format_version")
-                    .map_err(store)?
-                    .map(|v| v.value());
-                match found {
-                    None => {
-                        meta.insert("format_version", FORMAT_VERSION)
-                            .map_err(store)?;
-                    }
-                    Some(v) if v == FORMAT_VERSION => {}
-                    Some(v) => {
-                        return Err(LedgerError::Version {
-                            path: path.display().to_string(),
-                            found: v,
-                        })
-                    }
-                }
-                tx.open_table(DELIVERED).map_err(store)?;
-            }
-            let mut keys = HashSet::new();
-            let mut next = 1;
-            {
-                let parked = tx.open_table(PARKED).map_err(store)?;
-                for row in parked.iter().map_err(store)? {
-                    let (id, v) = row.map_err(store)?;
-                    next = next.max(id.value() + 1);
-                    if let Ok(p) = serde_json::from_slice::<Parked>(v.value()) {
-                        keys.insert((p.destination, p.key));
-                    }
-                }
-            }
-            tx.commit().map_err(store)?;
-            (next, keys)
-        };
+        let (next_park, parked_counts) = Self::prepare(&db, &path)?;
         let db = Arc::new(db);
         let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(4096);
         let writer_db = db.clone();
@@ -250,18 +231,88 @@ impl Ledger {
                 writer: tx,
                 healthy: AtomicBool::new(true),
                 next_park: Mutex::new(next_park),
-                parked_keys: Mutex::new(parked_keys),
+                parked_counts: Mutex::new(parked_counts),
+                reserved: Mutex::new(HashMap::new()),
                 pending: Mutex::new(HashMap::new()),
                 _lock: lock,
             }),
         })
     }
 
+    /// Creates or checks the tables, upgrades a version 1 file, and counts
+    /// the parked rows.
+    fn prepare(db: &Database, path: &Path) -> Result<(u64, HashMap<String, u64>), LedgerError> {
+        let tx = db.begin_write().map_err(store)?;
+        {
+            let mut meta = tx.open_table(META).map_err(store)?;
+            let found = meta
+                .get("format_version")
+                .map_err(store)?
+                .map(|v| v.value());
+            tx.open_table(DELIVERED).map_err(store)?;
+            let parked = tx.open_table(PARKED).map_err(store)?;
+            let mut due = tx.open_table(PARKED_DUE).map_err(store)?;
+            let mut keys = tx.open_table(PARKED_KEYS).map_err(store)?;
+            let mut age = tx.open_table(PARKED_AGE).map_err(store)?;
+            match found {
+                Some(FORMAT_VERSION) => {}
+                None | Some(1) => {
+                    // A new file, or version 1: index every row there is.
+                    for row in parked.iter().map_err(store)? {
+                        let (id, v) = row.map_err(store)?;
+                        let id = id.value();
+                        let index = match Row::decode(v.value()) {
+                            Row::Parked(p) => Index::of(&p),
+                            Row::Unreadable(_) => Index {
+                                destination: UNREADABLE.into(),
+                                target: String::new(),
+                                key: String::new(),
+                                next_ms: 0,
+                            },
+                        };
+                        index_insert(&mut due, &mut keys, &mut age, id, &index).map_err(store)?;
+                    }
+                    meta.insert("format_version", FORMAT_VERSION)
+                        .map_err(store)?;
+                    if found == Some(1) {
+                        tracing::info!(path = %path.display(), "ledger upgraded from format 1 to 2 (parked indexes)");
+                    }
+                }
+                Some(v) => {
+                    return Err(LedgerError::Version {
+                        path: path.display().to_string(),
+                        found: v,
+                    })
+                }
+            }
+        }
+        tx.commit().map_err(store)?;
+        let read = db.begin_read().map_err(store)?;
+        let next = read
+            .open_table(PARKED)
+            .map_err(store)?
+            .last()
+            .map_err(store)?
+            .map_or(1, |(id, _)| id.value() + 1);
+        let mut counts: HashMap<String, u64> = HashMap::new();
+        for row in read
+            .open_table(PARKED_AGE)
+            .map_err(store)?
+            .iter()
+            .map_err(store)?
+        {
+            let (k, _) = row.map_err(store)?;
+            *counts.entry(k.value().0.to_string()).or_default() += 1;
+        }
+        Ok((next, counts))
+    }
+
     pub fn path(&self) -> &Path {
         &self.inner.path
     }
 
-    /// False after a store failure; `/readyz` reports it.
+    /// False after a store failure; `/readyz` reports it, and herald stops
+    /// dispatching until [`Ledger::probe`] finds the store working again.
     pub fn healthy(&self) -> bool {
         self.inner.healthy.load(Ordering::Relaxed)
     }
@@ -271,10 +322,34 @@ impl Ledger {
             tracing::error!(
                 error = %e,
                 path = %self.inner.path.display(),
-                "ledger store failure: offsets are no longer committed until herald is restarted with a working store"
+                "ledger store failure: dispatch pauses until the store works again"
             );
         }
         LedgerError::Store(e.to_string())
+    }
+
+    /// Tries one durable write; on success the ledger is healthy again.
+    /// Returns whether it is.
+    pub async fn probe(&self) -> bool {
+        let Ok(wait) = self.enqueue(vec![Op::Probe], true).await else {
+            return false;
+        };
+        if matches!(wait.await, Ok(Ok(_))) {
+            if !self.inner.healthy.swap(true, Ordering::Relaxed) {
+                tracing::info!(path = %self.inner.path.display(), "ledger store works again: dispatch resumes");
+            }
+            true
+        } else {
+            false
+        }
+    }
+
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&redb::ReadTransaction) -> Result<T, redb::Error>,
+    ) -> Result<T, LedgerError> {
+        let tx = self.inner.db.begin_read().map_err(|e| self.fail(e))?;
+        f(&tx).map_err(|e| self.fail(e))
     }
 
     /// What was last delivered for `key` at `destination`.
@@ -283,36 +358,221 @@ impl Ledger {
         if let Some(e) = self.pending().get(&joined) {
             return Ok(Some(*e));
         }
-        let read = || -> Result<Option<Entry>, redb::Error> {
-            let tx = self.inner.db.begin_read()?;
+        self.read(|tx| {
             let t = tx.open_table(DELIVERED)?;
             Ok(t.get(joined.as_str())?
                 .and_then(|v| Entry::decode(v.value())))
+        })
+    }
+
+    /// The oldest parked row of `key` at `destination`, if any: deliveries
+    /// of one alert go in order, so only that one may be tried.
+    pub fn oldest_of_key(&self, destination: &str, key: &str) -> Result<Option<u64>, LedgerError> {
+        let reserved = self
+            .reserved()
+            .get(&join_key(destination, key))
+            .and_then(|ids| ids.first().copied());
+        let stored = self.read(|tx| {
+            let t = tx.open_table(PARKED_KEYS)?;
+            let first = t
+                .range((destination, key, 0u64)..=(destination, key, u64::MAX))?
+                .next()
+                .transpose()?;
+            Ok(first.map(|(k, _)| k.value().2))
+        })?;
+        Ok(match (reserved, stored) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
+    }
+
+    fn reserved(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, std::collections::BTreeSet<u64>>> {
+        self.inner
+            .reserved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reserves the id of a delivery about to be parked. Synchronous, so ids
+    /// follow the order deliveries are dispatched in, and the key counts as
+    /// parked at once: a later delivery of it waits behind this one.
+    pub fn reserve(&self, destination: &str, key: &str) -> u64 {
+        let id = {
+            let mut next = self
+                .inner
+                .next_park
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let id = *next;
+            *next += 1;
+            id
         };
-        read().map_err(|e| self.fail(e))
+        self.reserved()
+            .entry(join_key(destination, key))
+            .or_default()
+            .insert(id);
+        id
     }
 
-    /// Whether `destination` has any parked delivery.
-    pub fn has_parked(&self, destination: &str) -> bool {
-        self.inner
-            .parked_keys
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+    fn release(&self, id: u64, destination: &str, key: &str) {
+        let joined = join_key(destination, key);
+        let mut reserved = self.reserved();
+        if let Some(ids) = reserved.get_mut(&joined) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                reserved.remove(&joined);
+            }
+        }
+    }
+
+    /// Whether a delivery of `key` is parked at `destination`.
+    pub fn is_parked(&self, destination: &str, key: &str) -> Result<bool, LedgerError> {
+        self.oldest_of_key(destination, key).map(|o| o.is_some())
+    }
+
+    /// One parked row.
+    pub fn row(&self, id: u64) -> Result<Option<Row>, LedgerError> {
+        self.read(|tx| {
+            let t = tx.open_table(PARKED)?;
+            Ok(t.get(id)?.map(|v| Row::decode(v.value())))
+        })
+    }
+
+    /// Targets of `destination` with a row due at `now_ms`, at most `max`.
+    pub fn due_targets(
+        &self,
+        destination: &str,
+        now_ms: i64,
+        max: usize,
+    ) -> Result<Vec<String>, LedgerError> {
+        self.read(|tx| {
+            let t = tx.open_table(PARKED_DUE)?;
+            let mut out = Vec::new();
+            let mut after: Option<String> = None;
+            while out.len() < max {
+                let lower = match &after {
+                    None => Bound::Included((destination, "", i64::MIN, 0u64)),
+                    Some(t) => Bound::Excluded((destination, t.as_str(), i64::MAX, u64::MAX)),
+                };
+                let Some(first) = t
+                    .range::<(&str, &str, i64, u64)>((lower, Bound::Unbounded))?
+                    .next()
+                    .transpose()?
+                else {
+                    break;
+                };
+                let (dest, target, next, _) = first.0.value();
+                if dest != destination {
+                    break;
+                }
+                if next <= now_ms {
+                    out.push(target.to_string());
+                }
+                after = Some(target.to_string());
+            }
+            Ok(out)
+        })
+    }
+
+    /// Rows of (`destination`, `target`) due at `now_ms`, soonest first, at
+    /// most `max`.
+    pub fn due(
+        &self,
+        destination: &str,
+        target: &str,
+        now_ms: i64,
+        max: usize,
+    ) -> Result<Vec<u64>, LedgerError> {
+        self.read(|tx| {
+            let t = tx.open_table(PARKED_DUE)?;
+            let mut out = Vec::new();
+            for row in t.range(
+                (destination, target, i64::MIN, 0u64)..=(destination, target, now_ms, u64::MAX),
+            )? {
+                out.push(row?.0.value().3);
+                if out.len() >= max {
+                    break;
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// The rows of (`destination`, `target`).
+    pub fn count_target(&self, destination: &str, target: &str) -> Result<u64, LedgerError> {
+        self.read(|tx| {
+            let t = tx.open_table(PARKED_DUE)?;
+            let mut n = 0;
+            for row in t.range(
+                (destination, target, i64::MIN, 0u64)..=(destination, target, i64::MAX, u64::MAX),
+            )? {
+                row?;
+                n += 1;
+            }
+            Ok(n)
+        })
+    }
+
+    /// A destination's oldest rows (by parking order), at most `max`.
+    pub fn oldest(&self, destination: &str, max: usize) -> Result<Vec<u64>, LedgerError> {
+        self.read(|tx| {
+            let t = tx.open_table(PARKED_AGE)?;
+            let mut out = Vec::new();
+            for row in t.range((destination, 0u64)..=(destination, u64::MAX))? {
+                out.push(row?.0.value().1);
+                if out.len() >= max {
+                    break;
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Destinations with parked rows.
+    pub fn parked_destinations(&self) -> Vec<String> {
+        let counts = self.counts();
+        let mut v: Vec<String> = counts
             .iter()
-            .any(|(d, _)| d == destination)
+            .filter(|(_, n)| **n > 0)
+            .map(|(d, _)| d.clone())
+            .collect();
+        v.sort();
+        v
     }
 
-    /// Whether a delivery for `key` is parked at `destination`.
-    pub fn is_parked(&self, destination: &str, key: &str) -> bool {
+    /// Parked rows of `destination`.
+    pub fn parked_count(&self, destination: &str) -> u64 {
+        self.counts().get(destination).copied().unwrap_or(0)
+    }
+
+    fn counts(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
         self.inner
-            .parked_keys
+            .parked_counts
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .contains(&(destination.to_string(), key.to_string()))
+    }
+
+    /// Parked rows after `after` (an id), oldest first, at most `max`: the
+    /// admin API's pages.
+    pub fn page(&self, after: u64, max: usize) -> Result<Vec<(u64, Row)>, LedgerError> {
+        self.read(|tx| {
+            let t = tx.open_table(PARKED)?;
+            let mut out = Vec::new();
+            for row in t.range((Bound::Excluded(after), Bound::Unbounded))? {
+                let (id, v) = row?;
+                out.push((id.value(), Row::decode(v.value())));
+                if out.len() >= max {
+                    break;
+                }
+            }
+            Ok(out)
+        })
     }
 
     async fn submit(&self, ops: Vec<Op>) -> Result<usize, LedgerError> {
-        let wait = self.enqueue(ops).await?;
+        let wait = self.enqueue(ops, false).await?;
         self.durable(wait).await
     }
 
@@ -321,8 +581,9 @@ impl Ledger {
     async fn enqueue(
         &self,
         ops: Vec<Op>,
+        even_if_failed: bool,
     ) -> Result<oneshot::Receiver<Result<usize, String>>, LedgerError> {
-        if !self.healthy() {
+        if !even_if_failed && !self.healthy() {
             return Err(LedgerError::Store("ledger is failed".into()));
         }
         let (done, wait) = oneshot::channel();
@@ -374,7 +635,9 @@ impl Ledger {
     > {
         let joined = join_key(destination, key);
         self.pending().insert(joined.clone(), entry);
-        let queued = self.enqueue(vec![Op::Put(joined.clone(), entry)]).await;
+        let queued = self
+            .enqueue(vec![Op::Put(joined.clone(), entry)], false)
+            .await;
         let this = self.clone();
         let settle = move |this: &Ledger| {
             let mut pending = this.pending();
@@ -411,82 +674,71 @@ impl Ledger {
 
     /// Parks a delivery durably; returns its id.
     pub async fn park(&self, p: &Parked) -> Result<u64, LedgerError> {
-        let id = {
-            let mut next = self
-                .inner
-                .next_park
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            let id = *next;
-            *next += 1;
-            id
-        };
-        let bytes = serde_json::to_vec(p).expect("parked serialises");
-        self.submit(vec![Op::Park(id, bytes)]).await?;
-        self.inner
-            .parked_keys
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert((p.destination.clone(), p.key.clone()));
-        Ok(id)
+        let id = self.reserve(&p.destination, &p.key);
+        self.park_reserved(id, p).await.map(|_| id)
     }
 
-    /// Replaces a parked delivery (after a failed retry) under the same id.
-    pub async fn repark(&self, id: u64, p: &Parked) -> Result<(), LedgerError> {
-        let bytes = serde_json::to_vec(p).expect("parked serialises");
-        self.submit(vec![Op::Park(id, bytes)]).await.map(|_| ())
+    /// Parks a delivery durably under an id from [`Ledger::reserve`].
+    pub async fn park_reserved(&self, id: u64, p: &Parked) -> Result<(), LedgerError> {
+        let written = self
+            .submit(vec![Op::Park {
+                id,
+                row: p.encode(),
+                index: Index::of(p),
+            }])
+            .await;
+        self.release(id, &p.destination, &p.key);
+        written?;
+        *self.counts().entry(p.destination.clone()).or_default() += 1;
+        Ok(())
     }
 
-    /// Removes a parked delivery, recording `entry` for its key in the same batch.
+    /// Replaces parked row `id` (it was `old`) after a failed retry.
+    pub async fn repark(&self, id: u64, old: &Parked, new: &Parked) -> Result<(), LedgerError> {
+        self.submit(vec![Op::Repark {
+            id,
+            row: new.encode(),
+            old: Index::of(old),
+            new: Index::of(new),
+        }])
+        .await
+        .map(|_| ())
+    }
+
+    /// Removes parked row `id`, recording `entry` for its key in the same
+    /// transaction.
     pub async fn unpark(
         &self,
         id: u64,
         p: &Parked,
         entry: Option<Entry>,
     ) -> Result<(), LedgerError> {
-        let mut ops = vec![Op::Unpark(id)];
+        let mut ops = vec![Op::Unpark {
+            id,
+            index: Index::of(p),
+        }];
         if let Some(e) = entry {
             ops.push(Op::Put(join_key(&p.destination, &p.key), e));
         }
         self.submit(ops).await?;
-        let still = self
-            .parked()?
-            .iter()
-            .any(|(_, q)| q.destination == p.destination && q.key == p.key);
-        if !still {
-            self.inner
-                .parked_keys
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&(p.destination.clone(), p.key.clone()));
+        if let Some(n) = self.counts().get_mut(&p.destination) {
+            *n = n.saturating_sub(1);
         }
         Ok(())
     }
 
-    /// Every parked delivery, oldest first.
-    pub fn parked(&self) -> Result<Vec<(u64, Parked)>, LedgerError> {
-        let read = || -> Result<Vec<(u64, Parked)>, redb::Error> {
-            let tx = self.inner.db.begin_read()?;
-            let t = tx.open_table(PARKED)?;
-            let mut out = Vec::new();
-            for row in t.iter()? {
-                let (id, v) = row?;
-                if let Ok(p) = serde_json::from_slice::<Parked>(v.value()) {
-                    out.push((id.value(), p));
-                }
-            }
-            Ok(out)
-        };
-        read().map_err(|e| self.fail(e))
+    /// Removes an unreadable row of `destination` (after it was dead-lettered).
+    pub async fn drop_row(&self, id: u64, destination: &str) -> Result<(), LedgerError> {
+        self.submit(vec![Op::Drop(id)]).await?;
+        if let Some(n) = self.counts().get_mut(destination) {
+            *n = n.saturating_sub(1);
+        }
+        Ok(())
     }
 
     /// Number of delivery entries.
     pub fn len(&self) -> Result<u64, LedgerError> {
-        let read = || -> Result<u64, redb::Error> {
-            let tx = self.inner.db.begin_read()?;
-            Ok(tx.open_table(DELIVERED)?.len()?)
-        };
-        read().map_err(|e| self.fail(e))
+        self.read(|tx| Ok(tx.open_table(DELIVERED)?.len()?))
     }
 
     pub fn is_empty(&self) -> Result<bool, LedgerError> {
@@ -502,6 +754,12 @@ impl Ledger {
         std::fs::metadata(&self.inner.path)
             .map(|m| m.len())
             .unwrap_or(0)
+    }
+
+    /// Makes every later write fail, as a full disk does (unit tests).
+    #[cfg(test)]
+    pub(crate) fn break_for_test(&self) {
+        let _ = self.fail("broken by a test");
     }
 }
 
@@ -544,6 +802,10 @@ fn apply(db: &Database, batches: &[Batch]) -> Result<Vec<usize>, redb::Error> {
     {
         let mut delivered = tx.open_table(DELIVERED)?;
         let mut parked = tx.open_table(PARKED)?;
+        let mut due = tx.open_table(PARKED_DUE)?;
+        let mut keys = tx.open_table(PARKED_KEYS)?;
+        let mut age = tx.open_table(PARKED_AGE)?;
+        let mut meta = tx.open_table(META)?;
         for b in batches {
             let mut n = 0;
             for op in &b.ops {
@@ -551,11 +813,39 @@ fn apply(db: &Database, batches: &[Batch]) -> Result<Vec<usize>, redb::Error> {
                     Op::Put(k, e) => {
                         delivered.insert(k.as_str(), e.encode().as_slice())?;
                     }
-                    Op::Park(id, v) => {
-                        parked.insert(*id, v.as_slice())?;
+                    Op::Park { id, row, index } => {
+                        parked.insert(*id, row.as_slice())?;
+                        index_insert(&mut due, &mut keys, &mut age, *id, index)?;
                     }
-                    Op::Unpark(id) => {
+                    Op::Repark { id, row, old, new } => {
+                        parked.insert(*id, row.as_slice())?;
+                        due.remove((
+                            old.destination.as_str(),
+                            old.target.as_str(),
+                            old.next_ms,
+                            *id,
+                        ))?;
+                        due.insert(
+                            (
+                                new.destination.as_str(),
+                                new.target.as_str(),
+                                new.next_ms,
+                                *id,
+                            ),
+                            (),
+                        )?;
+                    }
+                    Op::Unpark { id, index: i } => {
                         parked.remove(*id)?;
+                        due.remove((i.destination.as_str(), i.target.as_str(), i.next_ms, *id))?;
+                        keys.remove((i.destination.as_str(), i.key.as_str(), *id))?;
+                        age.remove((i.destination.as_str(), *id))?;
+                    }
+                    Op::Drop(id) => {
+                        parked.remove(*id)?;
+                        due.retain(|k, _| k.3 != *id)?;
+                        keys.retain(|k, _| k.2 != *id)?;
+                        age.retain(|k, _| k.1 != *id)?;
                     }
                     Op::Sweep(now, r) => {
                         let before = delivered.len()?;
@@ -564,6 +854,9 @@ fn apply(db: &Database, batches: &[Batch]) -> Result<Vec<usize>, redb::Error> {
                                 .is_some_and(|e| !e.expired(*now, *r, k.contains("\0audit:")))
                         })?;
                         n += (before - delivered.len()?) as usize;
+                    }
+                    Op::Probe => {
+                        meta.insert("probe", 1)?;
                     }
                 }
             }
@@ -578,6 +871,7 @@ fn apply(db: &Database, batches: &[Batch]) -> Result<Vec<usize>, redb::Error> {
 mod tests {
     use super::*;
     use crate::model::AlertState;
+    use std::time::Duration;
 
     fn metrics() -> Arc<Metrics> {
         Arc::new(Metrics::new())
@@ -683,7 +977,7 @@ mod tests {
         let p = |key: &str| Parked {
             destination: "d".into(),
             target: String::new(),
-            target_label: String::new(),
+            target_shown: String::new(),
             key: key.into(),
             topic: "t".into(),
             partition: 0,
@@ -701,23 +995,131 @@ mod tests {
         let b = l.park(&p("b")).await.unwrap();
         let a2 = l.park(&p("a")).await.unwrap();
         assert!(a < b && b < a2);
-        let all = l.parked().unwrap();
+        let all = l.page(0, 10).unwrap();
         assert_eq!(
             all.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
             vec![a, b, a2]
         );
-        assert_eq!(all[0].1, p("a"));
-        assert!(l.is_parked("d", "a"));
+        assert_eq!(all[0].1, Row::Parked(Box::new(p("a"))));
+        assert_eq!(l.page(a, 1).unwrap()[0].0, b, "pages after an id");
+        assert!(l.is_parked("d", "a").unwrap());
+        assert_eq!(l.oldest_of_key("d", "a").unwrap(), Some(a));
+        assert_eq!(l.parked_count("d"), 3);
         l.unpark(a, &p("a"), Some(entry(AlertState::Active, 9)))
             .await
             .unwrap();
-        assert!(
-            l.is_parked("d", "a"),
+        assert_eq!(
+            l.oldest_of_key("d", "a").unwrap(),
+            Some(a2),
             "a second delivery of a is still parked"
         );
         l.unpark(a2, &p("a"), None).await.unwrap();
-        assert!(!l.is_parked("d", "a"));
+        assert!(!l.is_parked("d", "a").unwrap());
         assert_eq!(l.get("d", "a").unwrap().unwrap().delivered_ms, 9);
+        assert_eq!(l.parked_count("d"), 1);
+    }
+
+    fn parked(target: &str, key: &str, next: i64) -> Parked {
+        Parked {
+            destination: "d".into(),
+            target: target.into(),
+            target_shown: String::new(),
+            key: key.into(),
+            topic: "t".into(),
+            partition: 0,
+            offset: 1,
+            message_key: None,
+            value: b"{}".to_vec(),
+            attempts: 1,
+            rounds: 0,
+            first_error: "e".into(),
+            last_error: "e".into(),
+            parked_at_ms: 0,
+            next_attempt_ms: next,
+        }
+    }
+
+    #[tokio::test]
+    async fn due_rows_are_found_by_target_and_time_without_a_scan() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Ledger::open(dir.path(), metrics()).unwrap();
+        let a1 = l.park(&parked("", "a", 100)).await.unwrap();
+        let b1 = l.park(&parked("https://x/1", "b", 50)).await.unwrap();
+        let c1 = l.park(&parked("https://x/2", "c", 500)).await.unwrap();
+        let a2 = l.park(&parked("", "a2", 90)).await.unwrap();
+        assert_eq!(l.due_targets("d", 99, 10).unwrap(), ["", "https://x/1"]);
+        assert_eq!(
+            l.due_targets("d", 1000, 10).unwrap(),
+            ["", "https://x/1", "https://x/2"]
+        );
+        assert_eq!(l.due_targets("d", 1000, 2).unwrap().len(), 2);
+        assert!(l.due_targets("other", 1000, 10).unwrap().is_empty());
+        assert_eq!(l.due("d", "", 1000, 10).unwrap(), [a2, a1], "soonest first");
+        assert_eq!(l.due("d", "", 95, 10).unwrap(), [a2]);
+        assert_eq!(l.count_target("d", "https://x/1").unwrap(), 1);
+        // A retry that fails moves its row later.
+        l.repark(
+            b1,
+            &parked("https://x/1", "b", 50),
+            &parked("https://x/1", "b", 700),
+        )
+        .await
+        .unwrap();
+        assert!(l.due("d", "https://x/1", 600, 10).unwrap().is_empty());
+        assert_eq!(l.due("d", "https://x/1", 700, 10).unwrap(), [b1]);
+        assert_eq!(l.oldest("d", 2).unwrap(), [a1, b1]);
+        assert_eq!(l.parked_destinations(), ["d"]);
+        let _ = c1;
+    }
+
+    #[tokio::test]
+    async fn a_version_1_file_is_indexed_and_unreadable_rows_are_kept_for_the_dead_letters() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = redb::Database::create(dir.path().join(FILE_NAME)).unwrap();
+            let tx = db.begin_write().unwrap();
+            {
+                tx.open_table(META)
+                    .unwrap()
+                    .insert("format_version", 1)
+                    .unwrap();
+                let mut t = tx.open_table(PARKED).unwrap();
+                t.insert(3u64, parked("", "k", 5).encode().as_slice())
+                    .unwrap();
+                t.insert(4u64, b"{not json".as_slice()).unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        let l = Ledger::open(dir.path(), metrics()).unwrap();
+        assert_eq!(l.due("d", "", 10, 10).unwrap(), [3]);
+        assert_eq!(l.oldest(UNREADABLE, 10).unwrap(), [4]);
+        assert_eq!(
+            l.row(4).unwrap(),
+            Some(Row::Unreadable(b"{not json".to_vec()))
+        );
+        assert_eq!(l.parked_destinations(), [UNREADABLE, "d"]);
+        l.drop_row(4, UNREADABLE).await.unwrap();
+        assert!(l.oldest(UNREADABLE, 10).unwrap().is_empty());
+        assert_eq!(l.row(4).unwrap(), None);
+        let next = l.park(&parked("", "k2", 5)).await.unwrap();
+        assert_eq!(next, 5, "ids continue after the last row");
+    }
+
+    #[tokio::test]
+    async fn a_failed_store_refuses_writes_until_a_probe_succeeds() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Ledger::open(dir.path(), metrics()).unwrap();
+        l.break_for_test();
+        assert!(!l.healthy());
+        assert!(l
+            .record("d", "x", entry(AlertState::Active, 1))
+            .await
+            .is_err());
+        assert!(l.probe().await, "the disk works: the probe heals it");
+        assert!(l.healthy());
+        l.record("d", "x", entry(AlertState::Active, 1))
+            .await
+            .unwrap();
     }
 
     async fn churn(l: &Ledger, prefix: &str) {

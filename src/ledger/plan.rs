@@ -40,6 +40,9 @@ pub fn idempotency_key(event: &Event, key: &str) -> String {
     out
 }
 
+/// How far ahead of herald's clock an alert's time may be and still count.
+pub const CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Plan {
     /// Send, then record this entry.
@@ -81,12 +84,20 @@ pub fn plan(
         Event::Alert(a) => &a.fields,
     };
     let violation_ms = a.time.map(|t| t.0.timestamp_millis()).unwrap_or(0);
+    // A violation time beyond clock skew is not believed: it is not "newer"
+    // than what was notified, and what is recorded is at most now plus the
+    // skew, so one future-dated message neither re-notifies on every
+    // redelivery nor hides the genuine updates after it.
+    let latest_believable = now_ms.saturating_add(CLOCK_SKEW_MS);
+    let from_the_future = violation_ms > latest_believable;
     let deliver = |state| {
         Plan::Deliver(Entry {
             state,
             delivered_ms: now_ms,
             last_seen_ms: now_ms,
-            newest_violation_ms: violation_ms.max(entry.map_or(0, |e| e.newest_violation_ms)),
+            newest_violation_ms: violation_ms
+                .min(latest_believable)
+                .max(entry.map_or(0, |e| e.newest_violation_ms)),
         })
     };
     match (a.state, entry) {
@@ -104,6 +115,7 @@ pub fn plan(
         (_, Some(e)) => {
             if renotify_runtime
                 && a.lifecycle_stage == LifecycleStage::Runtime
+                && !from_the_future
                 && violation_ms > e.newest_violation_ms
             {
                 deliver(a.state)
@@ -170,6 +182,31 @@ mod tests {
             matches!(plan(&deploy, Some(e), false, true, 200), Plan::Skip(..)),
             "DEPLOY never renotifies"
         );
+    }
+
+    #[test]
+    fn a_time_in_the_future_is_neither_new_for_ever_nor_hides_real_updates() {
+        let t1 = 1_714_564_800_000; // T1
+        let first = delivered(plan(&alert("ACTIVE", T1), None, false, true, t1));
+        // Year 2100: not believed as an update, and never renotified.
+        let future = alert("ACTIVE", "2100-01-01T00:00:00Z");
+        assert!(matches!(
+            plan(&future, Some(first), false, true, t1 + 1),
+            Plan::Skip(..)
+        ));
+        assert!(matches!(
+            plan(&future, Some(first), false, true, t1 + 2),
+            Plan::Skip(..)
+        ));
+        // Delivered first, it records at most now plus the skew, so the genuine
+        // update ten minutes later is still newer.
+        let e = delivered(plan(&future, None, false, true, t1));
+        assert_eq!(e.newest_violation_ms, t1 + CLOCK_SKEW_MS);
+        let later = alert("ACTIVE", "2024-05-01T12:10:00Z");
+        assert!(matches!(
+            plan(&later, Some(e), false, true, t1 + 600_000),
+            Plan::Deliver(_)
+        ));
     }
 
     #[test]

@@ -10,13 +10,12 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use serde::Deserialize;
 
-use super::http::{self, TlsSettings};
-use super::{FailureReason, SendError};
-use super::{Notifier, RenderContext, SendMeta, Target};
-use crate::config::{join, redact_url, Common, Errors, Secret};
+use super::http::{self, Clients, TlsSettings};
+use super::target::{self, Annotation, TargetKind};
+use super::{BuildContext, Notifier, RenderContext, SendError, SendMeta, Target};
+use crate::config::{join, redact_url, Errors, Secret};
 use crate::formats::{chat, teams};
 use crate::model::{Alert, Event};
-use crate::routing::annotations;
 
 /// The settings of both types; `format` is Teams' only.
 #[derive(Deserialize)]
@@ -33,6 +32,10 @@ pub struct WebhookSettings {
     skip_tls_verify: bool,
     #[serde(default)]
     format: Option<String>,
+    /// The URLs an annotation may name; default: the service's own webhook
+    /// hosts (Slack's, or Microsoft's for Teams).
+    #[serde(default)]
+    allowed_targets: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -46,35 +49,52 @@ pub struct TeamsSettings(WebhookSettings);
 /// What differs between the chat services.
 struct Flavor {
     service: &'static str,
+    /// Where the service's webhooks live: an annotation may name these.
+    hosts: &'static [&'static str],
     body: fn(&Alert, &str) -> Vec<u8>,
     test_body: &'static str,
 }
 
 const SLACK: Flavor = Flavor {
     service: "Slack",
+    hosts: SLACK_HOSTS,
     body: chat::slack_body,
     test_body: r#"{"text":"This is a test message created to test integration with StackRox."}"#,
 };
 
+/// Slack's incoming webhooks and workflow triggers.
+const SLACK_HOSTS: &[&str] = &["https://hooks.slack.com/"];
+
+/// Teams connectors (`*.webhook.office.com`, the older
+/// `outlook.office.com`) and Workflows (Power Automate: `*.logic.azure.com`,
+/// `*.api.powerplatform.com`).
+const TEAMS_HOSTS: &[&str] = &[
+    "https://*.webhook.office.com/",
+    "https://outlook.office.com/",
+    "https://*.logic.azure.com/",
+    "https://*.api.powerplatform.com/",
+];
+
 const TEAMS_MESSAGE_CARD: Flavor = Flavor {
     service: "Teams",
+    hosts: TEAMS_HOSTS,
     body: teams::message_card,
     test_body: r#"{"themeColor":"","title":"","text":"This is a test message created to test teams integration with StackRox.","sections":null}"#,
 };
 
 const TEAMS_ADAPTIVE_CARD: Flavor = Flavor {
     service: "Teams",
+    hosts: TEAMS_HOSTS,
     body: teams::adaptive_card,
     test_body: r#"{"type":"message","attachments":[{"contentType":"application/vnd.microsoft.card.adaptive","content":{"$schema":"http://adaptivecards.io/schemas/adaptive-card.json","type":"AdaptiveCard","version":"1.4","body":[{"type":"TextBlock","text":"This is a test message created to test teams integration with StackRox.","wrap":true}]}}]}"#,
 };
 
 pub struct ChatWebhook {
     flavor: Flavor,
-    client: reqwest::Client,
+    clients: Clients,
     default_url: Secret,
-    annotation_key: String,
+    annotation: Option<Annotation>,
     ui_endpoint: String,
-    namespaces: Arc<crate::routing::namespaces::NamespaceMetadata>,
 }
 
 impl fmt::Debug for ChatWebhook {
@@ -91,19 +111,19 @@ fn format_url(u: &str) -> String {
 }
 
 impl super::Settings for SlackSettings {
-    fn build(self, common: &Common, path: &str, errs: &mut Errors) -> Option<Arc<dyn Notifier>> {
+    fn build(self, ctx: &BuildContext, path: &str, errs: &mut Errors) -> Option<Arc<dyn Notifier>> {
         if self.0.format.is_some() {
             errs.push(
                 &join(path, "format"),
                 "is a Teams setting (Slack has one body)",
             );
         }
-        self.0.build(SLACK, common, path, errs)
+        self.0.build(SLACK, ctx, path, errs)
     }
 }
 
 impl super::Settings for TeamsSettings {
-    fn build(self, common: &Common, path: &str, errs: &mut Errors) -> Option<Arc<dyn Notifier>> {
+    fn build(self, ctx: &BuildContext, path: &str, errs: &mut Errors) -> Option<Arc<dyn Notifier>> {
         let flavor = match self.0.format.as_deref() {
             None | Some("message_card") => TEAMS_MESSAGE_CARD,
             Some("adaptive_card") => TEAMS_ADAPTIVE_CARD,
@@ -115,7 +135,7 @@ impl super::Settings for TeamsSettings {
                 TEAMS_MESSAGE_CARD
             }
         };
-        self.0.build(flavor, common, path, errs)
+        self.0.build(flavor, ctx, path, errs)
     }
 }
 
@@ -123,7 +143,7 @@ impl WebhookSettings {
     fn build(
         self,
         flavor: Flavor,
-        common: &Common,
+        ctx: &BuildContext,
         path: &str,
         errs: &mut Errors,
     ) -> Option<Arc<dyn Notifier>> {
@@ -142,56 +162,43 @@ impl WebhookSettings {
             ca_file: &self.ca_file,
             skip_tls_verify: self.skip_tls_verify,
         };
-        let client = http::client(tls, common.timeout, path, errs);
+        let clients = Clients::build(tls, ctx.timeout, path, errs);
+        let hosts: Vec<String> = match self.allowed_targets {
+            Some(list) => list,
+            None => flavor.hosts.iter().map(|h| h.to_string()).collect(),
+        };
+        let allowed = target::allow_list(&hosts, true, path, errs);
         if errs.list.len() > before {
             return None;
         }
+        let default_url = Secret::new(format_url(url?.expose()));
+        let annotation = (!self.annotation_key.is_empty()).then(|| Annotation {
+            key: self.annotation_key,
+            kind: TargetKind::Url {
+                allowed,
+                format: format_url,
+            },
+            default_shown: redact_url(default_url.expose()),
+            namespaces: ctx.namespaces.clone(),
+        });
         Some(Arc::new(ChatWebhook {
             flavor,
-            client: client?,
-            default_url: Secret::new(format_url(url?.expose())),
-            annotation_key: self.annotation_key,
-            ui_endpoint: common.ui_endpoint.clone(),
-            namespaces: common.namespaces.clone(),
+            clients: clients?,
+            default_url,
+            annotation,
+            ui_endpoint: ctx.ui_endpoint.clone(),
         }))
     }
 }
 
 impl ChatWebhook {
-    fn url_for(&self, event: &Event) -> String {
-        let ns: &dyn annotations::NamespaceAnnotations = &*self.namespaces;
-        let (v, _) = annotations::resolve_event(
-            event,
-            &self.annotation_key,
-            self.default_url.expose(),
-            Some(ns),
-        );
-        format_url(v)
-    }
-
-    async fn post(&self, url: &str, body: Vec<u8>) -> Result<(), SendError> {
-        let target = redact_url(url);
-        if reqwest::Url::parse(url).is_err() {
-            return Err(SendError::permanent(
-                FailureReason::ClientError,
-                format!("not a webhook URL ({target})"),
-            ));
-        }
-        http::post_json(&self.client, url, body, &target).await
+    async fn post(&self, to: &Target, body: Vec<u8>) -> Result<(), SendError> {
+        let url = to.value.as_deref().unwrap_or(self.default_url.expose());
+        http::post_json(self.clients.for_target(to), url, body, &redact_url(url)).await
     }
 }
 
 impl Notifier for ChatWebhook {
-    fn route(&self, event: &Event) -> Option<super::Route> {
-        super::Route::of(
-            event,
-            &self.annotation_key,
-            self.default_url.expose(),
-            Some(&*self.namespaces),
-            true,
-        )
-    }
-
     fn cleartext_credentials(&self) -> Option<String> {
         http::cleartext_warning(
             self.default_url.expose(),
@@ -199,11 +206,16 @@ impl Notifier for ChatWebhook {
         )
     }
 
-    fn target(&self, event: &Event) -> Option<Target> {
-        (!self.annotation_key.is_empty()).then(|| Target::url(&self.url_for(event)))
+    fn annotation(&self) -> Option<&Annotation> {
+        self.annotation.as_ref()
     }
 
-    fn render(&self, event: &Event, _ctx: &RenderContext) -> Result<Vec<u8>, String> {
+    fn render(
+        &self,
+        event: &Event,
+        _target: &Target,
+        _ctx: &RenderContext,
+    ) -> Result<Vec<u8>, String> {
         match event {
             Event::Alert(a) => Ok((self.flavor.body)(a, &self.ui_endpoint)),
             Event::Audit(_) => Err(format!("{} takes no audit messages", self.flavor.service)),
@@ -212,17 +224,18 @@ impl Notifier for ChatWebhook {
 
     fn send<'a>(
         &'a self,
-        event: &'a Event,
+        _event: &'a Event,
+        target: &'a Target,
         payload: &'a [u8],
         _meta: &'a SendMeta,
     ) -> BoxFuture<'a, Result<(), SendError>> {
-        Box::pin(async move { self.post(&self.url_for(event), payload.to_vec()).await })
+        Box::pin(self.post(target, payload.to_vec()))
     }
 
     fn test(&self) -> BoxFuture<'_, Result<String, SendError>> {
         Box::pin(async move {
             self.post(
-                self.default_url.expose(),
+                &Target::default(),
                 self.flavor.test_body.as_bytes().to_vec(),
             )
             .await?;
@@ -236,18 +249,13 @@ impl Notifier for ChatWebhook {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::Config;
-    use std::collections::HashMap;
 
     fn errors(kind: &str, extra: &str) -> Vec<String> {
-        let text = format!(
-            "[kafka]\nbrokers = \"b:9092\"\ngroup_id = \"g\"\ntopics = [\"t\"]\ndead_letter_topic = \"d\"\n\
-             [[destinations]]\nname = \"c\"\nid = \"n1\"\ntype = \"{kind}\"\n{extra}"
-        );
-        match Config::parse(&text, &HashMap::new()) {
-            Ok(_) => vec![],
-            Err(e) => e.list.iter().map(|e| e.to_string()).collect(),
-        }
+        crate::destinations::parse(&format!(
+            "[[destinations]]\nname = \"c\"\nid = \"n1\"\ntype = \"{kind}\"\n{extra}"
+        ))
+        .err()
+        .unwrap_or_default()
     }
 
     #[test]

@@ -16,12 +16,11 @@ use lettre::transport::smtp::extension::ClientId;
 use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use serde::Deserialize;
 
-use super::{FailureReason, SendError};
-use super::{Notifier, RenderContext, SendMeta, Target};
-use crate::config::{join, read_secret, Common, Errors, Secret};
+use super::target::{Annotation, TargetKind};
+use super::{BuildContext, FailureReason, Notifier, RenderContext, SendError, SendMeta, Target};
+use crate::config::{join, read_secret, Errors, Secret};
 use crate::formats::{email, text};
 use crate::model::Event;
-use crate::routing::annotations;
 
 #[derive(Deserialize)]
 pub struct Settings {
@@ -43,6 +42,10 @@ pub struct Settings {
     default_target: String,
     #[serde(default)]
     annotation_key: String,
+    /// Domains an annotation's recipient may be in (`example.com`,
+    /// `*.example.com`); empty: any (Central's rule).
+    #[serde(default)]
+    allowed_targets: Vec<String>,
     /// `implicit` (SMTPS, Central's default), `starttls` or `none`.
     #[serde(default = "default_tls")]
     tls: String,
@@ -79,8 +82,7 @@ pub struct Email {
     sender: String,
     sender_address: Address,
     default_target: String,
-    annotation_key: String,
-    namespaces: Arc<crate::routing::namespaces::NamespaceMetadata>,
+    annotation: Option<Annotation>,
     ui_endpoint: String,
 }
 
@@ -93,7 +95,7 @@ impl fmt::Debug for Email {
 }
 
 impl super::Settings for Settings {
-    fn build(self, common: &Common, path: &str, errs: &mut Errors) -> Option<Arc<dyn Notifier>> {
+    fn build(self, ctx: &BuildContext, path: &str, errs: &mut Errors) -> Option<Arc<dyn Notifier>> {
         let before = errs.list.len();
         let (host, port) = match self.server.trim().rsplit_once(':') {
             Some((h, p)) if !p.is_empty() => match p.parse::<u16>() {
@@ -201,7 +203,7 @@ impl super::Settings for Settings {
             .port(port)
             .tls(tls)
             .hello_name(ClientId::Domain(self.helo_name.clone()))
-            .timeout(Some(common.timeout.min(Duration::from_secs(60))));
+            .timeout(Some(ctx.timeout.min(Duration::from_secs(60))));
         if let Some(c) = credentials {
             builder = builder.credentials(c).authentication(vec![mechanism]);
         }
@@ -212,21 +214,24 @@ impl super::Settings for Settings {
             from: email::from_header(&self.from, &self.sender),
             sender: self.sender,
             sender_address: sender_address?,
+            annotation: (!self.annotation_key.is_empty()).then(|| Annotation {
+                key: self.annotation_key,
+                kind: TargetKind::Email {
+                    allowed: self.allowed_targets,
+                },
+                default_shown: self.default_target.clone(),
+                namespaces: ctx.namespaces.clone(),
+            }),
             default_target: self.default_target,
-            annotation_key: self.annotation_key,
-            namespaces: common.namespaces.clone(),
-            ui_endpoint: common.ui_endpoint.clone(),
+            ui_endpoint: ctx.ui_endpoint.clone(),
         }))
     }
 }
 
 impl Email {
     /// The recipient: the annotation's value, else the default (Central's rule).
-    fn recipient(&self, event: &Event) -> String {
-        let ns: &dyn annotations::NamespaceAnnotations = &*self.namespaces;
-        annotations::resolve_event(event, &self.annotation_key, &self.default_target, Some(ns))
-            .0
-            .to_string()
+    fn recipient<'a>(&'a self, target: &'a Target) -> &'a str {
+        target.value.as_deref().unwrap_or(&self.default_target)
     }
 
     async fn deliver(&self, to: &str, bytes: &[u8]) -> Result<(), SendError> {
@@ -268,16 +273,6 @@ impl Email {
 }
 
 impl Notifier for Email {
-    fn route(&self, event: &Event) -> Option<super::Route> {
-        super::Route::of(
-            event,
-            &self.annotation_key,
-            &self.default_target,
-            Some(&*self.namespaces),
-            false,
-        )
-    }
-
     fn cleartext_credentials(&self) -> Option<String> {
         self.auth_in_clear.then(|| {
             format!(
@@ -287,23 +282,24 @@ impl Notifier for Email {
         })
     }
 
-    fn target(&self, event: &Event) -> Option<Target> {
-        if self.annotation_key.is_empty() {
-            return None;
-        }
-        Some(Target::named(self.recipient(event)))
+    fn annotation(&self) -> Option<&Annotation> {
+        self.annotation.as_ref()
     }
 
-    fn render(&self, event: &Event, ctx: &RenderContext) -> Result<Vec<u8>, String> {
+    fn render(
+        &self,
+        event: &Event,
+        target: &Target,
+        ctx: &RenderContext,
+    ) -> Result<Vec<u8>, String> {
         let Event::Alert(a) = event else {
             return Err("email takes no audit messages".into());
         };
         let f = &a.fields;
         let body = text::format_alert(f, &self.ui_endpoint, text::Table::Email);
-        let to = self.recipient(event);
         Ok(email::message(&email::Message {
             from: &self.from,
-            to: &to,
+            to: self.recipient(target),
             date: ctx.now,
             subject: &text::summary(f),
             message_id: &email::message_id(&f.id, f.state.as_str(), &self.sender),
@@ -313,11 +309,12 @@ impl Notifier for Email {
 
     fn send<'a>(
         &'a self,
-        event: &'a Event,
+        _event: &'a Event,
+        target: &'a Target,
         payload: &'a [u8],
         _meta: &'a SendMeta,
     ) -> BoxFuture<'a, Result<(), SendError>> {
-        Box::pin(async move { self.deliver(&self.recipient(event), payload).await })
+        Box::pin(self.deliver(self.recipient(target), payload))
     }
 
     fn test(&self) -> BoxFuture<'_, Result<String, SendError>> {

@@ -15,8 +15,10 @@ pub enum FailureReason {
     Render,
     /// Parked behind an earlier delivery of the same key.
     Ordering,
-    /// The destination's queue stayed full.
+    /// The target's queue was full.
     QueueFull,
+    /// `max_targets` lanes were busy: no lane for another target.
+    TargetsFull,
     /// The circuit breaker was open.
     BreakerOpen,
 }
@@ -33,6 +35,7 @@ impl FailureReason {
             FailureReason::Render => "render",
             FailureReason::Ordering => "ordering",
             FailureReason::QueueFull => "queue_full",
+            FailureReason::TargetsFull => "targets_full",
             FailureReason::BreakerOpen => "breaker_open",
         }
     }

@@ -11,6 +11,7 @@ use super::{FailureReason, SendError};
 use crate::config::{join, read_secret, redact_url, Errors, Secret};
 
 /// TLS settings of an HTTP destination.
+#[derive(Clone)]
 pub struct TlsSettings<'a> {
     pub ca_file: &'a Option<PathBuf>,
     pub skip_tls_verify: bool,
@@ -18,17 +19,71 @@ pub struct TlsSettings<'a> {
 
 /// Builds the client: rustls with the system and Mozilla roots plus `ca_file`,
 /// `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` from the environment, and the
-/// destination's whole-request timeout.
+/// destination's whole-request timeout. Redirects are not followed:
+/// credentials go only to the URL that was configured or allow-listed.
 pub fn client(
     tls: TlsSettings<'_>,
     timeout: Duration,
     path: &str,
     errs: &mut Errors,
 ) -> Option<Client> {
+    builder(tls, timeout, path, errs)?
+        .build()
+        .map_err(|e| errs.push(path, format!("cannot build HTTP client: {e}")))
+        .ok()
+}
+
+/// The clients of a destination that sends to annotation-chosen URLs: one
+/// for URLs an exact allow-list entry names, and one that resolves names to
+/// public addresses only, for wildcard matches.
+#[derive(Clone)]
+pub struct Clients {
+    pub client: Client,
+    pub public_only: Client,
+}
+
+impl Clients {
+    pub fn build(
+        tls: TlsSettings<'_>,
+        timeout: Duration,
+        path: &str,
+        errs: &mut Errors,
+    ) -> Option<Clients> {
+        let client = builder(tls.clone(), timeout, path, errs)?;
+        let public = builder(tls, timeout, path, errs)?
+            .dns_resolver(std::sync::Arc::new(super::target::PublicOnly));
+        match (client.build(), public.build()) {
+            (Ok(client), Ok(public_only)) => Some(Clients {
+                client,
+                public_only,
+            }),
+            (Err(e), _) | (_, Err(e)) => {
+                errs.push(path, format!("cannot build HTTP client: {e}"));
+                None
+            }
+        }
+    }
+
+    pub fn for_target(&self, target: &super::Target) -> &Client {
+        if target.public_only {
+            &self.public_only
+        } else {
+            &self.client
+        }
+    }
+}
+
+fn builder(
+    tls: TlsSettings<'_>,
+    timeout: Duration,
+    path: &str,
+    errs: &mut Errors,
+) -> Option<reqwest::ClientBuilder> {
     let mut b = Client::builder()
         .use_rustls_tls()
         .timeout(timeout)
         .connect_timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")))
         .danger_accept_invalid_certs(tls.skip_tls_verify);
     if let Some(ca) = tls.ca_file {
@@ -58,13 +113,7 @@ pub fn client(
             }
         }
     }
-    match b.build() {
-        Ok(c) => Some(c),
-        Err(e) => {
-            errs.push(path, format!("cannot build HTTP client: {e}"));
-            None
-        }
-    }
+    Some(b)
 }
 
 /// A required endpoint URL that may carry a secret (a key in its path), given
@@ -104,7 +153,7 @@ pub fn cleartext(url: &str) -> bool {
 
 /// The start-up warning for `what` sent to a plain-http `url`, if it is one.
 pub fn cleartext_warning(url: &str, what: &str) -> Option<String> {
-    cleartext(url).then(|| format!("{what} is sent in clear over http to {}", redact_url(url)))
+    cleartext(url).then(|| format!("{what}: sent in clear over http to {}", redact_url(url)))
 }
 
 /// Central's endpoint rule: `https://` unless the URL starts with `http`.
@@ -160,7 +209,8 @@ pub async fn post_json(
 }
 
 /// Maps a response status to an outcome: 2xx delivered; 408, 429 and 5xx
-/// retryable (honouring `Retry-After`); 401/403 and other 4xx permanent.
+/// retryable (honouring `Retry-After`); 401/403 and other 4xx permanent; a
+/// redirect is refused (permanent), as herald follows none.
 pub fn status_outcome(
     status: StatusCode,
     headers: &HeaderMap,
@@ -176,17 +226,23 @@ pub fn status_outcome(
         408 => SendError::retryable(FailureReason::Timeout, message),
         500..=599 => SendError::retryable(FailureReason::ServerError, message),
         401 | 403 => SendError::permanent(FailureReason::AuthError, message),
+        300..=399 => SendError::permanent(
+            FailureReason::ClientError,
+            format!("{message}: a redirect, which herald does not follow"),
+        ),
         _ => SendError::permanent(FailureReason::ClientError, message),
     }
     .with_retry_after(retry_after(headers))
     .with_status(code))
 }
 
-/// `Retry-After` in delta-seconds or HTTP-date form.
+/// `Retry-After` in delta-seconds or HTTP-date form. Any value is taken
+/// (the delivery layer bounds it); one too large for a number of seconds
+/// reads as the largest.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
+    if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(Duration::from_secs(v.parse::<u64>().unwrap_or(u64::MAX)));
     }
     let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
     let delta = when.with_timezone(&chrono::Utc) - chrono::Utc::now();
@@ -208,6 +264,7 @@ mod tests {
             (503, FailureReason::ServerError, true),
             (500, FailureReason::ServerError, true),
             (401, FailureReason::AuthError, false),
+            (302, FailureReason::ClientError, false),
             (403, FailureReason::AuthError, false),
             (400, FailureReason::ClientError, false),
             (404, FailureReason::ClientError, false),
@@ -236,6 +293,19 @@ mod tests {
             HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
         );
         assert_eq!(retry_after(&h), Some(Duration::ZERO));
+        // Absurd values parse (the delivery layer bounds them); garbage does not.
+        h.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("18446744073709551615"),
+        );
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(u64::MAX)));
+        h.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("99999999999999999999999"),
+        );
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(u64::MAX)));
+        h.insert(RETRY_AFTER, HeaderValue::from_static("-5"));
+        assert_eq!(retry_after(&h), None);
     }
 
     #[test]

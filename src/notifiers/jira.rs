@@ -16,12 +16,11 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::http::{self, TlsSettings};
-use super::{FailureReason, SendError};
-use super::{Notifier, RenderContext, SendMeta, Target};
-use crate::config::{join, read_secret, redact_url, Common, Errors, Secret};
+use super::target::{Annotation, TargetKind};
+use super::{BuildContext, FailureReason, Notifier, RenderContext, SendError, SendMeta, Target};
+use crate::config::{join, read_secret, redact_url, Errors, Secret};
 use crate::formats::{gojson, text};
 use crate::model::{AlertState, Event, Severity};
-use crate::routing::annotations;
 
 #[derive(Deserialize)]
 #[serde(untagged)]
@@ -50,6 +49,9 @@ pub struct Settings {
     default_target: String,
     #[serde(default)]
     annotation_key: String,
+    /// Project keys an annotation may name; empty: any well-formed key.
+    #[serde(default)]
+    allowed_targets: Vec<String>,
     /// LOW/MEDIUM/HIGH/CRITICAL → priority name, or "auto".
     #[serde(default)]
     priority_mapping: Option<MappingSetting>,
@@ -104,7 +106,7 @@ pub struct Jira {
     checking: tokio::sync::Mutex<()>,
     issue_type: String,
     default_project: String,
-    annotation_key: String,
+    annotation: Option<Annotation>,
     auto_mapping: bool,
     mapping: RwLock<BTreeMap<Severity, String>>,
     disable_priority: bool,
@@ -113,7 +115,6 @@ pub struct Jira {
     comment_on_update: bool,
     resolve_transition: Option<String>,
     ui_endpoint: String,
-    namespaces: Arc<crate::routing::namespaces::NamespaceMetadata>,
 }
 
 super::debug_target_only!(Jira);
@@ -129,7 +130,7 @@ fn severity_name(s: &str) -> Option<Severity> {
 }
 
 impl super::Settings for Settings {
-    fn build(self, common: &Common, path: &str, errs: &mut Errors) -> Option<Arc<dyn Notifier>> {
+    fn build(self, ctx: &BuildContext, path: &str, errs: &mut Errors) -> Option<Arc<dyn Notifier>> {
         let before = errs.list.len();
         let base = format!("{}/", http::with_scheme(&self.url).trim_end_matches('/'));
         if self.url.trim().is_empty() || reqwest::Url::parse(&base).is_err() {
@@ -227,7 +228,7 @@ impl super::Settings for Settings {
             ca_file: &self.ca_file,
             skip_tls_verify: self.skip_tls_verify,
         };
-        let client = http::client(tls, common.timeout, path, errs);
+        let client = http::client(tls, ctx.timeout, path, errs);
         if errs.list.len() > before {
             return None;
         }
@@ -242,8 +243,15 @@ impl super::Settings for Settings {
             checked: OnceLock::new(),
             checking: tokio::sync::Mutex::new(()),
             issue_type: self.issue_type,
-            default_project: self.default_target,
-            annotation_key: self.annotation_key,
+            default_project: self.default_target.clone(),
+            annotation: (!self.annotation_key.is_empty()).then(|| Annotation {
+                key: self.annotation_key,
+                kind: TargetKind::JiraProject {
+                    allowed: self.allowed_targets,
+                },
+                default_shown: self.default_target.clone(),
+                namespaces: ctx.namespaces.clone(),
+            }),
             auto_mapping,
             mapping: RwLock::new(mapping),
             disable_priority: self.disable_priority,
@@ -251,8 +259,7 @@ impl super::Settings for Settings {
             label_prefix: self.idempotency_label_prefix,
             comment_on_update: self.comment_on_update,
             resolve_transition: self.resolve_transition,
-            ui_endpoint: common.ui_endpoint.clone(),
-            namespaces: common.namespaces.clone(),
+            ui_endpoint: ctx.ui_endpoint.clone(),
         }))
     }
 }
@@ -583,15 +590,13 @@ impl Jira {
         Ok(all)
     }
 
-    fn project(&self, event: &Event) -> String {
-        let ns: &dyn annotations::NamespaceAnnotations = &*self.namespaces;
-        annotations::resolve_event(event, &self.annotation_key, &self.default_project, Some(ns))
-            .0
-            .to_string()
+    /// The project: the annotation's, else the default.
+    fn project<'a>(&'a self, target: &'a Target) -> &'a str {
+        target.value.as_deref().unwrap_or(&self.default_project)
     }
 
     /// The issue body: Go-JSON with sorted keys, HTML-escaped, a trailing newline.
-    fn issue_body(&self, event: &Event) -> Result<Vec<u8>, String> {
+    fn issue_body(&self, event: &Event, target: &Target) -> Result<Vec<u8>, String> {
         let Event::Alert(a) = event else {
             return Err("Jira takes no audit messages".into());
         };
@@ -618,7 +623,7 @@ impl Jira {
                 },
             );
         }
-        fields.insert("project".into(), json!({ "key": self.project(event) }));
+        fields.insert("project".into(), json!({ "key": self.project(target) }));
         fields.insert("summary".into(), json!(text::summary(f)));
         if !self.label_prefix.is_empty() {
             fields.insert("labels".into(), json!([self.label(&f.id)]));
@@ -781,16 +786,6 @@ fn url_encode(s: &str) -> String {
 const TEST_SUMMARY: &str = "This is a test issue created to test integration with StackRox.";
 
 impl Notifier for Jira {
-    fn route(&self, event: &Event) -> Option<super::Route> {
-        super::Route::of(
-            event,
-            &self.annotation_key,
-            &self.default_project,
-            Some(&*self.namespaces),
-            false,
-        )
-    }
-
     fn can_resolve(&self) -> bool {
         self.resolve_transition.is_some()
     }
@@ -799,20 +794,23 @@ impl Notifier for Jira {
         http::cleartext_warning(&self.base, "the Jira password or API token")
     }
 
-    fn target(&self, event: &Event) -> Option<Target> {
-        if self.annotation_key.is_empty() {
-            return None;
-        }
-        Some(Target::named(self.project(event)))
+    fn annotation(&self) -> Option<&Annotation> {
+        self.annotation.as_ref()
     }
 
-    fn render(&self, event: &Event, _ctx: &RenderContext) -> Result<Vec<u8>, String> {
-        self.issue_body(event)
+    fn render(
+        &self,
+        event: &Event,
+        target: &Target,
+        _ctx: &RenderContext,
+    ) -> Result<Vec<u8>, String> {
+        self.issue_body(event, target)
     }
 
     fn send<'a>(
         &'a self,
         event: &'a Event,
+        _target: &'a Target,
         payload: &'a [u8],
         _meta: &'a SendMeta,
     ) -> BoxFuture<'a, Result<(), SendError>> {

@@ -27,9 +27,11 @@ pub mod pagerduty;
 pub mod splunk;
 pub mod sumologic;
 pub mod syslog;
+pub mod target;
 pub mod webhook;
 
 pub use error::{FailureReason, SendError};
+pub use target::{Annotation, Target};
 
 use std::fmt;
 use std::sync::Arc;
@@ -38,7 +40,8 @@ use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
 
-use crate::config::{field, Common, Errors};
+use crate::config::{field, Errors};
+use crate::routing::namespaces::NamespaceMetadata;
 
 use crate::model::Event;
 
@@ -55,76 +58,6 @@ pub struct SendMeta {
     pub idempotency_key: String,
 }
 
-/// An annotation-routed target: its routing value (possibly a secret, such as
-/// a webhook URL) and how metrics and logs name it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Target {
-    pub key: String,
-    pub label: String,
-}
-
-impl Target {
-    /// A target whose value is not secret (a Jira project, a recipient).
-    pub fn named(value: String) -> Target {
-        Target {
-            label: value.clone(),
-            key: value,
-        }
-    }
-
-    /// A URL target, labelled by scheme and host plus a short hash, so two
-    /// teams' webhooks on one host stay apart without showing the secret path.
-    pub fn url(url: &str) -> Target {
-        use sha2::{Digest, Sha256};
-        let hash = Sha256::digest(url.as_bytes());
-        Target {
-            key: url.to_string(),
-            label: format!(
-                "{}#{:02x}{:02x}{:02x}",
-                crate::config::redact_url(url),
-                hash[0],
-                hash[1],
-                hash[2]
-            ),
-        }
-    }
-}
-
-/// The annotation step that chose a target, with the value safe to print.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Route {
-    pub key: String,
-    pub value: String,
-    pub step: crate::routing::annotations::Step,
-}
-
-impl Route {
-    /// Resolves `key` for an alert (`None` for audit events or no key);
-    /// `secret` values (webhook URLs) are shown as scheme and host only.
-    pub fn of(
-        event: &Event,
-        key: &str,
-        default: &str,
-        namespaces: Option<&dyn crate::routing::annotations::NamespaceAnnotations>,
-        secret: bool,
-    ) -> Option<Route> {
-        if key.is_empty() || matches!(event, Event::Audit(_)) {
-            return None;
-        }
-        let (v, step) = crate::routing::annotations::resolve_event(event, key, default, namespaces);
-        let value = if secret {
-            crate::config::redact_url(&http::with_scheme(v))
-        } else {
-            v.to_string()
-        };
-        Some(Route {
-            key: key.to_string(),
-            value,
-            step,
-        })
-    }
-}
-
 /// Formats and sends events to one destination.
 pub trait Notifier: Send + Sync + fmt::Debug {
     /// Whether RESOLVED alerts go to this destination (PagerDuty, Jira with a
@@ -133,9 +66,9 @@ pub trait Notifier: Send + Sync + fmt::Debug {
         false
     }
 
-    /// The annotation-routed target of `event`, when this destination routes
-    /// by annotation; `None` for the destination's single default target.
-    fn target(&self, _event: &Event) -> Option<Target> {
+    /// How this destination picks a target by annotation (a team's webhook,
+    /// a Jira project, a recipient); `None` for its one configured target.
+    fn annotation(&self) -> Option<&Annotation> {
         None
     }
 
@@ -146,21 +79,21 @@ pub trait Notifier: Send + Sync + fmt::Debug {
         None
     }
 
-    /// How an annotation-routed destination chose its target for `event`,
-    /// for `herald explain`; `None` when it has one fixed target.
-    fn route(&self, _event: &Event) -> Option<Route> {
-        None
-    }
-
     /// Secret values that can appear in a rendered payload (PagerDuty's
     /// routing key), masked by `herald explain --render`.
     fn payload_secrets(&self) -> Vec<&str> {
         Vec::new()
     }
 
-    /// Exactly the bytes herald sends for `event`: the request body of an HTTP
-    /// destination, the whole frame of a stream, the whole message of email.
-    fn render(&self, event: &Event, ctx: &RenderContext) -> Result<Vec<u8>, String>;
+    /// Exactly the bytes herald sends for `event` to `target`: the request
+    /// body of an HTTP destination, the whole frame of a stream, the whole
+    /// message of email. Pure: the same input gives the same bytes.
+    fn render(
+        &self,
+        event: &Event,
+        target: &Target,
+        ctx: &RenderContext,
+    ) -> Result<Vec<u8>, String>;
 
     /// Sends this type's test message (Central's test payload), returning
     /// what happened.
@@ -204,23 +137,38 @@ pub trait Notifier: Send + Sync + fmt::Debug {
         Box::pin(async {})
     }
 
-    /// Sends a payload made by [`Notifier::render`] for `event`.
+    /// Sends a payload made by [`Notifier::render`] for `event` to `target`.
     fn send<'a>(
         &'a self,
         event: &'a Event,
+        target: &'a Target,
         payload: &'a [u8],
         meta: &'a SendMeta,
     ) -> BoxFuture<'a, Result<(), SendError>>;
 }
 
+/// What a type's settings are built with, besides their own table.
+#[derive(Debug, Clone)]
+pub struct BuildContext {
+    /// The destination's per-attempt timeout (its clients use it).
+    pub timeout: std::time::Duration,
+    /// Central's address, for alert links.
+    pub ui_endpoint: String,
+    /// Whether audit events go to this destination.
+    pub audit: bool,
+    /// Namespace labels and annotations (syslog `nslabels`, the namespace
+    /// step of annotation routing).
+    pub namespaces: std::sync::Arc<NamespaceMetadata>,
+}
+
 /// A type's own settings: deserialised from the destination's table and built
 /// into its notifier, reporting errors by path.
 pub trait Settings: DeserializeOwned {
-    fn build(self, common: &Common, path: &str, errs: &mut Errors) -> Option<Arc<dyn Notifier>>;
+    fn build(self, ctx: &BuildContext, path: &str, errs: &mut Errors) -> Option<Arc<dyn Notifier>>;
 }
 
 type ParseFn =
-    fn(toml::Value, &str, &Common, &mut Errors) -> Option<(Arc<dyn Notifier>, Vec<String>)>;
+    fn(toml::Value, &str, &BuildContext, &mut Errors) -> Option<(Arc<dyn Notifier>, Vec<String>)>;
 
 /// One row of the registry.
 pub struct NotifierType {
@@ -233,11 +181,11 @@ pub struct NotifierType {
 fn parse_as<S: Settings>(
     table: toml::Value,
     path: &str,
-    common: &Common,
+    ctx: &BuildContext,
     errs: &mut Errors,
 ) -> Option<(Arc<dyn Notifier>, Vec<String>)> {
     let parsed = field::<S>(table, path, errs)?;
-    let notifier = parsed.value.build(common, path, errs)?;
+    let notifier = parsed.value.build(ctx, path, errs)?;
     Some((notifier, parsed.ignored))
 }
 

@@ -9,9 +9,9 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 
 use super::http::{self, TlsSettings};
+use super::{BuildContext, Notifier, RenderContext, SendMeta, Target};
 use super::{FailureReason, SendError};
-use super::{Notifier, RenderContext, SendMeta};
-use crate::config::{join, read_secret, redact_url, Common, Errors, Secret};
+use crate::config::{join, read_secret, redact_url, Errors, Secret};
 use crate::formats::chat;
 use crate::model::Event;
 
@@ -45,7 +45,7 @@ pub struct PagerDuty {
 super::debug_target_only!(PagerDuty);
 
 impl super::Settings for Settings {
-    fn build(self, common: &Common, path: &str, errs: &mut Errors) -> Option<Arc<dyn Notifier>> {
+    fn build(self, ctx: &BuildContext, path: &str, errs: &mut Errors) -> Option<Arc<dyn Notifier>> {
         let before = errs.list.len();
         let key = read_secret(
             &self.routing_key,
@@ -66,7 +66,7 @@ impl super::Settings for Settings {
             ca_file: &self.ca_file,
             skip_tls_verify: self.skip_tls_verify,
         };
-        let client = http::client(tls, common.timeout, path, errs);
+        let client = http::client(tls, ctx.timeout, path, errs);
         if errs.list.len() > before {
             return None;
         }
@@ -75,7 +75,7 @@ impl super::Settings for Settings {
             routing_key: key?,
             target: redact_url(&self.api_url),
             api_url: self.api_url,
-            ui_endpoint: common.ui_endpoint.clone(),
+            ui_endpoint: ctx.ui_endpoint.clone(),
         }))
     }
 }
@@ -111,7 +111,12 @@ impl Notifier for PagerDuty {
         std::num::NonZeroU32::new(EVENTS_PER_MINUTE).map(governor::Quota::per_minute)
     }
 
-    fn render(&self, event: &Event, _ctx: &RenderContext) -> Result<Vec<u8>, String> {
+    fn render(
+        &self,
+        event: &Event,
+        _target: &Target,
+        _ctx: &RenderContext,
+    ) -> Result<Vec<u8>, String> {
         match event {
             Event::Alert(a) => Ok(chat::pagerduty_event(
                 a,
@@ -125,6 +130,7 @@ impl Notifier for PagerDuty {
     fn send<'a>(
         &'a self,
         _event: &'a Event,
+        _target: &'a Target,
         payload: &'a [u8],
         _meta: &'a SendMeta,
     ) -> BoxFuture<'a, Result<(), SendError>> {
@@ -140,7 +146,7 @@ impl Notifier for PagerDuty {
                 now: chrono::Utc::now(),
             };
             let body = self
-                .render(&event, &ctx)
+                .render(&event, &Target::default(), &ctx)
                 .map_err(|e| SendError::permanent(FailureReason::Render, e))?;
             self.post(body).await?;
             Ok(format!("{} accepted the test event", self.target))
@@ -153,19 +159,21 @@ mod tests {
     use crate::config::Config;
     use std::collections::HashMap;
 
-    fn destination(extra: &str) -> crate::config::Destination {
+    fn destination(extra: &str) -> crate::destinations::Destination {
         let text = format!(
             "[kafka]\nbrokers = \"127.0.0.1:9092\"\ngroup_id = \"g\"\ntopics = [\"t\"]\ndead_letter_topic = \"d\"\n\
              [[destinations]]\nname = \"pd\"\nid = \"n1\"\ntype = \"pagerduty\"\nrouting_key = \"R0123456789abcdef0123456789abcdef\"\n{extra}"
         );
-        let mut c = Config::parse(&text, &HashMap::new()).expect("valid config");
-        c.destinations.remove(0)
+        let c = Config::parse(&text, &HashMap::new()).expect("valid config");
+        crate::destinations::build(&c)
+            .expect("valid destination")
+            .remove(0)
     }
 
     #[test]
     fn paces_to_pagerdutys_limit_unless_the_user_sets_one() {
         let d = destination("");
-        assert_eq!(d.common.policy.rate_limit, None);
+        assert_eq!(d.policy.rate_limit, None);
         assert_eq!(
             d.notifier.default_rate_limit(),
             Some(governor::Quota::per_minute(
@@ -175,17 +183,17 @@ mod tests {
         // A destination's own rate_limit is what the lane uses (delivery
         // prefers the policy over the notifier's default).
         assert_eq!(
-            destination("rate_limit = 5\n").common.policy.rate_limit,
+            destination("rate_limit = 5\n").policy.rate_limit,
             Some((5, 5))
         );
     }
 
     #[test]
     fn a_missing_routing_key_names_the_field() {
-        let text = "[kafka]\nbrokers = \"b:9092\"\ngroup_id = \"g\"\ntopics = [\"t\"]\ndead_letter_topic = \"d\"\n\
-                    [[destinations]]\nname = \"pd\"\nid = \"n1\"\ntype = \"pagerduty\"\n";
-        let errs = Config::parse(text, &HashMap::new()).expect_err("no routing key");
-        let msgs: Vec<String> = errs.list.iter().map(|e| e.to_string()).collect();
+        let msgs = crate::destinations::parse(
+            "[[destinations]]\nname = \"pd\"\nid = \"n1\"\ntype = \"pagerduty\"\n",
+        )
+        .expect_err("no routing key");
         assert_eq!(
             msgs,
             ["destinations[0].routing_key: is required (the Events v2 integration key, inline or as routing_key_file)"]

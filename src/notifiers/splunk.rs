@@ -14,9 +14,9 @@ use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 
 use super::http::{self, TlsSettings};
+use super::{BuildContext, Notifier, RenderContext, SendMeta, Target};
 use super::{FailureReason, SendError};
-use super::{Notifier, RenderContext, SendMeta};
-use crate::config::{join, read_secret, redact_url, Common, Dur, Errors, Secret};
+use crate::config::{join, read_secret, redact_url, Dur, Errors, Secret};
 use crate::formats::splunk;
 use crate::model::Event;
 
@@ -142,7 +142,7 @@ fn endpoints(url: &str) -> (String, Option<String>, String) {
 }
 
 impl super::Settings for Settings {
-    fn build(self, common: &Common, path: &str, errs: &mut Errors) -> Option<Arc<dyn Notifier>> {
+    fn build(self, ctx: &BuildContext, path: &str, errs: &mut Errors) -> Option<Arc<dyn Notifier>> {
         let before = errs.list.len();
         if self.url.trim().is_empty() {
             errs.push(&join(path, "url"), "is required");
@@ -164,7 +164,7 @@ impl super::Settings for Settings {
             ca_file: &self.ca_file,
             skip_tls_verify: self.skip_tls_verify,
         };
-        let client = http::client(tls, common.timeout, path, errs);
+        let client = http::client(tls, ctx.timeout, path, errs);
         let (events_url, health_url, base) = endpoints(&self.url);
         if reqwest::Url::parse(&events_url).is_err() {
             errs.push(&join(path, "url"), "not a valid URL");
@@ -393,13 +393,19 @@ impl Splunk {
 pub const TEST_ALERT: &str = r#"{"id":"testalert","policy":{"name":"Test Policy"},"deployment":{"name":"Test Deployment"},"violations":[{"message":"This is a sample Splunk alert message created to test integration with StackRox."}]}"#;
 
 impl Notifier for Splunk {
-    fn render(&self, event: &Event, _ctx: &RenderContext) -> Result<Vec<u8>, String> {
+    fn render(
+        &self,
+        event: &Event,
+        _target: &Target,
+        _ctx: &RenderContext,
+    ) -> Result<Vec<u8>, String> {
         self.body(event)
     }
 
     fn send<'a>(
         &'a self,
         _event: &'a Event,
+        _target: &'a Target,
         payload: &'a [u8],
         _meta: &'a SendMeta,
     ) -> BoxFuture<'a, Result<(), SendError>> {

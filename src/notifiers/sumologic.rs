@@ -9,8 +9,8 @@ use serde::Deserialize;
 
 use super::http::{self, TlsSettings};
 use super::SendError;
-use super::{Notifier, RenderContext, SendMeta};
-use crate::config::{join, redact_url, Common, Errors, Secret};
+use super::{BuildContext, Notifier, RenderContext, SendMeta, Target};
+use crate::config::{join, redact_url, Errors, Secret};
 use crate::formats::splunk;
 use crate::model::Event;
 
@@ -38,17 +38,17 @@ super::debug_target_only!(SumoLogic);
 const TEST_BODY: &str = r#"{"testID":"testalert","testMessage":"This is a test message created to test integration with StackRox."}"#;
 
 impl super::Settings for Settings {
-    fn build(self, common: &Common, path: &str, errs: &mut Errors) -> Option<Arc<dyn Notifier>> {
+    fn build(self, ctx: &BuildContext, path: &str, errs: &mut Errors) -> Option<Arc<dyn Notifier>> {
         let before = errs.list.len();
         let url = http::secret_url(&self.url, &self.url_file, path, errs);
-        if common.audit {
+        if ctx.audit {
             errs.push(&join(path, "audit"), "Sumo Logic takes no audit messages");
         }
         let tls = TlsSettings {
             ca_file: &self.ca_file,
             skip_tls_verify: self.skip_tls_verify,
         };
-        let client = http::client(tls, common.timeout, path, errs);
+        let client = http::client(tls, ctx.timeout, path, errs);
         if errs.list.len() > before {
             return None;
         }
@@ -68,13 +68,19 @@ impl SumoLogic {
 }
 
 impl Notifier for SumoLogic {
-    fn render(&self, event: &Event, _ctx: &RenderContext) -> Result<Vec<u8>, String> {
+    fn render(
+        &self,
+        event: &Event,
+        _target: &Target,
+        _ctx: &RenderContext,
+    ) -> Result<Vec<u8>, String> {
         splunk::sumo_body(event)
     }
 
     fn send<'a>(
         &'a self,
         _event: &'a Event,
+        _target: &'a Target,
         payload: &'a [u8],
         _meta: &'a SendMeta,
     ) -> BoxFuture<'a, Result<(), SendError>> {

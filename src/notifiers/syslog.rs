@@ -16,9 +16,9 @@ use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::Mutex;
 use tokio_rustls::TlsConnector;
 
+use super::{BuildContext, Notifier, RenderContext, SendMeta, Target};
 use super::{FailureReason, SendError};
-use super::{Notifier, RenderContext, SendMeta};
-use crate::config::{join, Common, Errors};
+use crate::config::{join, Errors};
 use crate::formats::cef::{self, Framing, HeaderOrder};
 use crate::model::Event;
 use crate::tls::{self, TlsFiles};
@@ -251,7 +251,7 @@ impl fmt::Debug for Syslog {
 }
 
 impl super::Settings for Settings {
-    fn build(self, common: &Common, path: &str, errs: &mut Errors) -> Option<Arc<dyn Notifier>> {
+    fn build(self, ctx: &BuildContext, path: &str, errs: &mut Errors) -> Option<Arc<dyn Notifier>> {
         let before = errs.list.len();
         let host = self.host.trim().to_string();
         if host.is_empty() || host.contains(char::is_whitespace) {
@@ -361,7 +361,7 @@ impl super::Settings for Settings {
         };
         Some(Arc::new(Syslog {
             addr: host_port,
-            namespaces: common.namespaces.clone(),
+            namespaces: ctx.namespaces.clone(),
             settings: cef::Settings {
                 facility,
                 hostname: self.hostname,
@@ -379,7 +379,7 @@ impl super::Settings for Settings {
                 max_record_size: self.max_record_size,
             },
             transport,
-            connect_timeout: common.timeout,
+            connect_timeout: ctx.timeout,
         }))
     }
 }
@@ -547,13 +547,19 @@ impl Syslog {
 }
 
 impl Notifier for Syslog {
-    fn render(&self, event: &Event, _ctx: &RenderContext) -> Result<Vec<u8>, String> {
+    fn render(
+        &self,
+        event: &Event,
+        _target: &Target,
+        _ctx: &RenderContext,
+    ) -> Result<Vec<u8>, String> {
         Ok(cef::frames(&self.record(event)?, &self.settings).concat())
     }
 
     fn send<'a>(
         &'a self,
         event: &'a Event,
+        _target: &'a Target,
         payload: &'a [u8],
         _meta: &'a SendMeta,
     ) -> BoxFuture<'a, Result<(), SendError>> {

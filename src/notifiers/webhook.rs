@@ -8,13 +8,12 @@ use indexmap::IndexMap;
 use reqwest::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use serde::Deserialize;
 
-use super::http::{self, TlsSettings};
-use super::{FailureReason, SendError};
-use super::{Notifier, RenderContext, SendMeta, Target};
-use crate::config::{join, read_secret, redact_url, Common, Errors, Secret};
+use super::http::{self, Clients, TlsSettings};
+use super::target::{self, Annotation, TargetKind};
+use super::{BuildContext, FailureReason, Notifier, RenderContext, SendError, SendMeta, Target};
+use crate::config::{join, read_secret, redact_url, Errors, Secret};
 use crate::formats;
 use crate::model::Event;
-use crate::routing::annotations;
 
 #[derive(Deserialize)]
 pub struct Settings {
@@ -49,6 +48,11 @@ pub struct Settings {
     /// `url` is the default.
     #[serde(default)]
     annotation_key: String,
+    /// The URLs an annotation may name (`https://hooks.example.com/team-`,
+    /// `https://*.example.com/`); none by default, so an annotation alone
+    /// never sends alerts, credentials or headers anywhere else.
+    #[serde(default)]
+    allowed_targets: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -56,7 +60,7 @@ fn yes() -> bool {
 }
 
 pub struct Webhook {
-    client: reqwest::Client,
+    clients: Clients,
     url: Secret,
     target: String,
     basic_auth: Option<(String, Secret)>,
@@ -64,13 +68,13 @@ pub struct Webhook {
     extra_fields: Vec<(String, String)>,
     idempotency_key: bool,
     send_resolved: bool,
-    annotation_key: String,
+    annotation: Option<Annotation>,
 }
 
 super::debug_target_only!(Webhook);
 
 impl super::Settings for Settings {
-    fn build(self, common: &Common, path: &str, errs: &mut Errors) -> Option<Arc<dyn Notifier>> {
+    fn build(self, ctx: &BuildContext, path: &str, errs: &mut Errors) -> Option<Arc<dyn Notifier>> {
         let before = errs.list.len();
         let url = http::secret_url(&self.url, &self.url_file, path, errs);
         let password = read_secret(
@@ -119,13 +123,23 @@ impl super::Settings for Settings {
             ca_file: &self.ca_file,
             skip_tls_verify: self.skip_tls_verify,
         };
-        let client = http::client(tls, common.timeout, path, errs);
+        let clients = Clients::build(tls, ctx.timeout, path, errs);
+        let allowed = target::allow_list(&self.allowed_targets, true, path, errs);
         if errs.list.len() > before {
             return None;
         }
         let url = url?;
+        let annotation = (!self.annotation_key.is_empty()).then(|| Annotation {
+            key: self.annotation_key,
+            kind: TargetKind::Url {
+                allowed,
+                format: http::with_scheme,
+            },
+            default_shown: redact_url(url.expose()),
+            namespaces: ctx.namespaces.clone(),
+        });
         Some(Arc::new(Webhook {
-            client: client?,
+            clients: clients?,
             target: redact_url(url.expose()),
             url,
             basic_auth,
@@ -133,21 +147,8 @@ impl super::Settings for Settings {
             extra_fields: self.extra_fields.into_iter().collect(),
             idempotency_key: self.idempotency_key,
             send_resolved: self.send_resolved,
-            annotation_key: self.annotation_key,
+            annotation,
         }))
-    }
-}
-
-impl Webhook {
-    /// The URL for `event`: from its annotation when one routes it, else the default.
-    fn url_for(&self, event: &Event) -> Option<String> {
-        let Event::Alert(a) = event else { return None };
-        if self.annotation_key.is_empty() {
-            return None;
-        }
-        let (value, step) =
-            annotations::resolve(&a.fields, &self.annotation_key, self.url.expose(), None);
-        (step != annotations::Step::Default).then(|| http::with_scheme(value))
     }
 }
 
@@ -155,10 +156,6 @@ impl Webhook {
 const TEST_ALERT: &str = r#"{"alert": {"id":"testalert","policy":{"name":"This is a test message created to test integration with StackRox."}}}"#;
 
 impl Notifier for Webhook {
-    fn route(&self, event: &Event) -> Option<super::Route> {
-        super::Route::of(event, &self.annotation_key, self.url.expose(), None, true)
-    }
-
     fn test(&self) -> BoxFuture<'_, Result<String, SendError>> {
         Box::pin(async move {
             let event =
@@ -168,12 +165,12 @@ impl Notifier for Webhook {
                 now: chrono::Utc::now(),
             };
             let body = self
-                .render(&event, &now)
+                .render(&event, &Target::default(), &now)
                 .map_err(|e| SendError::permanent(FailureReason::Render, e))?;
             let meta = SendMeta {
                 idempotency_key: "testalert:ACTIVE".into(),
             };
-            self.send(&event, &body, &meta).await?;
+            self.send(&event, &Target::default(), &body, &meta).await?;
             Ok(format!("{} accepted the test message", self.target))
         })
     }
@@ -192,11 +189,16 @@ impl Notifier for Webhook {
         http::cleartext_warning(self.url.expose(), what)
     }
 
-    fn target(&self, event: &Event) -> Option<Target> {
-        self.url_for(event).map(|u| Target::url(&u))
+    fn annotation(&self) -> Option<&Annotation> {
+        self.annotation.as_ref()
     }
 
-    fn render(&self, event: &Event, _ctx: &RenderContext) -> Result<Vec<u8>, String> {
+    fn render(
+        &self,
+        event: &Event,
+        _target: &Target,
+        _ctx: &RenderContext,
+    ) -> Result<Vec<u8>, String> {
         let extra = self
             .extra_fields
             .iter()
@@ -206,27 +208,21 @@ impl Notifier for Webhook {
 
     fn send<'a>(
         &'a self,
-        event: &'a Event,
+        _event: &'a Event,
+        to: &'a Target,
         payload: &'a [u8],
         meta: &'a SendMeta,
     ) -> BoxFuture<'a, Result<(), SendError>> {
         Box::pin(async move {
-            let annotated = self.url_for(event);
-            let (url, target) = match &annotated {
-                Some(u) => (u.as_str(), redact_url(u)),
-                None => (self.url.expose(), self.target.clone()),
+            // An annotation's URL arrives here only allow-listed (checked
+            // when the delivery was dispatched): credentials may go along.
+            let (url, target) = match &to.value {
+                Some(u) => (u.as_str(), to.shown.as_str()),
+                None => (self.url.expose(), self.target.as_str()),
             };
-            if reqwest::Url::parse(url).is_err() {
-                return Err(SendError::permanent(
-                    FailureReason::ClientError,
-                    format!(
-                        "annotation {} holds no valid URL ({target})",
-                        self.annotation_key
-                    ),
-                ));
-            }
             let mut req = self
-                .client
+                .clients
+                .for_target(to)
                 .post(url)
                 .header(CONTENT_TYPE, "application/json");
             for (name, value) in &self.headers {
@@ -242,8 +238,8 @@ impl Notifier for Webhook {
                 .body(payload.to_vec())
                 .send()
                 .await
-                .map_err(|e| http::transport_error(&e, &target))?;
-            http::status_outcome(resp.status(), resp.headers(), &target)
+                .map_err(|e| http::transport_error(&e, target))?;
+            http::status_outcome(resp.status(), resp.headers(), target)
         })
     }
 }

@@ -3,25 +3,80 @@
 //! Central's rule first: an alert goes to the destinations whose `id` its
 //! policy lists in `policy.notifiers` (or to a destination with
 //! `all_alerts = true`); then each destination's own filters narrow it.
+//! A destination's [`Rule`] holds all of it.
 
 pub mod annotations;
 pub mod namespaces;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
+use serde::Deserialize;
 
-use crate::config::{join, Common, Errors};
+use crate::config::{join, Errors};
 use crate::model::{AlertFields, AlertState, Event, LifecycleStage, Severity};
 
-/// Filter settings as written in a destination's config.
-#[derive(Debug, Clone, Default)]
-pub struct RawFilter {
+/// A destination's routing settings as written in its table.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct RawRule {
+    /// The RHACS notifier id that policies list.
+    #[serde(default)]
+    pub id: String,
+    /// Audit events too (default: the type's own default).
+    #[serde(default)]
+    pub audit: Option<bool>,
+    #[serde(default)]
     pub all_alerts: bool,
+    #[serde(default)]
     pub min_severity: Option<String>,
+    #[serde(default)]
     pub lifecycle_stages: Vec<String>,
+    #[serde(default)]
     pub clusters: Vec<String>,
+    #[serde(default)]
     pub namespaces: Vec<String>,
+    #[serde(default)]
     pub policies: Vec<String>,
+    #[serde(default)]
     pub categories: Vec<String>,
+}
+
+/// Filter settings as written in a destination's config.
+pub type RawFilter = RawRule;
+
+/// Which events one destination takes: its notifier id, whether audit
+/// events go to it, and its filters.
+#[derive(Debug, Clone, Default)]
+pub struct Rule {
+    pub id: String,
+    pub audit: bool,
+    pub filter: Filter,
+}
+
+impl Rule {
+    /// Validates `raw`; `default_audit` is the type's (syslog takes audit
+    /// events unless told otherwise, as in Central).
+    pub fn build(
+        raw: &RawRule,
+        default_audit: bool,
+        path: &str,
+        errs: &mut Errors,
+    ) -> Option<Rule> {
+        let before = errs.list.len();
+        if raw.id.is_empty() && !raw.all_alerts && raw.audit != Some(true) && !default_audit {
+            errs.push(
+                &join(path, "id"),
+                "is required unless all_alerts = true (policies route alerts by notifier id)",
+            );
+        }
+        let filter = Filter::build(raw, path, errs);
+        if errs.list.len() > before {
+            return None;
+        }
+        Some(Rule {
+            id: raw.id.clone(),
+            audit: raw.audit.unwrap_or(default_audit),
+            filter: filter?,
+        })
+    }
 }
 
 /// Compiled filters of one destination.
@@ -141,12 +196,12 @@ fn globs(patterns: &[String], path: &str, errs: &mut Errors) -> Option<(GlobSet,
     b.build().ok().map(|set| (set, patterns.to_vec()))
 }
 
-/// Whether `event` goes to the destination described by `common`:
+/// Whether `event` goes to a destination of type `kind` with `rule`:
 /// `Err(reason)` names the rule that keeps it away.
-pub fn decide(common: &Common, can_resolve: bool, event: &Event) -> Result<(), String> {
+pub fn decide(rule: &Rule, kind: &str, can_resolve: bool, event: &Event) -> Result<(), String> {
     match event {
         Event::Audit(_) => {
-            if common.audit {
+            if rule.audit {
                 Ok(())
             } else {
                 Err("audit events are off (audit = false)".into())
@@ -154,22 +209,20 @@ pub fn decide(common: &Common, can_resolve: bool, event: &Event) -> Result<(), S
         }
         Event::Alert(alert) => {
             let a = &alert.fields;
-            let listed =
-                !common.id.is_empty() && a.policy.notifiers.iter().any(|n| n == &common.id);
-            if !listed && !common.filter.all_alerts {
+            let listed = !rule.id.is_empty() && a.policy.notifiers.iter().any(|n| n == &rule.id);
+            if !listed && !rule.filter.all_alerts {
                 return Err(format!(
                     "policy.notifiers does not list this destination's id {:?} and all_alerts is false",
-                    common.id
+                    rule.id
                 ));
             }
             // Central sends resolutions only to notifiers that can resolve (spec §4.1).
             if a.state == AlertState::Resolved && !can_resolve {
                 return Err(format!(
-                    "RESOLVED alerts are not sent to {} destinations",
-                    common.kind
+                    "RESOLVED alerts are not sent to {kind} destinations"
                 ));
             }
-            common.filter.check(a)
+            rule.filter.check(a)
         }
     }
 }
@@ -179,22 +232,22 @@ mod tests {
     use super::*;
     use crate::model::decode;
 
-    fn common(raw: RawFilter, id: &str) -> Common {
+    fn common(raw: RawFilter, id: &str) -> Rule {
         let mut errs = Errors::default();
-        let filter = Filter::build(&raw, "d", &mut errs).unwrap();
-        Common {
-            namespaces: Default::default(),
-            name: "d".into(),
-            id: id.into(),
-            kind: "webhook".into(),
-            ui_endpoint: String::new(),
-            audit: false,
-            timeout: std::time::Duration::from_secs(5),
-            workers: 1,
-            queue_size: 1,
-            filter,
-            policy: Default::default(),
-        }
+        Rule::build(
+            &RawRule {
+                id: id.into(),
+                ..raw
+            },
+            false,
+            "d",
+            &mut errs,
+        )
+        .unwrap()
+    }
+
+    fn decide(rule: &Rule, can_resolve: bool, event: &Event) -> Result<(), String> {
+        super::decide(rule, "webhook", can_resolve, event)
     }
 
     fn alert(json: &str) -> Event {

@@ -2,7 +2,7 @@
 //! contiguous watermark that may be committed, and when to pause for
 //! backpressure. Pure state behind one mutex; the Kafka loop acts on it.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -29,13 +29,16 @@ impl Tp {
 pub struct Limits {
     pub per_partition: usize,
     pub total: usize,
+    /// Bytes of message values in flight, over every partition: 10,000
+    /// messages of 4 MiB would not fit any pod, so bytes bound it too.
+    pub bytes: usize,
 }
 
 #[derive(Debug, Default)]
 struct Part {
     generation: u64,
-    /// Offsets consumed and not final yet.
-    pending: BTreeSet<i64>,
+    /// Offsets consumed and not final yet, with their value's size.
+    pending: BTreeMap<i64, usize>,
     /// Highest offset consumed.
     high: Option<i64>,
     /// Last offset committed (the next to read).
@@ -47,8 +50,8 @@ impl Part {
     /// The offset to commit: the lowest unfinished one, or one past the highest
     /// consumed when nothing is pending. Never past an unfinished message.
     fn watermark(&self) -> Option<i64> {
-        match self.pending.first() {
-            Some(&lowest) => Some(lowest),
+        match self.pending.first_key_value() {
+            Some((&lowest, _)) => Some(lowest),
             None => self.high.map(|h| h + 1),
         }
     }
@@ -58,6 +61,7 @@ impl Part {
 struct Inner {
     parts: HashMap<Tp, Part>,
     total: usize,
+    bytes: usize,
     next_generation: u64,
 }
 
@@ -109,6 +113,7 @@ impl Tracker {
                 },
             ) {
                 inner.total -= old.pending.len();
+                inner.bytes -= old.pending.values().sum::<usize>();
             }
         }
     }
@@ -121,6 +126,7 @@ impl Tracker {
         for tp in tps {
             if let Some(part) = inner.parts.remove(tp) {
                 inner.total -= part.pending.len();
+                inner.bytes -= part.pending.values().sum::<usize>();
                 if let Some(w) = part.watermark() {
                     if Some(w) > part.committed {
                         out.push((tp.clone(), w));
@@ -131,16 +137,19 @@ impl Tracker {
         out
     }
 
-    /// Records a consumed message; `None` if its partition is not assigned.
-    pub fn begin(&self, tp: &Tp, offset: i64) -> Option<MessageToken> {
+    /// Records a consumed message of `bytes`; `None` if its partition is
+    /// not assigned.
+    pub fn begin(&self, tp: &Tp, offset: i64, bytes: usize) -> Option<MessageToken> {
         let mut inner = self.lock();
         let part = inner.parts.get_mut(tp)?;
         let generation = part.generation;
-        let added = part.pending.insert(offset);
+        let replaced = part.pending.insert(offset, bytes);
         part.high = Some(part.high.map_or(offset, |h| h.max(offset)));
-        if added {
-            inner.total += 1;
+        match replaced {
+            None => inner.total += 1,
+            Some(old) => inner.bytes -= old,
         }
+        inner.bytes += bytes;
         Some(MessageToken {
             tp: tp.clone(),
             offset,
@@ -154,13 +163,18 @@ impl Tracker {
         let Some(part) = inner.parts.get_mut(&token.tp) else {
             return;
         };
-        if part.generation != token.generation || !part.pending.remove(&token.offset) {
+        if part.generation != token.generation {
             return;
         }
+        let Some(bytes) = part.pending.remove(&token.offset) else {
+            return;
+        };
         let resumable =
             part.paused && part.pending.len() <= self.resume_at(self.limits.per_partition);
         inner.total -= 1;
-        let total_ok = inner.total <= self.resume_at(self.limits.total);
+        inner.bytes -= bytes;
+        let total_ok = inner.total <= self.resume_at(self.limits.total)
+            && inner.bytes <= self.resume_at(self.limits.bytes);
         drop(inner);
         if resumable || total_ok {
             self.resume.notify_one();
@@ -169,13 +183,13 @@ impl Tracker {
     }
 
     fn resume_at(&self, limit: usize) -> usize {
-        limit - limit / 4 - 1
+        (limit - limit / 4).saturating_sub(1)
     }
 
     /// Partitions at a bound and not yet paused; marks them paused.
     pub fn to_pause(&self) -> Vec<Tp> {
         let mut inner = self.lock();
-        let over_total = inner.total >= self.limits.total;
+        let over_total = inner.total >= self.limits.total || inner.bytes >= self.limits.bytes;
         let per = self.limits.per_partition;
         let mut out = Vec::new();
         for (tp, part) in inner.parts.iter_mut() {
@@ -190,7 +204,9 @@ impl Tracker {
     /// Paused partitions back under their bounds; marks them resumed.
     pub fn to_resume(&self) -> Vec<Tp> {
         let mut inner = self.lock();
-        if inner.total > self.resume_at(self.limits.total) {
+        if inner.total > self.resume_at(self.limits.total)
+            || inner.bytes > self.resume_at(self.limits.bytes)
+        {
             return Vec::new();
         }
         let per = self.resume_at(self.limits.per_partition);
@@ -202,6 +218,45 @@ impl Tracker {
             }
         }
         out
+    }
+
+    /// Forgets what is in flight on `tp` and returns where to consume it from
+    /// again (its lowest unfinished offset): after a store failure the
+    /// messages abandoned meanwhile are read again. Late completions of the
+    /// forgotten ones are ignored.
+    pub fn rewind(&self, tp: &Tp) -> Option<i64> {
+        let mut inner = self.lock();
+        inner.next_generation += 1;
+        let generation = inner.next_generation;
+        let part = inner.parts.get_mut(tp)?;
+        let from = part.pending.first_key_value().map(|(o, _)| *o);
+        let (n, bytes) = (part.pending.len(), part.pending.values().sum::<usize>());
+        part.pending.clear();
+        part.high = None;
+        part.paused = false;
+        part.generation = generation;
+        inner.total -= n;
+        inner.bytes -= bytes;
+        from
+    }
+
+    /// Partitions assigned now.
+    pub fn assigned(&self) -> Vec<Tp> {
+        self.lock().parts.keys().cloned().collect()
+    }
+
+    /// Forgets every partition (the consumer is gone): late completions are
+    /// ignored, nothing more is committed for them.
+    pub fn revoke_all(&self) {
+        let mut inner = self.lock();
+        inner.parts.clear();
+        inner.total = 0;
+        inner.bytes = 0;
+    }
+
+    /// Bytes of message values in flight.
+    pub fn bytes(&self) -> usize {
+        self.lock().bytes
     }
 
     /// Watermarks ahead of the last commit.
@@ -287,6 +342,7 @@ mod tests {
         Arc::new(Tracker::new(Limits {
             per_partition: per,
             total,
+            bytes: usize::MAX,
         }))
     }
 
@@ -295,7 +351,7 @@ mod tests {
         let t = tracker(100, 100);
         let tp = Tp::new("t", 0);
         t.assign(std::slice::from_ref(&tp));
-        let toks: Vec<_> = (10..15).map(|o| t.begin(&tp, o).unwrap()).collect();
+        let toks: Vec<_> = (10..15).map(|o| t.begin(&tp, o, 1).unwrap()).collect();
         assert!(t.commit_candidates().iter().all(|(_, w)| *w == 10));
         t.finish(&toks[1]);
         t.finish(&toks[2]);
@@ -315,7 +371,7 @@ mod tests {
         let t = tracker(100, 100);
         let tp = Tp::new("t", 1);
         t.assign(std::slice::from_ref(&tp));
-        let tok = t.begin(&tp, 0).unwrap();
+        let tok = t.begin(&tp, 0, 1).unwrap();
         let mut tickets = Ticket::split(t.clone(), tok, 3);
         tickets.pop().unwrap().done();
         tickets.pop().unwrap().done();
@@ -324,7 +380,7 @@ mod tests {
         drop(tickets.pop());
         assert_eq!(t.commit_candidates(), vec![(tp.clone(), 0)]);
 
-        let tok = t.begin(&tp, 1).unwrap();
+        let tok = t.begin(&tp, 1, 1).unwrap();
         assert!(Ticket::split(t.clone(), tok, 0).is_empty());
         assert_eq!(t.total(), 1, "offset 0 still pending, 1 final");
     }
@@ -334,8 +390,8 @@ mod tests {
         let t = tracker(100, 100);
         let tp = Tp::new("t", 0);
         t.assign(std::slice::from_ref(&tp));
-        let a = t.begin(&tp, 5).unwrap();
-        let b = t.begin(&tp, 6).unwrap();
+        let a = t.begin(&tp, 5, 1).unwrap();
+        let b = t.begin(&tp, 6, 1).unwrap();
         t.finish(&a);
         assert_eq!(t.revoke(std::slice::from_ref(&tp)), vec![(tp.clone(), 6)]);
         t.assign(std::slice::from_ref(&tp));
@@ -349,8 +405,8 @@ mod tests {
         let t = tracker(4, 100);
         let (p0, p1) = (Tp::new("t", 0), Tp::new("t", 1));
         t.assign(&[p0.clone(), p1.clone()]);
-        let toks: Vec<_> = (0..4).map(|o| t.begin(&p0, o).unwrap()).collect();
-        t.begin(&p1, 0).unwrap();
+        let toks: Vec<_> = (0..4).map(|o| t.begin(&p0, o, 1).unwrap()).collect();
+        t.begin(&p1, 0, 1).unwrap();
         assert_eq!(t.to_pause(), vec![p0.clone()]);
         assert!(t.to_pause().is_empty(), "already paused");
         t.finish(&toks[0]);
@@ -360,13 +416,41 @@ mod tests {
     }
 
     #[test]
+    fn bytes_in_flight_pause_every_partition_and_a_rewind_starts_over() {
+        let t = Arc::new(Tracker::new(Limits {
+            per_partition: 100,
+            total: 100,
+            bytes: 10 << 20,
+        }));
+        let (p0, p1) = (Tp::new("t", 0), Tp::new("t", 1));
+        t.assign(&[p0.clone(), p1.clone()]);
+        let big = t.begin(&p0, 7, 6 << 20).unwrap();
+        assert!(t.to_pause().is_empty(), "6 MiB < 10 MiB");
+        let other = t.begin(&p1, 3, 5 << 20).unwrap();
+        assert_eq!(t.to_pause().len(), 2, "11 MiB: both pause");
+        t.finish(&big);
+        assert_eq!(t.bytes(), 5 << 20);
+        assert_eq!(t.to_resume().len(), 2, "5 MiB is below the resume point");
+        // A rewind forgets p1's unfinished message and says where to re-read.
+        assert_eq!(t.rewind(&p1), Some(3));
+        assert_eq!((t.total(), t.bytes()), (0, 0));
+        t.finish(&other);
+        assert_eq!(
+            t.total(),
+            0,
+            "the forgotten message's completion is ignored"
+        );
+        assert_eq!(t.rewind(&p1), None, "nothing left to re-read");
+    }
+
+    #[test]
     fn total_bound_pauses_every_partition() {
         let t = tracker(100, 3);
         let (p0, p1) = (Tp::new("t", 0), Tp::new("t", 1));
         t.assign(&[p0.clone(), p1.clone()]);
-        let a = t.begin(&p0, 0).unwrap();
-        let b = t.begin(&p0, 1).unwrap();
-        t.begin(&p1, 0).unwrap();
+        let a = t.begin(&p0, 0, 1).unwrap();
+        let b = t.begin(&p0, 1, 1).unwrap();
+        t.begin(&p1, 0, 1).unwrap();
         let mut paused = t.to_pause();
         paused.sort();
         assert_eq!(paused, vec![p0.clone(), p1.clone()]);

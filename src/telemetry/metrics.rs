@@ -23,6 +23,8 @@ pub struct Metrics {
     pub partition_in_flight: IntGaugeVec,
     pub partition_paused: IntGaugeVec,
     pub in_flight_messages: IntGauge,
+    pub in_flight_bytes: IntGauge,
+    pub consumers_recreated: IntCounter,
     pub assigned_partitions: IntGauge,
     pub dead_letter_write_duration: Histogram,
     pub build_info: IntGaugeVec,
@@ -90,6 +92,20 @@ impl Metrics {
         )
         .expect("valid metric");
         r.register(Box::new(in_flight_messages.clone()))
+            .expect("unique metric");
+        let in_flight_bytes = IntGauge::new(
+            "herald_in_flight_bytes",
+            "Bytes of message values consumed whose deliveries are not all final yet.",
+        )
+        .expect("valid metric");
+        r.register(Box::new(in_flight_bytes.clone()))
+            .expect("unique metric");
+        let consumers_recreated = IntCounter::new(
+            "herald_consumers_recreated_total",
+            "Kafka consumers replaced in-process after a fatal consumer error.",
+        )
+        .expect("valid metric");
+        r.register(Box::new(consumers_recreated.clone()))
             .expect("unique metric");
         let assigned_partitions = IntGauge::new(
             "herald_assigned_partitions",
@@ -276,6 +292,8 @@ impl Metrics {
                 &["topic", "partition"],
             ),
             in_flight_messages,
+            in_flight_bytes,
+            consumers_recreated,
             assigned_partitions,
             dead_letter_write_duration,
             build_info: gauge(

@@ -144,8 +144,9 @@ async fn slack_annotations_retry_after_and_no_url_in_logs() {
     team.set(Behavior::FailTimes(429, 1, Some("3".into())));
     let s = kit::Stack::new("slack", 1).await;
     let destinations = format!(
-        "[[destinations]]\nname = \"slack\"\nid = \"{NID}\"\ntype = \"slack\"\nwebhook_url = \"{}\"\nannotation_key = \"slack\"\nretry_min_delay = \"50ms\"\n[[destinations]]\nname = \"other\"\nid = \"{NID}\"\ntype = \"webhook\"\nurl = \"{}\"\n",
+        "[[destinations]]\nname = \"slack\"\nid = \"{NID}\"\ntype = \"slack\"\nwebhook_url = \"{}\"\nannotation_key = \"slack\"\nallowed_targets = [\"{}\"]\nretry_min_delay = \"50ms\"\n[[destinations]]\nname = \"other\"\nid = \"{NID}\"\ntype = \"webhook\"\nurl = \"{}\"\n",
         default.url("/services/T0/B0/DEFAULTSECRET"),
+        team.url("/services/"),
         other.url("/")
     );
     let mut herald = Herald::start(&s.config("", &destinations));
@@ -187,13 +188,15 @@ async fn slack_annotations_retry_after_and_no_url_in_logs() {
     let d = default.wait_delivered(1, Duration::from_secs(10)).await;
     assert!(d[0].text().contains(r#""alert_id":"pd-res""#));
     assert_eq!(d[0].path, "/services/T0/B0/DEFAULTSECRET");
-    // An empty annotation value still wins (Central's rule): no webhook, a dead letter.
+    // An empty annotation value still wins (Central's rule): no webhook, a
+    // dead letter (refused: not a URL at all).
     let records = kit::read_records(&s.dlq, 1, Duration::from_secs(20)).await;
     let r: serde_json::Value = serde_json::from_slice(&records[0]).unwrap();
     assert_eq!(
         (r["destination"].as_str(), r["reason"].as_str()),
-        (Some("slack"), Some("client_error"))
+        (Some("slack"), Some("target_not_allowed"))
     );
+    assert_eq!(r["last_error"], "annotation slack: not a valid URL");
     assert_eq!(
         default.delivered().len(),
         1,
@@ -237,9 +240,10 @@ async fn teams_message_card_adaptive_card_annotation_and_retry_after() {
     team.set(Behavior::FailTimes(429, 1, Some("2".into())));
     let s = kit::Stack::new("teams", 1).await;
     let destinations = format!(
-        "[[destinations]]\nname = \"teams\"\nid = \"{NID}\"\ntype = \"teams\"\nwebhook_url = \"{}\"\nannotation_key = \"slack\"\nretry_min_delay = \"50ms\"\nui_endpoint = \"https://central.example.com\"\n\
+        "[[destinations]]\nname = \"teams\"\nid = \"{NID}\"\ntype = \"teams\"\nwebhook_url = \"{}\"\nannotation_key = \"slack\"\nallowed_targets = [\"{}\"]\nretry_min_delay = \"50ms\"\nui_endpoint = \"https://central.example.com\"\n\
          [[destinations]]\nname = \"teams-wf\"\nid = \"{NID}\"\ntype = \"teams\"\nformat = \"adaptive_card\"\nwebhook_url = \"{}\"\n",
         default.url("/webhookb2/DEFAULTSECRET"),
+        team.url("/webhookb2/"),
         workflow.url("/workflows/WFSECRET"),
     );
     let mut herald = Herald::start(&s.config("", &destinations));

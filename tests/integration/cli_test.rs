@@ -26,7 +26,9 @@ fn herald_test(config: &str, destination: &str) -> (bool, String, String) {
 }
 
 fn config(destinations: &str) -> String {
-    kit::config("t", "t-dlq", "g", "", destinations).replace("{http}", "127.0.0.1:0")
+    kit::config("t", "t-dlq", "g", "", destinations)
+        .replace("{http}", "127.0.0.1:0")
+        .replace("{admin}", "127.0.0.1:0")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -616,7 +616,11 @@ async fn annotation_targets_are_isolated() {
         &dest(
             "team-hooks",
             &fallback.url("/default"),
-            "annotation_key = \"example.com/webhook\"\nworkers = 2\nretry_min_delay = \"50ms\"\nretry_max_attempts = 2\nbreaker_failures = 2",
+            &format!(
+                "annotation_key = \"example.com/webhook\"\nallowed_targets = [\"{}\", \"{}\"]\nworkers = 2\nretry_min_delay = \"50ms\"\nretry_max_attempts = 2\nbreaker_failures = 2",
+                dead.url("/team-a"),
+                healthy.url("/team-b")
+            ),
         ),
     );
     let mut herald = Herald::start(&cfg);
@@ -662,7 +666,16 @@ async fn annotation_targets_are_isolated() {
         })
         .await
     );
-    let dead_label = format!("http://{}#", dead.addr);
+    // Targets are labelled by a short hash of the URL, never the URL.
+    let label = |url: &str| {
+        use sha2::Digest;
+        let h = sha2::Sha256::digest(url.as_bytes());
+        format!(
+            "target=\"t-{:02x}{:02x}{:02x}{:02x}\"",
+            h[0], h[1], h[2], h[3]
+        )
+    };
+    let dead_label = label(&dead.url("/team-a"));
     let series = |m: &str, name: &str| -> Vec<(String, f64)> {
         m.lines()
             .filter(|l| l.starts_with(name))
@@ -695,9 +708,10 @@ async fn annotation_targets_are_isolated() {
     assert!(
         breakers
             .iter()
-            .any(|(l, v)| l.contains(&format!("http://{}#", healthy.addr)) && *v == 0.0),
+            .any(|(l, v)| l.contains(&label(&healthy.url("/team-b"))) && *v == 0.0),
         "{breakers:?}"
     );
-    // The labels never carry a webhook path.
+    // The labels never carry a webhook URL.
     assert!(!m.contains("/team-a") && !m.contains("/team-b"));
+    assert!(!m.contains(&dead.addr.to_string()));
 }

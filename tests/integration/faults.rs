@@ -267,20 +267,25 @@ async fn ten_thousand_invalid_messages_are_dead_lettered_and_every_valid_one_del
     }
 }
 
-/// Latency of a fast destination, alone and next to a slow one: reported as
-/// figures; asserted are only the counts.
+/// Latency of a fast destination, alone and next to one that answers just
+/// under its timeout (4.9 s of 5 s: its breaker never opens): the fast one's
+/// p99 next to it stays within twice its p99 alone, over 1,000 alerts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_destination_does_not_hold_up_the_others() {
-    let n = alerts().min(1_000);
+    let n = alerts().clamp(1_000, 2_000);
     let mut figures = Vec::new();
     for with_slow in [false, true] {
         let s = kit::Stack::new("fault-slow", 3).await;
         let fast = Receiver::start().await;
         let slow = Receiver::start().await;
-        slow.set(Behavior::Delay(Duration::from_millis(200)));
+        slow.set(Behavior::Delay(Duration::from_millis(4_900)));
         let mut destinations = dest("fast", &fast.url("/"), "");
         if with_slow {
-            destinations.push_str(&dest("slow", &slow.url("/"), "park_queue_wait = \"60s\""));
+            destinations.push_str(&dest(
+                "slow",
+                &slow.url("/"),
+                "timeout = \"5s\"\nqueue_size = 100",
+            ));
         }
         let mut herald = Herald::start(&s.config("", &destinations));
         herald.wait_ready(Duration::from_secs(30)).await;
@@ -316,16 +321,27 @@ async fn a_slow_destination_does_not_hold_up_the_others() {
         let c = counts(got);
         assert_eq!((c.distinct, c.duplicates), (n, 0));
         if with_slow {
-            // The slow one keeps up at its own pace; it is not starved either.
+            // The slow one is worked at its own pace, and what does not fit
+            // its queue is parked (durably), not held in front of the others.
             assert!(slow.arrived() > 0);
+            let parked = herald
+                .metric(r#"herald_deliveries_total{destination="slow",outcome="parked"}"#)
+                .await;
+            assert!(parked > 0.0, "nothing parked");
         }
-        herald.signal(libc::SIGTERM);
-        herald.wait_exit(Duration::from_secs(30));
+        herald.kill9();
     }
     for (with_slow, p50, p99, max) in &figures {
         println!(
             "slow neighbour: fast destination latency {} — p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms ({n} alerts at 250/s)",
-            if *with_slow { "next to a 200 ms destination" } else { "alone (baseline)" }
+            if *with_slow { "next to a 4.9 s destination (timeout 5 s)" } else { "alone (baseline)" }
         );
     }
+    let (alone, beside) = (figures[0].2, figures[1].2);
+    // Within twice the baseline (a floor of 10 ms: at a few ms alone, twice
+    // is within the machine's noise).
+    assert!(
+        beside <= 2.0 * alone.max(10.0),
+        "p99 {beside:.1} ms beside the slow destination, {alone:.1} ms alone"
+    );
 }

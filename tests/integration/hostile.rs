@@ -68,6 +68,7 @@ async fn a_deeply_nested_alert_is_dead_lettered_not_a_crash() {
         &with_syslog,
         format!("{config}{syslog}")
             .replace("{http}", "127.0.0.1:1")
+            .replace("{admin}", "127.0.0.1:1")
             .replace("{state}", "/tmp/herald-deep-state"),
     )
     .unwrap();
@@ -159,6 +160,7 @@ async fn state_and_dead_letter_files_are_private_whatever_the_umask() {
             &webhook("w", &rx.url("/hook"), ""),
         )
         .replace("{http}", &format!("127.0.0.1:{}", kit::free_port()))
+        .replace("{admin}", &format!("127.0.0.1:{}", kit::free_port()))
         .replace("{state}", &state.display().to_string());
     let path = dir.path().join("herald.toml");
     std::fs::write(&path, config).unwrap();
@@ -204,7 +206,7 @@ fn credentials_in_clear_are_warned_about() {
          [[destinations]]\nname = \"mail\"\nid = \"n1\"\ntype = \"email\"\nserver = \"smtp.example.com:25\"\nusername = \"u\"\npassword = \"SMTP-PW\"\nsender = \"s@example.com\"\ndefault_target = \"t@example.com\"\ntls = \"none\"\n\
          [[destinations]]\nname = \"safe\"\nid = \"n1\"\ntype = \"webhook\"\nurl = \"https://siem.example.com/in\"\nusername = \"u\"\npassword = \"PW\"\n",
     )
-    .replace("{http}", "127.0.0.1:0")
+    .replace("{http}", "127.0.0.1:0").replace("{admin}", "127.0.0.1:0")
     .replace("{state}", "/tmp/x");
     std::fs::write(&path, text).unwrap();
     let out = kit::cli(&["check-config"], &path);
@@ -218,7 +220,7 @@ fn credentials_in_clear_are_warned_about() {
         warnings,
         [
             "warning: kafka.sasl: SASL PLAIN without kafka.tls: the broker password is sent in clear",
-            "warning: destinations.w: the basic-auth password is sent in clear over http to http://siem.example.com",
+            "warning: destinations.w: the basic-auth password: sent in clear over http to http://siem.example.com",
             "warning: destinations.mail: SMTP AUTH to smtp.example.com:25 without TLS (tls = \"none\"): the password is sent in clear",
         ]
     );

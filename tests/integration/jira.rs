@@ -165,7 +165,8 @@ async fn auto_priority_mapping_for_three_schemes() {
             "",
             &jira_dest("jira", &j, "priority_mapping = \"auto\""),
         )
-        .replace("{http}", "127.0.0.1:0");
+        .replace("{http}", "127.0.0.1:0")
+        .replace("{admin}", "127.0.0.1:0");
         std::fs::write(&cfg_path, cfg).unwrap();
         let out = kit::cli(&["check-config", "--online"], &cfg_path);
         let stdout = String::from_utf8(out.stdout).unwrap();
@@ -188,7 +189,8 @@ async fn auto_priority_mapping_for_three_schemes() {
     std::fs::write(
         &cfg_path,
         kit::config("t", "t-dlq", "g", "", &jira_dest("jira", &j, ""))
-            .replace("{http}", "127.0.0.1:0"),
+            .replace("{http}", "127.0.0.1:0")
+            .replace("{admin}", "127.0.0.1:0"),
     )
     .unwrap();
     let out = kit::cli(&["check-config", "--online"], &cfg_path);
@@ -382,7 +384,9 @@ fn check_online(j: &Jira, extra: &str) -> (bool, String) {
     );
     std::fs::write(
         &cfg_path,
-        kit::config("t", "t-dlq", "g", "", &dest).replace("{http}", "127.0.0.1:0"),
+        kit::config("t", "t-dlq", "g", "", &dest)
+            .replace("{http}", "127.0.0.1:0")
+            .replace("{admin}", "127.0.0.1:0"),
     )
     .unwrap();
     let out = kit::cli(&["check-config", "--online"], &cfg_path);

@@ -467,11 +467,16 @@ async fn throughput(args: &Args, topic: &str, dlq: &str) -> anyhow::Result<Vec<R
         // The same payloads herald sends, rendered by herald's own notifiers.
         let cfg = herald::config::Config::parse(&text, &std::collections::HashMap::new())
             .map_err(|e| anyhow::anyhow!("bench config: {e}"))?;
+        let dests =
+            herald::destinations::build(&cfg).map_err(|e| anyhow::anyhow!("bench config: {e}"))?;
         let ctx = herald::notifiers::RenderContext {
             now: chrono::Utc::now(),
         };
         let render = |name: &str| -> anyhow::Result<Vec<Vec<u8>>> {
-            let d = cfg.destination(name).expect("bench destination");
+            let d = dests
+                .iter()
+                .find(|d| d.name == name)
+                .expect("bench destination");
             (0..n)
                 .map(|i| {
                     let (_, body) = generator.alert(i, seed, NOTIFIERS);
@@ -484,7 +489,7 @@ async fn throughput(args: &Args, topic: &str, dlq: &str) -> anyhow::Result<Vec<R
                     )
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
                     d.notifier
-                        .render(&event, &ctx)
+                        .render(&event, &herald::notifiers::Target::default(), &ctx)
                         .map_err(|e| anyhow::anyhow!("{name}: {e}"))
                 })
                 .collect()

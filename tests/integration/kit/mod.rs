@@ -282,6 +282,8 @@ pub struct Herald {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
     pub http_port: u16,
+    /// The admin listener (`/v1/parked`, `/v1/ledger`).
+    pub admin_port: u16,
     log: PathBuf,
     env: Vec<(String, String)>,
 }
@@ -307,6 +309,7 @@ impl Herald {
             config: path,
             dir,
             http_port,
+            admin_port: free_port(),
             env: env
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -322,6 +325,7 @@ impl Herald {
     pub fn rewrite_config(&self, config: &str) {
         let config = config
             .replace("{http}", &format!("127.0.0.1:{}", self.http_port))
+            .replace("{admin}", &format!("127.0.0.1:{}", self.admin_port))
             .replace(
                 "{state}",
                 &self.dir.path().join("state").display().to_string(),
@@ -354,6 +358,11 @@ impl Herald {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.http_port)
+    }
+
+    /// A URL on the admin listener.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.admin_port)
     }
 
     /// Waits until `/readyz` answers 200 (partitions assigned).
@@ -534,6 +543,8 @@ session_timeout = "10s"
 {extra_kafka}
 [http]
 listen = "{{http}}"
+[admin]
+listen = "{{admin}}"
 [log]
 failure_log_interval = "1s"
 {destinations}

@@ -46,6 +46,8 @@ pub enum Behavior {
     FailTimes(u16, usize, Option<String>),
     /// Accept, after this long (a slow destination).
     Delay(Duration),
+    /// Answer 302 with this `Location`.
+    Redirect(String),
 }
 
 struct Inner {
@@ -174,7 +176,12 @@ async fn handle(
         }
         current
     };
+    let mut location = None;
     let (status, retry_after) = match behavior {
+        Behavior::Redirect(to) => {
+            location = Some(to);
+            (302, None)
+        }
         Behavior::Accept => (200, None),
         Behavior::Fail(code, ra) => (code, ra),
         Behavior::FailTimes(code, _, ra) => (code, ra),
@@ -202,6 +209,9 @@ async fn handle(
     if let Some(ra) = retry_after {
         resp.headers_mut()
             .insert("retry-after", ra.parse().unwrap());
+    }
+    if let Some(to) = location {
+        resp.headers_mut().insert("location", to.parse().unwrap());
     }
     resp
 }

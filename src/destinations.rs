@@ -1,0 +1,256 @@
+//! The builder: joins each raw `[[destinations]]` table of the config to the
+//! parts that serve it — its routing [`Rule`], its delivery [`Policy`] and
+//! its [`Notifier`] (by the `TYPES` registry row of its `type`) — and names
+//! every problem by its field path, as the rest of the config does.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use crate::config::{self, field, join, Config, DestinationTables, Errors};
+use crate::delivery::policy::{Policy, RawPolicy, RETIRED};
+use crate::notifiers::{self, BuildContext, Notifier};
+use crate::routing::namespaces::NamespaceMetadata;
+use crate::routing::{RawRule, Rule};
+
+/// One configured destination, ready to serve.
+#[derive(Debug, Clone)]
+pub struct Destination {
+    pub name: String,
+    /// The `type` (a `TYPES` row's name).
+    pub kind: &'static str,
+    pub rule: Rule,
+    pub policy: Policy,
+    pub notifier: Arc<dyn Notifier>,
+    /// A hash of its table, the files it names (secrets, CAs) and the
+    /// namespace metadata: a reload rebuilds it only when this changes.
+    pub fingerprint: u64,
+}
+
+/// The keys every destination has besides its rule, policy and type settings.
+#[derive(Deserialize)]
+struct Head {
+    name: String,
+    #[serde(rename = "type")]
+    #[allow(dead_code)]
+    kind: String,
+    /// Central's address, for alert links.
+    #[serde(default)]
+    ui_endpoint: String,
+}
+
+/// Every destination of `config`, or every problem found, by field path.
+pub fn build(config: &Config) -> Result<Vec<Destination>, Errors> {
+    build_tables(&config.destinations)
+}
+
+/// Every destination of `tables`, or every problem found, by field path.
+pub fn build_tables(tables: &DestinationTables) -> Result<Vec<Destination>, Errors> {
+    let mut errs = Errors::default();
+    let (namespaces, namespaces_fingerprint) = match &tables.namespace_metadata {
+        None => (Arc::new(NamespaceMetadata::default()), 0),
+        Some(p) => match NamespaceMetadata::load(p) {
+            Ok(m) => (Arc::new(m), config::file_fingerprint(p)),
+            Err(e) => {
+                errs.push("namespace_metadata", e);
+                (Arc::new(NamespaceMetadata::default()), 0)
+            }
+        },
+    };
+    let mut out: Vec<Destination> = Vec::new();
+    let mut names = HashSet::new();
+    for (i, item) in tables.tables.iter().enumerate() {
+        let path = format!("destinations[{i}]");
+        let fingerprint = config::destination_fingerprint(item, namespaces_fingerprint);
+        out.extend(one(item, &path, &namespaces, fingerprint, &mut errs));
+        if let Some(name) = item.get("name").and_then(toml::Value::as_str) {
+            if !names.insert(name.to_string()) {
+                errs.push(
+                    &join(&path, "name"),
+                    format!("duplicate destination name {name:?}"),
+                );
+            }
+        }
+    }
+    if errs.is_empty() {
+        Ok(out)
+    } else {
+        Err(errs)
+    }
+}
+
+/// Reads and validates the file, then builds its destinations: what `run`,
+/// `check-config` and every command that needs destinations call.
+pub fn load(path: &Path) -> Result<(Config, Vec<Destination>), Errors> {
+    let (config, tables) = Config::load_with_destinations(path);
+    let mut errs = Errors::default();
+    if let Err(e) = &config {
+        errs.list.extend(e.list.iter().cloned());
+    }
+    if let Some(i) = config.as_ref().ok().and_then(|c| c.ingest.as_ref()) {
+        crate::http::ingest::tls_config(i, &mut errs);
+    }
+    let destinations = build_tables(&tables).map_err(|e| errs.list.extend(e.list));
+    match (config, destinations) {
+        (Ok(c), Ok(d)) if errs.is_empty() => Ok((c, d)),
+        _ => Err(errs),
+    }
+}
+
+fn one(
+    item: &toml::Value,
+    path: &str,
+    namespaces: &Arc<NamespaceMetadata>,
+    fingerprint: u64,
+    errs: &mut Errors,
+) -> Option<Destination> {
+    let toml::Value::Table(table) = item else {
+        errs.push(path, "must be a table");
+        return None;
+    };
+    let kind = match table.get("type") {
+        Some(toml::Value::String(s)) => s.clone(),
+        Some(_) => {
+            errs.push(&join(path, "type"), "must be a string");
+            return None;
+        }
+        None => {
+            errs.push(&join(path, "type"), "is required");
+            return None;
+        }
+    };
+    let Some(entry) = notifiers::lookup(&kind) else {
+        errs.push(
+            &join(path, "type"),
+            format!(
+                "unknown type {kind:?} (expected one of: {})",
+                notifiers::type_names().join(", ")
+            ),
+        );
+        return None;
+    };
+    let before = errs.list.len();
+    let head = field::<Head>(item.clone(), path, errs);
+    let raw_rule = field::<RawRule>(item.clone(), path, errs);
+    let raw_policy = field::<RawPolicy>(item.clone(), path, errs);
+    let (head, raw_rule, raw_policy) = (head?, raw_rule?, raw_policy?);
+    let valid_name = !head.value.name.is_empty()
+        && head
+            .value
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if !valid_name {
+        errs.push(
+            &join(path, "name"),
+            "must be non-empty and use only a-z, 0-9, _ and -",
+        );
+    }
+    let rule = Rule::build(&raw_rule.value, entry.default_audit, path, errs);
+    let policy = Policy::build(raw_policy.value, path, errs);
+    let (rule, policy) = (rule?, policy?);
+    let ctx = BuildContext {
+        timeout: policy.timeout,
+        ui_endpoint: head.value.ui_endpoint.clone(),
+        audit: rule.audit,
+        namespaces: namespaces.clone(),
+    };
+    let (notifier, type_ignored) = (entry.parse)(item.clone(), path, &ctx, errs)?;
+
+    // A key is unknown when no part of the destination knows it. serde_ignored
+    // reports an unknown key once, without descending, so a nested path means
+    // its parent table belongs to the part that reported it.
+    let nested = |p: &str| p.contains(['.', '[']);
+    let top = |ignored: &[String]| -> HashSet<String> {
+        ignored.iter().filter(|p| !nested(p)).cloned().collect()
+    };
+    let parts = [
+        &head.ignored,
+        &raw_rule.ignored,
+        &raw_policy.ignored,
+        &type_ignored,
+    ];
+    let mut unknown: HashSet<String> = top(parts[0]);
+    for part in &parts[1..] {
+        unknown = unknown.intersection(&top(part)).cloned().collect();
+    }
+    let mut unknown: Vec<String> = unknown.into_iter().collect();
+    unknown.sort();
+    for key in unknown {
+        match RETIRED.iter().find(|(k, _)| *k == key) {
+            Some((_, what)) => errs.push(&join(path, &key), *what),
+            None => errs.push(&join(path, &key), "unknown key"),
+        }
+    }
+    for part in parts {
+        for p in part.iter().filter(|p| nested(p)) {
+            errs.push(&join(path, p), "unknown key");
+        }
+    }
+    if errs.list.len() > before {
+        return None;
+    }
+    Some(Destination {
+        name: head.value.name,
+        kind: entry.name,
+        rule,
+        policy,
+        notifier,
+        fingerprint,
+    })
+}
+
+/// Credentials `config` and its destinations send in clear, one line each;
+/// herald logs them at start and `check-config` prints them.
+pub fn cleartext_warnings(config: &Config, destinations: &[Destination]) -> Vec<String> {
+    let mut out = config.cleartext_warnings();
+    for d in destinations {
+        if let Some(w) = d.notifier.cleartext_credentials() {
+            out.push(format!("destinations.{}: {w}", d.name));
+        }
+    }
+    out
+}
+
+/// Builds the `[[destinations]]` tables `destinations` under a minimal
+/// `[kafka]` section (tests); errors as printed.
+#[cfg(test)]
+pub(crate) fn parse(destinations: &str) -> Result<Vec<Destination>, Vec<String>> {
+    let text = format!(
+        "[kafka]\nbrokers = \"b:9092\"\ngroup_id = \"g\"\ntopics = [\"t\"]\ndead_letter_topic = \"d\"\n{destinations}"
+    );
+    let config = Config::parse(&text, &std::collections::HashMap::new())
+        .map_err(|e| e.list.iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
+    build(&config).map_err(|e| e.list.iter().map(|e| e.to_string()).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn joins_rule_policy_and_notifier_and_names_unknown_keys() {
+        let d = parse(
+            "[[destinations]]\nname = \"w\"\nid = \"n1\"\ntype = \"webhook\"\nurl = \"https://x.example.com/h\"\nworkers = 7\nmin_severity = \"high\"\n",
+        )
+        .unwrap();
+        assert_eq!(d[0].name, "w");
+        assert_eq!(d[0].kind, "webhook");
+        assert_eq!(d[0].policy.workers, 7);
+        assert_eq!(d[0].rule.id, "n1");
+        let errs = parse(
+            "[[destinations]]\nname = \"w\"\nid = \"n1\"\ntype = \"webhook\"\nurl = \"https://x.example.com/h\"\nworkerz = 7\npark_queue_wait = \"5s\"\n[[destinations]]\nname = \"w\"\nid = \"n1\"\ntype = \"webhook\"\nurl = \"https://y.example.com/h\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            errs,
+            [
+                "destinations[0].park_queue_wait: no longer used: a full queue parks deliveries at once, so no destination holds up another",
+                "destinations[0].workerz: unknown key",
+                "destinations[1].name: duplicate destination name \"w\"",
+            ]
+        );
+    }
+}
