@@ -136,6 +136,8 @@ mod tests {
     }
 
     const T1: &str = "2024-05-01T12:00:00Z";
+    /// An hour after T1: herald's clock in these tests.
+    const NOW: i64 = 1_714_568_400_000;
     const T2: &str = "2024-05-01T12:05:00Z";
 
     fn alert(state: &str, time: &str) -> Event {
@@ -153,15 +155,15 @@ mod tests {
 
     #[test]
     fn first_sighting_is_delivered_once() {
-        let e = delivered(plan(&alert("ACTIVE", T1), None, false, false, 100));
+        let e = delivered(plan(&alert("ACTIVE", T1), None, false, false, NOW + 100));
         assert_eq!(e.state, AlertState::Active);
         assert_eq!(e.newest_violation_ms, 1_714_564_800_000);
         assert_eq!(
-            plan(&alert("ACTIVE", T2), Some(e), false, false, 200),
+            plan(&alert("ACTIVE", T2), Some(e), false, false, NOW + 200),
             Plan::Skip(
                 "already notified",
                 Some(Entry {
-                    last_seen_ms: 200,
+                    last_seen_ms: NOW + 200,
                     ..e
                 })
             )
@@ -170,16 +172,19 @@ mod tests {
 
     #[test]
     fn runtime_updates_renotify_only_when_asked_and_newer() {
-        let e = delivered(plan(&alert("ACTIVE", T1), None, false, true, 100));
+        let e = delivered(plan(&alert("ACTIVE", T1), None, false, true, NOW + 100));
         assert!(matches!(
-            plan(&alert("ACTIVE", T1), Some(e), false, true, 200),
+            plan(&alert("ACTIVE", T1), Some(e), false, true, NOW + 200),
             Plan::Skip(..)
         ));
-        let e2 = delivered(plan(&alert("ACTIVE", T2), Some(e), false, true, 200));
+        let e2 = delivered(plan(&alert("ACTIVE", T2), Some(e), false, true, NOW + 200));
         assert_eq!(e2.newest_violation_ms, 1_714_565_100_000);
         let deploy = ev(r#"{"id":"a1","policy":{},"time":"2024-05-01T12:05:00Z"}"#);
         assert!(
-            matches!(plan(&deploy, Some(e), false, true, 200), Plan::Skip(..)),
+            matches!(
+                plan(&deploy, Some(e), false, true, NOW + 200),
+                Plan::Skip(..)
+            ),
             "DEPLOY never renotifies"
         );
     }
