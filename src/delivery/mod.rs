@@ -131,7 +131,7 @@ pub struct Shared {
 
 /// How long a lane must stay idle before it may be evicted to make room for
 /// another target.
-const LANE_IDLE: Duration = Duration::from_secs(30);
+const LANE_IDLE: Duration = Duration::from_secs(2);
 
 /// One destination: its lanes (the default target's and one per
 /// annotation-chosen target, at most `max_targets`), each with its own queue,

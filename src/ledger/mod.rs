@@ -141,8 +141,17 @@ pub struct Ledger {
     inner: Arc<Inner>,
 }
 
+/// The open database, shared by readers and the writer thread; `None` while
+/// it is being reopened after a store failure (redb refuses every write
+/// after an I/O error until the file is opened again).
+type Slot = Arc<std::sync::RwLock<Option<Arc<Database>>>>;
+
+fn current(slot: &Slot) -> Option<Arc<Database>> {
+    slot.read().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
 struct Inner {
-    db: Arc<Database>,
+    db: Slot,
     path: PathBuf,
     writer: std::sync::mpsc::SyncSender<Batch>,
     healthy: AtomicBool,
@@ -216,7 +225,7 @@ impl Ledger {
             .create(&path)
             .map_err(store)?;
         let (next_park, parked_counts) = Self::prepare(&db, &path)?;
-        let db = Arc::new(db);
+        let db: Slot = Arc::new(std::sync::RwLock::new(Some(Arc::new(db))));
         let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(4096);
         let writer_db = db.clone();
         let writer_metrics = metrics.clone();
@@ -328,27 +337,70 @@ impl Ledger {
         LedgerError::Store(e.to_string())
     }
 
-    /// Tries one durable write; on success the ledger is healthy again.
-    /// Returns whether it is.
+    /// Tries one durable write (through the writer, after everything queued
+    /// before it), reopening the file when redb refuses writes after an
+    /// earlier I/O error. On success the ledger is healthy again. Returns
+    /// whether it is.
     pub async fn probe(&self) -> bool {
-        let Ok(wait) = self.enqueue(vec![Op::Probe], true).await else {
-            return false;
+        let worked = match self.enqueue(vec![Op::Probe], true).await {
+            Ok(wait) => matches!(wait.await, Ok(Ok(_))),
+            Err(_) => false,
         };
-        if matches!(wait.await, Ok(Ok(_))) {
-            if !self.inner.healthy.swap(true, Ordering::Relaxed) {
-                tracing::info!(path = %self.inner.path.display(), "ledger store works again: dispatch resumes");
-            }
-            true
-        } else {
-            false
+        let worked = worked || {
+            let this = self.clone();
+            tokio::task::spawn_blocking(move || this.reopen())
+                .await
+                .unwrap_or(false)
+        };
+        if worked && !self.inner.healthy.swap(true, Ordering::Relaxed) {
+            tracing::info!(path = %self.inner.path.display(), "ledger store works again: dispatch resumes");
         }
+        worked
+    }
+
+    /// Closes and opens the file again (redb repairs it if it must), then
+    /// writes the probe. Blocking.
+    fn reopen(&self) -> bool {
+        let mut slot = self.inner.db.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(old) = slot.take() {
+            // Readers and the writer hold clones only for one transaction.
+            let deadline = Instant::now() + std::time::Duration::from_secs(5);
+            while Arc::strong_count(&old) > 1 && Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            if Arc::strong_count(&old) > 1 {
+                *slot = Some(old);
+                return false;
+            }
+        }
+        let opened = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(&self.inner.path);
+        let db = match opened {
+            Ok(db) => db,
+            Err(e) => {
+                tracing::warn!(error = %e, "ledger: reopening after a store failure did not work yet");
+                return false;
+            }
+        };
+        let probe = || -> Result<(), redb::Error> {
+            let tx = db.begin_write()?;
+            tx.open_table(META)?.insert("probe", 1)?;
+            tx.commit()?;
+            Ok(())
+        };
+        let worked = probe().is_ok();
+        *slot = Some(Arc::new(db));
+        worked
     }
 
     fn read<T>(
         &self,
         f: impl FnOnce(&redb::ReadTransaction) -> Result<T, redb::Error>,
     ) -> Result<T, LedgerError> {
-        let tx = self.inner.db.begin_read().map_err(|e| self.fail(e))?;
+        let db =
+            current(&self.inner.db).ok_or_else(|| self.fail("the ledger is being reopened"))?;
+        let tx = db.begin_read().map_err(|e| self.fail(e))?;
         f(&tx).map_err(|e| self.fail(e))
     }
 
@@ -765,7 +817,7 @@ impl Ledger {
 
 /// The writer thread: takes every batch waiting, commits them in one durable
 /// transaction, then answers each.
-fn writer(db: Arc<Database>, rx: std::sync::mpsc::Receiver<Batch>, metrics: Arc<Metrics>) {
+fn writer(slot: Slot, rx: std::sync::mpsc::Receiver<Batch>, metrics: Arc<Metrics>) {
     while let Ok(first) = rx.recv() {
         let mut batches = vec![first];
         while batches.len() < 1024 {
@@ -775,7 +827,10 @@ fn writer(db: Arc<Database>, rx: std::sync::mpsc::Receiver<Batch>, metrics: Arc<
             }
         }
         let started = Instant::now();
-        let result = apply(&db, &batches);
+        let result = match current(&slot) {
+            Some(db) => apply(&db, &batches).map_err(|e| e.to_string()),
+            None => Err("the ledger is being reopened".to_string()),
+        };
         metrics
             .ledger_write_duration
             .observe(started.elapsed().as_secs_f64());
@@ -786,8 +841,7 @@ fn writer(db: Arc<Database>, rx: std::sync::mpsc::Receiver<Batch>, metrics: Arc<
                     let _ = b.done.send(Ok(n));
                 }
             }
-            Err(e) => {
-                let msg = e.to_string();
+            Err(msg) => {
                 for b in batches {
                     let _ = b.done.send(Err(msg.clone()));
                 }

@@ -596,3 +596,58 @@ impl Notifier for Syslog {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    /// An attempt cancelled part-way through a frame (its timeout fired
+    /// while the receiver read nothing) leaves that connection unusable: the
+    /// next write goes to a new connection, which gets whole frames only.
+    #[tokio::test]
+    async fn a_write_cut_off_mid_frame_is_not_continued_on_the_same_connection() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let d = crate::destinations::parse(&format!(
+            "[[destinations]]\nname = \"s\"\nid = \"n1\"\ntype = \"syslog\"\nhost = \"127.0.0.1\"\nport = {port}\n"
+        ))
+        .unwrap()
+        .remove(0);
+        let event = crate::model::decode(
+            br#"{"id":"a","policy":{}}"#,
+            &crate::model::Limits::default(),
+        )
+        .unwrap();
+        let meta = SendMeta {
+            idempotency_key: "a".into(),
+        };
+        let to = super::super::Target::default();
+        // A frame far larger than the socket buffers, to a receiver that
+        // does not read: the write blocks mid-frame and is cut off.
+        let big = vec![b'x'; 64 << 20];
+        let (mut first, _) = tokio::join!(async { listener.accept().await.unwrap().0 }, async {
+            let cut = tokio::time::timeout(
+                Duration::from_millis(300),
+                d.notifier.send(&event, &to, &big, &meta),
+            )
+            .await;
+            assert!(cut.is_err(), "the write was not cut off");
+        });
+        let small = b"12 a small frame".to_vec();
+        let (second, sent) = tokio::join!(
+            async { listener.accept().await.unwrap().0 },
+            d.notifier.send(&event, &to, &small, &meta)
+        );
+        sent.unwrap();
+        d.notifier.close().await;
+        let mut got = Vec::new();
+        let mut second = second;
+        second.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, small, "the new connection carries whole frames only");
+        // The first connection got only part of the big frame, and nothing more.
+        let mut old = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(1), first.read_to_end(&mut old)).await;
+        assert!(old.len() < big.len() && old.iter().all(|b| *b == b'x'));
+    }
+}

@@ -531,7 +531,7 @@ impl Drop for Tmpfs {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_disk_stops_commits_and_turns_readyz_false() {
+async fn a_full_disk_pauses_dispatch_until_it_has_room_and_nothing_is_lost() {
     let s = kit::Stack::new("full", 1).await;
     let rx = Receiver::start().await;
     rx.set(Behavior::Fail(503, None));
@@ -554,7 +554,7 @@ async fn a_full_disk_stops_commits_and_turns_readyz_false() {
             &dest(
                 "w",
                 &rx.url("/"),
-                "retry_max_attempts = 1\nbreaker_failures = 1",
+                "retry_max_attempts = 1\nbreaker_failures = 1\nbreaker_cooldown = \"1s\"\npark_retry_min = \"500ms\"\npark_retry_max = \"1s\"",
             ),
         )
         .replace(
@@ -601,6 +601,42 @@ async fn a_full_disk_stops_commits_and_turns_readyz_false() {
     assert!(
         herald.log().contains("ledger store failure"),
         "no clear error in the log"
+    );
+    // Nothing is sent while the store cannot record it.
+    let sent = rx.answered().len();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(rx.answered().len(), sent, "sends went on after the failure");
+    // Room again: herald finds out by itself, reads again what it abandoned,
+    // and delivers every alert once.
+    rx.set(Behavior::Accept);
+    let grown = std::process::Command::new("mount")
+        .args(["-o", "remount,size=64m"])
+        .arg(&state)
+        .status()
+        .unwrap();
+    assert!(grown.success());
+    assert!(
+        kit::eventually(Duration::from_secs(90), || async {
+            s.committed().await == 1000
+        })
+        .await,
+        "committed {}; log:\n{}",
+        s.committed().await,
+        herald.log()
+    );
+    assert_eq!(herald.metric("herald_ledger_healthy").await, 1.0);
+    assert!(herald.log().contains("ledger store works again"));
+    let distinct = || {
+        rx.delivered()
+            .iter()
+            .map(|r| r.header("idempotency-key").unwrap())
+            .collect::<std::collections::HashSet<String>>()
+            .len()
+    };
+    assert!(
+        kit::eventually(Duration::from_secs(120), || async { distinct() == 1000 }).await,
+        "{} of 1000 delivered after the disk had room",
+        distinct()
     );
 }
 

@@ -345,3 +345,59 @@ async fn a_slow_destination_does_not_hold_up_the_others() {
         "p99 {beside:.1} ms beside the slow destination, {alone:.1} ms alone"
     );
 }
+
+/// A fatal consumer error — here forced deterministically: a second member
+/// joins with herald's static `group.instance.id`, so the broker fences
+/// herald's — no longer stops herald: it replaces its consumer in-process,
+/// keeps its ledger, parked deliveries and listeners, and nothing is lost
+/// or notified twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fenced_consumer_is_replaced_in_process_and_nothing_is_lost() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let rx = Receiver::start().await;
+    let s = kit::Stack::new("fenced", 1).await;
+    let mut herald = Herald::start(&s.config("", &dest("w", &rx.url("/"), "")));
+    herald.wait_ready(Duration::from_secs(30)).await;
+    let p = kit::producer();
+    produce_range(&p, &s.topic, "fence", 0..50).await;
+    rx.wait_delivered(50, Duration::from_secs(30)).await;
+    // The impostor takes herald's static membership for a few seconds.
+    let (group, instance, topic) = (s.group.clone(), format!("{}-1", s.group), s.topic.clone());
+    let impostor = tokio::task::spawn_blocking(move || {
+        let c: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", kit::brokers())
+            .set("group.id", &group)
+            .set("group.instance.id", &instance)
+            .set("session.timeout.ms", "10000")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        c.subscribe(&[&topic]).unwrap();
+        let until = Instant::now() + Duration::from_secs(6);
+        while Instant::now() < until {
+            let _ = c.poll(Duration::from_millis(100));
+        }
+    });
+    impostor.await.unwrap();
+    produce_range(&p, &s.topic, "fence", 50..100).await;
+    let (all, c) = settle(&rx, 100).await;
+    assert!(all, "{} of 100; log:\n{}", c.distinct, herald.log());
+    assert_eq!(c.duplicates, 0, "nothing notified twice");
+    assert!(
+        herald.wait_exit(Duration::from_millis(10)).is_none(),
+        "herald exited"
+    );
+    assert!(
+        herald.metric("herald_consumers_recreated_total").await >= 1.0,
+        "no consumer was replaced; log:\n{}",
+        herald.log()
+    );
+    assert!(herald.log().contains("replacing the consumer"));
+    herald.signal(libc::SIGTERM);
+    assert_eq!(
+        herald
+            .wait_exit(Duration::from_secs(20))
+            .and_then(|s| s.code()),
+        Some(0)
+    );
+}

@@ -282,3 +282,467 @@ async fn a_replay_honours_routing_filters_unless_forced() {
     let got = rx.wait_delivered(1, Duration::from_secs(20)).await;
     assert_eq!(got[0].text(), format!("{{\"alert\": {value}}}"));
 }
+
+/// A deployment annotation cannot steer credentials anywhere: the webhook's
+/// annotation URLs must be in `allowed_targets` (none by default), private
+/// and link-local addresses are refused unless an entry names them, and a
+/// redirect is not followed. Refused targets are dead-lettered as
+/// `target_not_allowed` and `explain` says so. Allowed ones get the
+/// configured credentials; the namespace step works for the webhook too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn annotation_urls_are_allow_listed_and_credentials_never_leave() {
+    use kit::receiver::Behavior;
+    let default = Receiver::start().await;
+    let team = Receiver::start().await;
+    let stranger = Receiver::start().await;
+    let redirector = Receiver::start().await;
+    redirector.set(Behavior::Redirect(stranger.url("/stolen")));
+    let s = kit::Stack::new("ssrf", 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ns = dir.path().join("ns.toml");
+    std::fs::write(
+        &ns,
+        format!(
+            "[[namespaces]]\ncluster = \"c1\"\nname = \"pay\"\nannotations = {{ \"example.com/webhook\" = \"{}\" }}\n",
+            team.url("/hooks/ns-team")
+        ),
+    )
+    .unwrap();
+    let extra = format!(
+        "username = \"u\"\npassword = \"BASICPW\"\nheaders = {{ X-Api-Key = \"HDRSECRET\" }}\nannotation_key = \"example.com/webhook\"\nallowed_targets = [\"{}\", \"{}\"]\nretry_max_attempts = 1",
+        team.url("/hooks/"),
+        redirector.url("/")
+    );
+    let config = format!(
+        "namespace_metadata = \"{}\"\n{}",
+        ns.display(),
+        s.config("", &webhook("w", &default.url("/default"), &extra))
+    );
+    let mut herald = Herald::start(&config);
+    herald.wait_ready(Duration::from_secs(30)).await;
+    let alert = |id: &str, namespace: &str, url: Option<&str>| {
+        let ann = url
+            .map(|u| format!(r#","annotations":{{"example.com/webhook":"{u}"}}"#))
+            .unwrap_or_default();
+        format!(
+            r#"{{"id":"{id}","policy":{{"name":"P","notifiers":["n1"]}},"deployment":{{"name":"d","namespace":"{namespace}","clusterId":"c1"{ann}}}}}"#
+        )
+    };
+    let metadata = alert(
+        "meta",
+        "x",
+        Some("http://169.254.169.254/latest/meta-data/"),
+    );
+    let inputs = [
+        metadata.clone(),
+        alert("elsewhere", "x", Some(&stranger.url("/x"))),
+        alert("team", "x", Some(&team.url("/hooks/team"))),
+        alert("ns", "pay", None),
+        alert("redirect", "x", Some(&redirector.url("/r"))),
+        alert("plain", "x", None),
+    ];
+    let p = kit::producer();
+    for a in &inputs {
+        kit::produce_to(&p, &s.topic, 0, a.as_bytes()).await;
+    }
+    let records = kit::read_records(&s.dlq, 3, Duration::from_secs(30)).await;
+    let mut letters: Vec<(String, String)> = records
+        .iter()
+        .map(|r| {
+            let v: serde_json::Value = serde_json::from_slice(r).unwrap();
+            (
+                v["reason"].as_str().unwrap().to_string(),
+                v["last_error"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    letters.sort();
+    assert_eq!(letters.len(), 3, "{letters:?}");
+    assert_eq!(letters[0].0, "client_error");
+    assert!(
+        letters[0]
+            .1
+            .contains("a redirect, which herald does not follow"),
+        "{letters:?}"
+    );
+    assert_eq!(
+        letters[1..],
+        [
+            (
+                "target_not_allowed".to_string(),
+                "annotation example.com/webhook: http://127.0.0.1:".to_string()
+                    + &stranger.addr.port().to_string()
+                    + " is not in allowed_targets"
+            ),
+            (
+                "target_not_allowed".to_string(),
+                "annotation example.com/webhook: http://169.254.169.254 is not in allowed_targets"
+                    .to_string()
+            ),
+        ]
+    );
+    let got = team.wait_delivered(2, Duration::from_secs(20)).await;
+    let mut paths: Vec<&str> = got.iter().map(|r| r.path.as_str()).collect();
+    paths.sort();
+    assert_eq!(paths, ["/hooks/ns-team", "/hooks/team"]);
+    for r in &got {
+        assert_eq!(r.header("x-api-key").as_deref(), Some("HDRSECRET"));
+        assert!(r.header("authorization").unwrap().starts_with("Basic "));
+    }
+    assert_eq!(
+        default.wait_delivered(1, Duration::from_secs(10)).await[0].path,
+        "/default"
+    );
+    assert!(
+        kit::eventually(Duration::from_secs(10), || async {
+            s.committed().await == 6
+        })
+        .await
+    );
+    assert!(
+        stranger.answered().is_empty(),
+        "nothing reached the stranger"
+    );
+    // explain says the same, without the secret parts.
+    let input = herald.dir.path().join("meta.json");
+    std::fs::write(&input, &metadata).unwrap();
+    let out = kit::cli(
+        &["explain", "--input", input.to_str().unwrap()],
+        &herald.config,
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("  target: refused, dead-lettered as target_not_allowed: annotation example.com/webhook: http://169.254.169.254 is not in allowed_targets (annotation key \"example.com/webhook\", decided by the deployment annotation)\n"),
+        "{text}"
+    );
+    let log = herald.log();
+    for secret in ["BASICPW", "HDRSECRET", "meta-data", "/hooks/team"] {
+        assert!(!log.contains(secret) && !text.contains(secret), "{secret}");
+    }
+}
+
+/// Annotation values are anyone's: each valid one gets a lane only up to
+/// `max_targets`, idle lanes give way, the rest park and are delivered later;
+/// metrics name targets by a short hash, never by value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_annotation_values_get_bounded_lanes_and_hashed_labels() {
+    let rx = Receiver::start().await;
+    let s = kit::Stack::new("lanes", 1).await;
+    let extra = format!(
+        "annotation_key = \"team\"\nallowed_targets = [\"{}\"]\nmax_targets = 8\npark_retry_min = \"200ms\"\npark_retry_max = \"500ms\"",
+        rx.url("/t/")
+    );
+    let mut herald = Herald::start(&s.config("", &webhook("w", &rx.url("/default"), &extra)));
+    herald.wait_ready(Duration::from_secs(30)).await;
+    let n = 40;
+    let p = kit::producer();
+    for i in 0..n {
+        let a = format!(
+            r#"{{"id":"lane-{i}","policy":{{"notifiers":["n1"]}},"deployment":{{"name":"d","annotations":{{"team":"{}"}}}}}}"#,
+            rx.url(&format!("/t/{i}"))
+        );
+        kit::produce_to(&p, &s.topic, 0, a.as_bytes()).await;
+    }
+    let most = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let all = kit::eventually(Duration::from_secs(90), || {
+        let rx = rx.clone();
+        let most = most.clone();
+        let metrics = herald.metrics();
+        async move {
+            let m = metrics.await;
+            let lanes = m
+                .lines()
+                .filter(|l| l.starts_with("herald_breaker_state{destination=\"w\""))
+                .count();
+            most.fetch_max(lanes, std::sync::atomic::Ordering::Relaxed);
+            assert!(!m.contains("/t/"), "a target value in the metrics");
+            rx.delivered().len() >= n
+        }
+    })
+    .await;
+    assert!(all, "{} of {n} delivered", rx.delivered().len());
+    let most = most.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(most <= 9, "{most} lane series (8 targets and the default)");
+    let parked = herald
+        .metric(r#"herald_deliveries_total{destination="w",outcome="parked"}"#)
+        .await;
+    assert!(parked > 0.0, "some waited for a lane");
+    let mut paths: Vec<String> = rx.delivered().iter().map(|r| r.path.clone()).collect();
+    paths.sort();
+    paths.dedup();
+    assert_eq!(paths.len(), n, "each target once");
+}
+
+/// `/v1/parked` and `/v1/ledger` are on the admin listener (loopback by
+/// default), not next to `/metrics`; with a token they need it; pages are
+/// bounded; listings show no target secret and no alert value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_is_separate_authenticated_paged_and_redacted() {
+    let rx = Receiver::start().await;
+    rx.set(kit::receiver::Behavior::Fail(503, None));
+    let s = kit::Stack::new("admin", 1).await;
+    let extra = format!(
+        "annotation_key = \"team\"\nallowed_targets = [\"{}\"]\nretry_max_attempts = 1\npark_retry_min = \"1h\"\npark_retry_max = \"1h\"",
+        rx.url("/t/")
+    );
+    let config = s
+        .config("", &webhook("w", &rx.url("/default"), &extra))
+        .replace("[admin]\n", "[admin]\ntoken = \"ADMINTOKEN\"\n");
+    let mut herald = Herald::start(&config);
+    herald.wait_ready(Duration::from_secs(30)).await;
+    let p = kit::producer();
+    for i in 0..5 {
+        let a = format!(
+            r#"{{"id":"adm-{i}","policy":{{"notifiers":["n1"],"description":"VALUEMARKER"}},"deployment":{{"name":"d","annotations":{{"team":"{}"}}}}}}"#,
+            rx.url("/t/SECRETPATH")
+        );
+        kit::produce_to(&p, &s.topic, 0, a.as_bytes()).await;
+    }
+    assert!(
+        kit::eventually(Duration::from_secs(30), || async {
+            s.committed().await == 5
+        })
+        .await
+    );
+    let c = reqwest::Client::new();
+    let on_metrics = c.get(herald.url("/v1/parked")).send().await.unwrap();
+    assert_eq!(on_metrics.status(), 404, "not on the metrics listener");
+    let bare = c.get(herald.admin_url("/v1/parked")).send().await.unwrap();
+    assert_eq!(bare.status(), 401);
+    let wrong = c
+        .get(herald.admin_url("/v1/parked"))
+        .bearer_auth("nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let page = |after: u64| {
+        let c = c.clone();
+        let url = herald.admin_url(&format!("/v1/parked?after={after}&limit=2"));
+        async move {
+            let r = c.get(url).bearer_auth("ADMINTOKEN").send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.text().await.unwrap()
+        }
+    };
+    let (mut after, mut keys) = (0, Vec::new());
+    for _ in 0..5 {
+        let text = page(after).await;
+        assert!(
+            !text.contains("SECRETPATH") && !text.contains("VALUEMARKER"),
+            "{text}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let rows = v["parked"].as_array().unwrap();
+        assert!(rows.len() <= 2);
+        for r in rows {
+            assert_eq!(r["target"], format!("http://127.0.0.1:{}", rx.addr.port()));
+            keys.push(r["key"].as_str().unwrap().to_string());
+        }
+        match v["next"].as_u64() {
+            Some(n) => after = n,
+            None => break,
+        }
+    }
+    keys.sort();
+    assert_eq!(keys, ["adm-0", "adm-1", "adm-2", "adm-3", "adm-4"]);
+    // The CLI pages through the same API (the daemon holds the ledger).
+    let out = kit::cli(&["parked", "list"], &herald.config);
+    let listed = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        listed.lines().count(),
+        5,
+        "{listed}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!listed.contains("SECRETPATH"));
+}
+
+/// A client that sends its headers slowly, or nothing, holds a connection
+/// for `header_read_timeout`, not for ever; past `max_connections` new
+/// clients wait for a slot instead of exhausting the process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_idle_clients_are_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rx = Receiver::start().await;
+    let s = kit::Stack::new("slowloris", 1).await;
+    let config = s.config("", &webhook("w", &rx.url("/"), "")).replace(
+        "[http]\n",
+        "[http]\nheader_read_timeout = \"1s\"\nmax_connections = 4\n",
+    );
+    let mut herald = Herald::start(&config);
+    herald.wait_ready(Duration::from_secs(30)).await;
+    let addr = format!("127.0.0.1:{}", herald.http_port);
+    // Four idle connections and one slow writer take every slot.
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        idle.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    // Its headers would take 10 s at one byte per 300 ms.
+    let trickle = tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let _ = slow.write_all(b"GET /healthz HTTP/1.1\r\n").await;
+        for b in b"Host: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaa" {
+            if slow.write_all(&[*b]).await.is_err() {
+                return started.elapsed();
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        started.elapsed()
+    });
+    // Each idle connection is closed by the server after the header timeout.
+    let started = std::time::Instant::now();
+    for conn in &mut idle {
+        let mut buf = [0u8; 64];
+        let n = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf))
+            .await
+            .expect("closed by herald")
+            .unwrap_or(0);
+        assert_eq!(n, 0);
+    }
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // A well-behaved client gets its answer.
+    let ok = tokio::time::timeout(
+        Duration::from_secs(10),
+        reqwest::get(herald.url("/healthz")),
+    )
+    .await
+    .expect("answered")
+    .unwrap();
+    assert_eq!(ok.status(), 200);
+    // The slow writer was cut off long before it finished its headers.
+    let took = tokio::time::timeout(Duration::from_secs(15), trickle)
+        .await
+        .expect("slow client ended")
+        .unwrap();
+    assert!(
+        took < Duration::from_secs(6),
+        "the slow client wrote for {took:?}"
+    );
+}
+
+/// `Retry-After: 18446744073709551615` used to overflow and kill a worker
+/// (its key held for ever, the partition stalled). It parks the delivery
+/// for the longest park interval; the stream flows on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_absurd_retry_after_parks_instead_of_killing_a_worker() {
+    let rx = Receiver::start().await;
+    rx.set(kit::receiver::Behavior::FailTimes(
+        429,
+        1,
+        Some("18446744073709551615".into()),
+    ));
+    let s = kit::Stack::new("retryafter", 1).await;
+    let extra = "park_retry_min = \"500ms\"\npark_retry_max = \"2s\"";
+    let mut herald = Herald::start(&s.config("", &webhook("w", &rx.url("/"), extra)));
+    herald.wait_ready(Duration::from_secs(30)).await;
+    let p = kit::producer();
+    for id in ["ra-1", "ra-2", "ra-3"] {
+        kit::produce_to(&p, &s.topic, 0, kit::alert(id, "").as_bytes()).await;
+    }
+    let got = rx.wait_delivered(3, Duration::from_secs(30)).await;
+    let mut ids: Vec<String> = got
+        .iter()
+        .map(|r| r.header("idempotency-key").unwrap())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["ra-1:ACTIVE", "ra-2:ACTIVE", "ra-3:ACTIVE"]);
+    assert!(
+        kit::eventually(Duration::from_secs(10), || async {
+            s.committed().await == 3
+        })
+        .await
+    );
+    assert!(
+        herald.wait_exit(Duration::from_millis(10)).is_none(),
+        "herald died"
+    );
+    assert!(!herald.log().contains("panicked"));
+}
+
+/// Line breaks and other bytes from an alert cannot forge what receivers
+/// see: a policy name cannot add an email header (a `Bcc:`), an alert id
+/// cannot end a newline-framed syslog record and start a forged one, and a
+/// non-ASCII id still makes a valid `Idempotency-Key` (before, the header
+/// failed to build and the delivery parked for a day).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn input_cannot_forge_headers_or_records() {
+    use crate::kit::service::Service;
+    let smtp = Service::shared_of("smtp.sh");
+    let rsyslog = Service::shared();
+    let rx = Receiver::start().await;
+    let s = kit::Stack::new("forge", 1).await;
+    let host = kit::unique("forge");
+    let marker = kit::unique("FORGED");
+    let mail_before = std::fs::read_dir(smtp.get("out_plain")).map_or(0, |d| d.count());
+    let destinations = format!(
+        "{}[[destinations]]\nname = \"mail\"\nid = \"n1\"\ntype = \"email\"\nserver = \"127.0.0.1:{}\"\ntls = \"none\"\nallow_unauthenticated = true\nsender = \"rhacs@example.com\"\ndefault_target = \"secops@example.com\"\n\
+         [[destinations]]\nname = \"lines\"\nid = \"n1\"\ntype = \"syslog\"\nhost = \"127.0.0.1\"\nport = {}\nhostname = \"{host}\"\nframing = \"newline\"\naudit = false\n",
+        webhook("w", &rx.url("/"), ""),
+        smtp.get("plain_port"),
+        rsyslog.get("tcp_port"),
+    );
+    let mut herald = Herald::start(&s.config("", &destinations));
+    herald.wait_ready(Duration::from_secs(30)).await;
+    let id = format!("été-1\n<14>1 2024-05-01T12:00:00Z forged-host app - - - {marker}");
+    let alert = serde_json::json!({
+        "id": id,
+        "policy": {"name": "P\r\nBcc: attacker@example.com", "notifiers": ["n1"]},
+        "clusterName": "c1",
+        "namespace": "ns1",
+        "deployment": {"name": "d1", "namespace": "ns1"},
+        "time": "2024-05-01T12:00:00Z"
+    });
+    kit::produce_to(&kit::producer(), &s.topic, 0, alert.to_string().as_bytes()).await;
+    // The webhook: delivered at once, with the key percent-encoded.
+    let got = rx.wait_delivered(1, Duration::from_secs(20)).await;
+    let key = got[0].header("idempotency-key").unwrap();
+    assert!(key.starts_with("%C3%A9t%C3%A9-1%0A<14>1%20"), "{key}");
+    assert!(key.ends_with(":ACTIVE"));
+    assert_eq!(
+        herald
+            .metric(r#"herald_deliveries_total{destination="w",outcome="parked"}"#)
+            .await,
+        0.0
+    );
+    // Syslog: one record, its line break escaped; no forged record.
+    let lines = rsyslog
+        .wait_lines("out_tcp", &host, 1, Duration::from_secs(20))
+        .await;
+    assert_eq!(lines.len(), 1);
+    assert!(
+        lines[0].contains("devicePayloadId=été-1\\n<14>1 2024-05-01T12:00:00Z forged-host"),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(rsyslog.lines("out_tcp", &marker).len(), 1, "a forged line");
+    // Email: one recipient, no Bcc header, the subject an encoded word.
+    let mail = kit::eventually(Duration::from_secs(20), || async {
+        std::fs::read_dir(smtp.get("out_plain")).map_or(0, |d| d.count()) >= mail_before + 2
+    })
+    .await;
+    assert!(mail, "no message stored");
+    let mut newest: Vec<std::path::PathBuf> = std::fs::read_dir(smtp.get("out_plain"))
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+        .filter(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains(&marker)))
+        .collect();
+    newest.sort();
+    let eml = newest.pop().expect("the message");
+    let text = std::fs::read_to_string(&eml).unwrap();
+    let headers = &text[..text.find("\r\n\r\n").unwrap()];
+    assert!(
+        !headers.to_ascii_lowercase().contains("\r\nbcc:"),
+        "{headers}"
+    );
+    let subject = headers
+        .split("\r\n")
+        .find_map(|l| l.strip_prefix("Subject: "))
+        .unwrap();
+    assert!(subject.starts_with("=?utf-8?b?"), "{subject}");
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(eml.with_extension("json")).unwrap()).unwrap();
+    assert_eq!(meta["rcpt_tos"], serde_json::json!(["secops@example.com"]));
+}

@@ -207,6 +207,10 @@ async fn with_the_broker_down_ingest_answers_503_and_nothing_is_lost() {
     // Central's generic notifier retries what was not acknowledged; so does this test.
     let (code, text) = post(&c, &url, Some(&auth), body("down-2")).await;
     assert_eq!(code, 503, "{text}");
+    // Down past the session timeout (10 s): herald's static member may be
+    // fenced when the broker returns; herald replaces its consumer and the
+    // ingest listener Central posts to stays up.
+    tokio::time::sleep(Duration::from_secs(12)).await;
     kafka.start_kept();
     let accepted = kit::eventually(Duration::from_secs(60), || async {
         post(&c, &url, Some(&auth), body("down-2")).await.0 == 200
@@ -228,6 +232,11 @@ async fn with_the_broker_down_ingest_answers_503_and_nothing_is_lost() {
         .map(|r| r.header("idempotency-key").unwrap())
         .collect();
     assert_eq!(ids, vec!["down-1:ACTIVE", "down-2:ACTIVE"], "each once");
+    assert!(
+        herald.wait_exit(Duration::from_millis(10)).is_none(),
+        "herald exited; log:\n{}",
+        herald.log()
+    );
     herald.signal(libc::SIGTERM);
     herald.wait_exit(Duration::from_secs(20));
 }

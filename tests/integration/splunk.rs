@@ -362,3 +362,43 @@ async fn the_hec_stand_in_refuses_what_splunk_refuses() {
         (200, json!({"text":"Success","code":0,"ackId":0}))
     );
 }
+
+/// With indexer acknowledgement an attempt waits for the ack up to
+/// `ack_timeout`, not the request `timeout`: a 2 s indexing delay behind a
+/// 500 ms timeout delivers each event once (before, every attempt was cut at
+/// 500 ms and the event posted again and again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ack_slower_than_the_request_timeout_posts_each_event_once() {
+    let s = kit::Stack::new("heca", 1).await;
+    let hec = Hec::start("hec-token-1", Some(Duration::from_secs(2))).await;
+    let cfg = kit::config(
+        &s.topic,
+        &s.dlq,
+        &s.group,
+        "",
+        &splunk(
+            "acked",
+            &hec.url(),
+            "timeout = \"500ms\"\nindexer_ack = true\nack_timeout = \"10s\"\nworkers = 8",
+        ),
+    );
+    let mut herald = Herald::start(&cfg);
+    herald.wait_ready(Duration::from_secs(30)).await;
+    let p = kit::producer();
+    for i in 0..5 {
+        let v = kit::alert(&format!("ack-{i}"), "")
+            .replace("\"n1\"", "\"3c1e0f64-6d2b-4f7a-9d0e-5a8b7c6d5e4f\"");
+        kit::produce_to(&p, &s.topic, 0, v.as_bytes()).await;
+    }
+    let delivered = r#"herald_deliveries_total{destination="acked",outcome="delivered"}"#;
+    assert!(
+        kit::eventually(Duration::from_secs(30), || async {
+            herald.metric(delivered).await == 5.0
+        })
+        .await,
+        "{}",
+        herald.log()
+    );
+    assert_eq!(hec.events().len(), 5, "each event posted once");
+    assert_eq!(hec.requests().len(), 5);
+}
