@@ -129,7 +129,11 @@ pub async fn run(
     if let Some(l) = &ledger {
         tokio::spawn(ledger_upkeep(
             l.clone(),
-            config.ledger.retention(),
+            crate::ledger::Retention {
+                alerts: config.ledger.retention.0,
+                resolved: config.ledger.resolved_retention.0,
+                audit: config.ledger.audit_retention.0,
+            },
             config.ledger.sweep_interval.0,
             metrics.clone(),
             health.clone(),
@@ -752,7 +756,10 @@ impl Dispatcher {
             .messages_consumed
             .with_label_values(&[&origin.topic, &origin.partition.to_string()])
             .inc();
-        let Some(token) = self.tracker.begin(&tp, origin.offset, origin.value.len()) else {
+        // What a message holds while in flight: its value, the minified copy
+        // and the decoded fields: about three times the value.
+        let held = origin.value.len().saturating_mul(3);
+        let Some(token) = self.tracker.begin(&tp, origin.offset, held) else {
             tracing::debug!(topic = %origin.topic, partition = origin.partition, "message of an unassigned partition");
             return;
         };

@@ -89,8 +89,14 @@ pub fn load(path: &Path) -> Result<(Config, Vec<Destination>), Errors> {
     if let Err(e) = &config {
         errs.list.extend(e.list.iter().cloned());
     }
-    if let Some(i) = config.as_ref().ok().and_then(|c| c.ingest.as_ref()) {
-        crate::http::ingest::tls_config(i, &mut errs);
+    // The ingest listener's certificate and key are read as at start.
+    if let Some((cert, key)) = config
+        .as_ref()
+        .ok()
+        .and_then(|c| c.ingest.as_ref())
+        .and_then(|i| i.tls.as_ref())
+    {
+        crate::tls::server_config(cert, key, "ingest", &mut errs);
     }
     let destinations = build_tables(&tables).map_err(|e| errs.list.extend(e.list));
     match (config, destinations) {
@@ -233,13 +239,16 @@ mod tests {
     #[test]
     fn joins_rule_policy_and_notifier_and_names_unknown_keys() {
         let d = parse(
-            "[[destinations]]\nname = \"w\"\nid = \"n1\"\ntype = \"webhook\"\nurl = \"https://x.example.com/h\"\nworkers = 7\nmin_severity = \"high\"\n",
+            "[[destinations]]\nname = \"w\"\nid = \"n1\"\ntype = \"webhook\"\nurl = \"https://x.example.com/h\"\nworkers = 7\nmin_severity = \"high\"\n[[destinations]]\nname = \"pd\"\nid = \"n1\"\ntype = \"pagerduty\"\nrouting_key = \"R0123456789abcdef0123456789abcdef\"\nrate_limit = 5\n",
         )
         .unwrap();
         assert_eq!(d[0].name, "w");
         assert_eq!(d[0].kind, "webhook");
         assert_eq!(d[0].policy.workers, 7);
         assert_eq!(d[0].rule.id, "n1");
+        assert_eq!(d[0].policy.rate_limit, None);
+        // A destination's own rate_limit wins over its type's default.
+        assert_eq!(d[1].policy.rate_limit, Some((5, 5)));
         let errs = parse(
             "[[destinations]]\nname = \"w\"\nid = \"n1\"\ntype = \"webhook\"\nurl = \"https://x.example.com/h\"\nworkerz = 7\npark_queue_wait = \"5s\"\n[[destinations]]\nname = \"w\"\nid = \"n1\"\ntype = \"webhook\"\nurl = \"https://y.example.com/h\"\n",
         )

@@ -247,7 +247,14 @@ pub fn main() -> ExitCode {
                 &cfg.log.level,
                 cfg.log.format == crate::config::LogFormat::Json,
             );
-            let rt = match tokio::runtime::Runtime::new() {
+            // Blocking threads (ledger reads, commits) are few at a time;
+            // a bound keeps a burst from starting hundreds (and their
+            // allocator arenas).
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .max_blocking_threads(32)
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("cannot start runtime: {e}");

@@ -123,16 +123,6 @@ impl Default for LedgerConfig {
     }
 }
 
-impl LedgerConfig {
-    pub fn retention(&self) -> crate::ledger::Retention {
-        crate::ledger::Retention {
-            alerts: self.retention.0,
-            resolved: self.resolved_retention.0,
-            audit: self.audit_retention.0,
-        }
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StartFrom {
@@ -336,7 +326,7 @@ fn default_in_flight() -> usize {
     10_000
 }
 fn default_in_flight_bytes() -> usize {
-    64 << 20
+    32 << 20
 }
 fn default_session_timeout() -> Dur {
     Dur(Duration::from_secs(45))
@@ -612,8 +602,11 @@ fn validate_kafka(k: &KafkaConfig, errs: &mut Errors) {
             "must differ from the input topics",
         );
     }
-    if k.max_message_bytes == 0 {
-        errs.push("kafka.max_message_bytes", "must be at least 1");
+    if !(1..=crate::model::MAX_MESSAGE_BYTES).contains(&k.max_message_bytes) {
+        errs.push(
+            "kafka.max_message_bytes",
+            format!("must be 1..{}", crate::model::MAX_MESSAGE_BYTES),
+        );
     }
     if k.dead_letter_max_bytes < 4096 {
         errs.push("kafka.dead_letter_max_bytes", "must be at least 4096");

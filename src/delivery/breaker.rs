@@ -72,9 +72,23 @@ impl Breaker {
         };
     }
 
-    /// Open and still cooling down: nothing may go out yet (no probe taken).
-    pub fn is_open(&self) -> bool {
-        matches!(*self.lock(), State::Open { until } if Instant::now() < until)
+    /// How long nothing may go out: the cool-down left while open, zero
+    /// while the half-open probe is out (its answer decides); `None` when
+    /// attempts may go.
+    pub fn holds_back(&self) -> Option<Duration> {
+        match *self.lock() {
+            State::Open { until } => {
+                let left = until.saturating_duration_since(Instant::now());
+                (!left.is_zero()).then_some(left)
+            }
+            State::HalfOpen { probing: true } => Some(Duration::ZERO),
+            _ => None,
+        }
+    }
+
+    /// Open with its cool-down over: the next attempt is the probe.
+    pub fn probe_next(&self) -> bool {
+        matches!(*self.lock(), State::Open { until } if Instant::now() >= until)
     }
 
     /// 0 closed, 1 open, 2 half-open (the metric's encoding).
@@ -102,7 +116,7 @@ mod tests {
     async fn an_absurd_cooldown_does_not_overflow() {
         let b = Breaker::new(1, Duration::MAX);
         b.failure();
-        assert!(b.is_open() && !b.allow());
+        assert!(b.holds_back().is_some() && !b.allow());
     }
 
     #[test]
@@ -115,10 +129,17 @@ mod tests {
         assert_eq!(b.gauge(), 0);
         b.failure();
         assert_eq!(b.gauge(), 1);
-        assert!(b.is_open());
+        assert!(b.holds_back().is_some_and(|d| !d.is_zero()));
         assert!(!b.allow());
         std::thread::sleep(Duration::from_millis(40));
+        assert!(b.probe_next());
         assert!(b.allow(), "one probe after the cool-down");
+        assert!(!b.probe_next());
+        assert_eq!(
+            b.holds_back(),
+            Some(Duration::ZERO),
+            "while the probe is out"
+        );
         assert!(!b.allow(), "only one");
         assert_eq!(b.gauge(), 2);
         b.failure();

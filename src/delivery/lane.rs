@@ -149,11 +149,7 @@ impl Lane {
             let key = d.key().to_string();
             let mut current = Some(d);
             while let Some(d) = current {
-                let parked = d.parked.as_ref().map(|(id, _)| *id);
                 self.machine.run(d).await;
-                if let Some(id) = parked {
-                    self.machine.shared.retrying.release(id);
-                }
                 current = self.next_of(&key);
             }
         }

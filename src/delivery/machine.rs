@@ -188,7 +188,15 @@ impl Machine {
     /// Takes one delivery to its outcome. Never panics on input: every
     /// failure is an outcome.
     pub async fn run(&self, d: Delivery) -> Outcome {
+        let parked = d.parked.as_ref().map(|(id, _)| *id);
         let outcome = self.step(d).await;
+        // A parked row stays claimed (not offered again) until its outcome
+        // is durable: a delivered one's task releases it then.
+        if let Some(id) = parked {
+            if outcome != Outcome::Delivered {
+                self.shared.retrying.release(id);
+            }
+        }
         match &outcome {
             Outcome::Delivered => self.m.delivered.inc(),
             Outcome::Skipped(why) => {
@@ -211,20 +219,18 @@ impl Machine {
         }
         let now = self.now_ms();
         let key = d.key().to_string();
-        let entry = match l.get(&self.destination, &key) {
-            Ok(e) => e,
-            Err(_) => return Outcome::Abandoned,
+        let Ok(state) = l.key_state(&self.destination, &key) else {
+            return Outcome::Abandoned;
         };
         // Deliveries of one key go in order: a fresh one waits behind any
         // parked one, a parked one behind any older parked one.
-        let waits_behind = match (&d.parked, l.oldest_of_key(&self.destination, &key)) {
-            (_, Err(_)) => return Outcome::Abandoned,
-            (None, Ok(oldest)) => oldest.is_some(),
-            (Some((id, _)), Ok(oldest)) => oldest.is_some_and(|o| o != *id),
+        let waits_behind = match &d.parked {
+            None => state.oldest_parked.is_some(),
+            Some((id, _)) => state.oldest_parked.is_some_and(|o| o != *id),
         };
         let record = match ledger::plan(
             &d.message.event,
-            entry,
+            state.delivered,
             waits_behind,
             self.policy.renotify_runtime_updates,
             now,
@@ -370,11 +376,18 @@ impl Machine {
     async fn finish_delivered(&self, l: &Ledger, d: Delivery, key: &str, record: Entry) -> Outcome {
         self.observe(&d);
         if let Some((id, p)) = &d.parked {
-            if l.unpark(*id, p, Some(record)).await.is_err() {
+            // The worker moves on once the removal is queued.
+            let Ok(durable) = l.unpark_pending(*id, p, record).await else {
+                self.shared.retrying.release(*id);
                 return Outcome::Abandoned;
-            }
+            };
             self.parked_delta(-1);
-            tracing::info!(destination = %self.destination, key = %key, "parked delivery delivered");
+            tracing::debug!(destination = %self.destination, key = %key, "parked delivery delivered");
+            let (retrying, id) = (self.shared.retrying.clone(), *id);
+            tokio::spawn(async move {
+                let _ = durable.await;
+                retrying.release(id);
+            });
             return Outcome::Delivered;
         }
         // The worker moves on once the record is queued; the offset waits
@@ -602,9 +615,14 @@ impl Machine {
         self.m.rate_limit_wait.inc_by(secs);
     }
 
-    /// Whether the target's breaker keeps every attempt back now.
-    pub fn breaker_open(&self) -> bool {
-        self.breaker.is_open()
+    /// Whether the target's next attempt is its breaker's probe.
+    pub fn breaker_probe_next(&self) -> bool {
+        self.breaker.probe_next()
+    }
+
+    /// How long the target's breaker keeps every attempt back, if it does.
+    pub fn breaker_holds_back(&self) -> Option<std::time::Duration> {
+        self.breaker.holds_back()
     }
 }
 

@@ -102,11 +102,11 @@ impl Fatal {
 pub struct Retrying(Arc<Mutex<HashSet<u64>>>);
 
 impl Retrying {
-    fn claim(&self, id: u64) -> bool {
+    pub(crate) fn claim(&self, id: u64) -> bool {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(id)
     }
 
-    fn release(&self, id: u64) {
+    pub(crate) fn release(&self, id: u64) {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
     }
 }

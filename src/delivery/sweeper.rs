@@ -28,6 +28,7 @@ pub(super) async fn run(pool: Arc<Pool>) {
     }
     let tick = pool.policy.park_retry_min.min(Duration::from_secs(1));
     let mut wait = Duration::ZERO;
+    let mut last_expiry: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
@@ -45,10 +46,17 @@ pub(super) async fn run(pool: Arc<Pool>) {
             continue;
         }
         let now = pool.shared.clock.now_ms();
-        expire(&pool, &l, now).await;
-        // Keep going while the lanes take pages; rest a tick once nothing is due.
-        if retry_due(&pool, &l, now).await > 0 {
+        if last_expiry.is_none_or(|t| t.elapsed() >= tick) {
+            last_expiry = Some(tokio::time::Instant::now());
+            expire(&pool, &l, now).await;
+        }
+        // Keep going while the lanes take pages, look again soon while a
+        // lane is full, and rest a tick once nothing is due.
+        let swept = retry_due(&pool, &l, now).await;
+        if swept.offered > 0 {
             wait = Duration::from_millis(5);
+        } else if let Some(soon) = swept.look_again {
+            wait = wait.min(soon.max(Duration::from_millis(20)));
         }
     }
 }
@@ -67,13 +75,9 @@ fn set_oldest_age(pool: &Pool, parked_at_ms: Option<i64>) {
 /// Reads rows `ids` on a blocking thread.
 async fn rows(l: &Ledger, ids: Vec<u64>) -> Vec<(u64, Row)> {
     let l = l.clone();
-    tokio::task::spawn_blocking(move || {
-        ids.into_iter()
-            .filter_map(|id| l.row(id).ok().flatten().map(|r| (id, r)))
-            .collect()
-    })
-    .await
-    .unwrap_or_default()
+    tokio::task::spawn_blocking(move || l.rows(&ids).unwrap_or_default())
+        .await
+        .unwrap_or_default()
 }
 
 /// Dead-letters the destination's rows parked longer than `park_max_age`,
@@ -82,13 +86,24 @@ async fn rows(l: &Ledger, ids: Vec<u64>) -> Vec<(u64, Row)> {
 async fn expire(pool: &Pool, l: &Ledger, now: i64) {
     let max_age = pool.policy.park_max_age.as_millis().min(i64::MAX as u128) as i64;
     let (l2, name) = (l.clone(), pool.name.clone());
-    let oldest = tokio::task::spawn_blocking(move || l2.oldest(&name, PAGE))
+    let oldest = tokio::task::spawn_blocking(move || l2.oldest_with_age(&name, PAGE))
         .await
         .ok()
         .and_then(Result::ok)
         .unwrap_or_default();
-    let mut oldest_at = None;
-    for (id, row) in rows(l, oldest).await {
+    let expired: Vec<u64> = oldest
+        .iter()
+        .take_while(|(_, at)| now.saturating_sub(*at) >= max_age)
+        .map(|(id, _)| *id)
+        .collect();
+    set_oldest_age(
+        pool,
+        oldest
+            .get(expired.len())
+            .or(oldest.last())
+            .map(|(_, at)| *at),
+    );
+    for (id, row) in rows(l, expired).await {
         let p = match row {
             Row::Parked(p) => p,
             Row::Unreadable(bytes) => {
@@ -96,17 +111,13 @@ async fn expire(pool: &Pool, l: &Ledger, now: i64) {
                 continue;
             }
         };
-        let age = now.saturating_sub(p.parked_at_ms);
-        if age < max_age {
-            oldest_at = Some(p.parked_at_ms);
-            break;
-        }
         if !pool.shared.retrying.claim(id) {
             continue; // being retried now; the machine decides
         }
+        let age = now.saturating_sub(p.parked_at_ms);
         let last = format!(
             "parked for {}: {}",
-            humantime::format_duration(Duration::from_secs((age / 1000) as u64)),
+            humantime::format_duration(Duration::from_secs((age / 1000).max(0) as u64)),
             p.last_error
         );
         let done = dead_letter_row(&pool.shared, &p, "park_max_age", Some(last)).await
@@ -123,12 +134,18 @@ async fn expire(pool: &Pool, l: &Ledger, now: i64) {
             }
         }
     }
-    set_oldest_age(pool, oldest_at);
 }
 
-/// Offers due rows to their lanes while the lanes have room; returns how
-/// many it offered.
-async fn retry_due(pool: &Pool, l: &Ledger, now: i64) -> usize {
+/// What one round of `retry_due` did.
+struct Swept {
+    offered: usize,
+    /// When a target with due rows may take them (its lane full, its
+    /// breaker cooling down or probing), if sooner than a tick.
+    look_again: Option<Duration>,
+}
+
+/// Offers due rows to their lanes while the lanes have room.
+async fn retry_due(pool: &Pool, l: &Ledger, now: i64) -> Swept {
     let (l2, name, max) = (l.clone(), pool.name.clone(), pool.policy.max_targets);
     let targets = tokio::task::spawn_blocking(move || l2.due_targets(&name, now, max))
         .await
@@ -136,6 +153,8 @@ async fn retry_due(pool: &Pool, l: &Ledger, now: i64) -> usize {
         .and_then(Result::ok)
         .unwrap_or_default();
     let mut offered = 0;
+    let mut look_again: Option<Duration> = None;
+    let mut soon = |d: Duration| look_again = Some(look_again.map_or(d, |l| l.min(d)));
     for value in targets {
         if pool.retired.is_cancelled() || pool.shared.abandon.is_cancelled() {
             break;
@@ -150,20 +169,42 @@ async fn retry_due(pool: &Pool, l: &Ledger, now: i64) -> usize {
         let Some(lane) = pool.lane(&target) else {
             continue; // max_targets busy lanes: later
         };
-        let room = lane.free();
-        if room == 0 || lane.machine.breaker_open() {
+        if let Some(d) = lane.machine.breaker_holds_back() {
+            soon(d);
             continue;
         }
+        let mut room = lane.free();
+        if room == 0 {
+            soon(Duration::ZERO);
+            continue;
+        }
+        if lane.machine.breaker_probe_next() {
+            // One row probes; the rest wait for its answer rather than
+            // being pushed back a cool-down.
+            room = 1;
+            soon(Duration::ZERO);
+        }
         let (l2, name, v) = (l.clone(), pool.name.clone(), value.clone());
-        let ids = tokio::task::spawn_blocking(move || l2.due(&name, &v, now, room.min(PAGE)))
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or_default();
-        let ids: Vec<u64> = ids
-            .into_iter()
-            .filter(|id| pool.shared.retrying.claim(*id))
-            .collect();
+        let retrying = pool.shared.retrying.clone();
+        // Claimed on the blocking thread, so rows being tried do not fill the page.
+        let ids = tokio::task::spawn_blocking(move || {
+            let mut claimed = Vec::new();
+            let ids = l2.due_taking(&name, &v, now, room.min(PAGE), |id| {
+                let new = retrying.claim(id);
+                if new {
+                    claimed.push(id);
+                }
+                new
+            });
+            if ids.is_err() {
+                claimed.into_iter().for_each(|id| retrying.release(id));
+            }
+            ids
+        })
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
         let found = rows(l, ids.clone()).await;
         // Rows gone since (delivered, expired) are no longer claimed.
         for id in &ids {
@@ -216,6 +257,7 @@ async fn retry_due(pool: &Pool, l: &Ledger, now: i64) -> usize {
                 Ok(()) => offered += 1,
                 Err(_) => {
                     // The lane filled up: this row and the rest wait.
+                    soon(Duration::ZERO);
                     pool.shared.retrying.release(id);
                     for (rest, _) in found.by_ref() {
                         pool.shared.retrying.release(rest);
@@ -225,7 +267,10 @@ async fn retry_due(pool: &Pool, l: &Ledger, now: i64) -> usize {
             }
         }
     }
-    offered
+    Swept {
+        offered,
+        look_again,
+    }
 }
 
 /// The target a parked row names, checked again (allow-lists may have

@@ -38,6 +38,8 @@ pub const FORMAT_VERSION: u64 = 2;
 /// The ledger's page cache (redb's default is 1 GiB).
 const CACHE_BYTES: usize = 16 << 20;
 const FILE_NAME: &str = "herald.redb";
+/// The least time between the starts of two commits under load.
+const COMMIT_SPACING: std::time::Duration = std::time::Duration::from_millis(5);
 /// Unreadable rows of a version 1 file are indexed under this destination,
 /// which no configured destination can be named (names are `[a-z0-9_-]`),
 /// so they are dead-lettered as rows of a removed destination.
@@ -46,14 +48,26 @@ pub const UNREADABLE: &str = "(unreadable)";
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// `<destination>\0<key>` → [`Entry`]; key = alert id or `audit:<sha256>`.
 const DELIVERED: TableDefinition<&str, &[u8]> = TableDefinition::new("delivered");
-/// Parking sequence number → [`Parked`] as JSON.
+/// Parking sequence number → [`Parked`] as JSON, without its value …
 const PARKED: TableDefinition<u64, &[u8]> = TableDefinition::new("parked");
+/// … which is here, as the raw bytes of the message.
+const PARKED_VALUES: TableDefinition<u64, &[u8]> = TableDefinition::new("parked_values");
 /// (destination, target, next attempt ms, id): which rows are due.
 const PARKED_DUE: TableDefinition<(&str, &str, i64, u64), ()> = TableDefinition::new("parked_due");
 /// (destination, key, id): the parked rows of one alert, oldest first.
 const PARKED_KEYS: TableDefinition<(&str, &str, u64), ()> = TableDefinition::new("parked_keys");
-/// (destination, id): a destination's rows, oldest first.
-const PARKED_AGE: TableDefinition<(&str, u64), ()> = TableDefinition::new("parked_age");
+/// (destination, id) → when it was parked (ms): a destination's rows,
+/// oldest first, with their age at hand (expiry reads no row).
+const PARKED_AGE: TableDefinition<(&str, u64), i64> = TableDefinition::new("parked_age");
+
+/// What the ledger holds for one key at one destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyState {
+    /// What was last delivered.
+    pub delivered: Option<Entry>,
+    /// The oldest parked delivery's row, if one is parked (or about to be).
+    pub oldest_parked: Option<u64>,
+}
 
 /// How long entries are kept.
 #[derive(Debug, Clone, Copy)]
@@ -93,6 +107,7 @@ struct Index {
     target: String,
     key: String,
     next_ms: i64,
+    parked_at_ms: i64,
 }
 
 impl Index {
@@ -102,6 +117,7 @@ impl Index {
             target: p.target.clone(),
             key: p.key.clone(),
             next_ms: p.next_attempt_ms,
+            parked_at_ms: p.parked_at_ms,
         }
     }
 }
@@ -111,6 +127,7 @@ enum Op {
     Park {
         id: u64,
         row: Vec<u8>,
+        value: Vec<u8>,
         index: Index,
     },
     Repark {
@@ -177,7 +194,7 @@ fn join_key(destination: &str, key: &str) -> String {
 fn index_insert(
     due: &mut redb::Table<(&str, &str, i64, u64), ()>,
     keys: &mut redb::Table<(&str, &str, u64), ()>,
-    age: &mut redb::Table<(&str, u64), ()>,
+    age: &mut redb::Table<(&str, u64), i64>,
     id: u64,
     i: &Index,
 ) -> Result<(), redb::Error> {
@@ -186,7 +203,7 @@ fn index_insert(
         (),
     )?;
     keys.insert((i.destination.as_str(), i.key.as_str(), id), ())?;
-    age.insert((i.destination.as_str(), id), ())?;
+    age.insert((i.destination.as_str(), id), i.parked_at_ms)?;
     Ok(())
 }
 
@@ -259,6 +276,7 @@ impl Ledger {
                 .map_err(store)?
                 .map(|v| v.value());
             tx.open_table(DELIVERED).map_err(store)?;
+            tx.open_table(PARKED_VALUES).map_err(store)?;
             let parked = tx.open_table(PARKED).map_err(store)?;
             let mut due = tx.open_table(PARKED_DUE).map_err(store)?;
             let mut keys = tx.open_table(PARKED_KEYS).map_err(store)?;
@@ -270,13 +288,14 @@ impl Ledger {
                     for row in parked.iter().map_err(store)? {
                         let (id, v) = row.map_err(store)?;
                         let id = id.value();
-                        let index = match Row::decode(v.value()) {
+                        let index = match Row::decode(v.value(), None) {
                             Row::Parked(p) => Index::of(&p),
                             Row::Unreadable(_) => Index {
                                 destination: UNREADABLE.into(),
                                 target: String::new(),
                                 key: String::new(),
                                 next_ms: 0,
+                                parked_at_ms: 0,
                             },
                         };
                         index_insert(&mut due, &mut keys, &mut age, id, &index).map_err(store)?;
@@ -406,35 +425,44 @@ impl Ledger {
 
     /// What was last delivered for `key` at `destination`.
     pub fn get(&self, destination: &str, key: &str) -> Result<Option<Entry>, LedgerError> {
-        let joined = join_key(destination, key);
-        if let Some(e) = self.pending().get(&joined) {
-            return Ok(Some(*e));
-        }
-        self.read(|tx| {
-            let t = tx.open_table(DELIVERED)?;
-            Ok(t.get(joined.as_str())?
-                .and_then(|v| Entry::decode(v.value())))
-        })
+        self.key_state(destination, key).map(|s| s.delivered)
     }
 
     /// The oldest parked row of `key` at `destination`, if any: deliveries
     /// of one alert go in order, so only that one may be tried.
     pub fn oldest_of_key(&self, destination: &str, key: &str) -> Result<Option<u64>, LedgerError> {
+        self.key_state(destination, key).map(|s| s.oldest_parked)
+    }
+
+    /// Both of the above in one read: what a delivery of `key` consults.
+    pub fn key_state(&self, destination: &str, key: &str) -> Result<KeyState, LedgerError> {
+        let joined = join_key(destination, key);
+        let pending = self.pending().get(&joined).copied();
         let reserved = self
             .reserved()
-            .get(&join_key(destination, key))
+            .get(&joined)
             .and_then(|ids| ids.first().copied());
-        let stored = self.read(|tx| {
+        let (stored, first_parked) = self.read(|tx| {
+            let stored = match pending {
+                Some(_) => None,
+                None => tx
+                    .open_table(DELIVERED)?
+                    .get(joined.as_str())?
+                    .and_then(|v| Entry::decode(v.value())),
+            };
             let t = tx.open_table(PARKED_KEYS)?;
             let first = t
                 .range((destination, key, 0u64)..=(destination, key, u64::MAX))?
                 .next()
                 .transpose()?;
-            Ok(first.map(|(k, _)| k.value().2))
+            Ok((stored, first.map(|(k, _)| k.value().2)))
         })?;
-        Ok(match (reserved, stored) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        Ok(KeyState {
+            delivered: pending.or(stored),
+            oldest_parked: match (reserved, first_parked) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
         })
     }
 
@@ -486,9 +514,24 @@ impl Ledger {
 
     /// One parked row.
     pub fn row(&self, id: u64) -> Result<Option<Row>, LedgerError> {
+        Ok(self.rows(&[id])?.pop().map(|(_, r)| r))
+    }
+
+    /// Parked rows `ids` that still exist, in one read.
+    pub fn rows(&self, ids: &[u64]) -> Result<Vec<(u64, Row)>, LedgerError> {
         self.read(|tx| {
             let t = tx.open_table(PARKED)?;
-            Ok(t.get(id)?.map(|v| Row::decode(v.value())))
+            let values = tx.open_table(PARKED_VALUES)?;
+            let mut out = Vec::with_capacity(ids.len());
+            for &id in ids {
+                let Some(row) = t.get(id)? else { continue };
+                let value = values.get(id)?;
+                out.push((
+                    id,
+                    Row::decode(row.value(), value.as_ref().map(|v| v.value())),
+                ));
+            }
+            Ok(out)
         })
     }
 
@@ -537,15 +580,33 @@ impl Ledger {
         now_ms: i64,
         max: usize,
     ) -> Result<Vec<u64>, LedgerError> {
+        self.due_taking(destination, target, now_ms, max, |_| true)
+    }
+
+    /// Like `due`, keeping only the rows `take` accepts (it claims them, say):
+    /// rows already being tried, still indexed until their removal is
+    /// durable, do not fill the page. Looks at most `16 × max + 1024` rows.
+    pub fn due_taking(
+        &self,
+        destination: &str,
+        target: &str,
+        now_ms: i64,
+        max: usize,
+        mut take: impl FnMut(u64) -> bool,
+    ) -> Result<Vec<u64>, LedgerError> {
         self.read(|tx| {
             let t = tx.open_table(PARKED_DUE)?;
             let mut out = Vec::new();
-            for row in t.range(
+            let range = t.range(
                 (destination, target, i64::MIN, 0u64)..=(destination, target, now_ms, u64::MAX),
-            )? {
-                out.push(row?.0.value().3);
-                if out.len() >= max {
-                    break;
+            )?;
+            for row in range.take(max.saturating_mul(16).saturating_add(1024)) {
+                let id = row?.0.value().3;
+                if take(id) {
+                    out.push(id);
+                    if out.len() >= max {
+                        break;
+                    }
                 }
             }
             Ok(out)
@@ -569,11 +630,26 @@ impl Ledger {
 
     /// A destination's oldest rows (by parking order), at most `max`.
     pub fn oldest(&self, destination: &str, max: usize) -> Result<Vec<u64>, LedgerError> {
+        Ok(self
+            .oldest_with_age(destination, max)?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect())
+    }
+
+    /// A destination's oldest rows with when each was parked (ms), at most
+    /// `max`: from the index alone.
+    pub fn oldest_with_age(
+        &self,
+        destination: &str,
+        max: usize,
+    ) -> Result<Vec<(u64, i64)>, LedgerError> {
         self.read(|tx| {
             let t = tx.open_table(PARKED_AGE)?;
             let mut out = Vec::new();
             for row in t.range((destination, 0u64)..=(destination, u64::MAX))? {
-                out.push(row?.0.value().1);
+                let (k, v) = row?;
+                out.push((k.value().1, v.value()));
                 if out.len() >= max {
                     break;
                 }
@@ -607,14 +683,14 @@ impl Ledger {
     }
 
     /// Parked rows after `after` (an id), oldest first, at most `max`: the
-    /// admin API's pages.
+    /// admin API's pages (without their values).
     pub fn page(&self, after: u64, max: usize) -> Result<Vec<(u64, Row)>, LedgerError> {
         self.read(|tx| {
             let t = tx.open_table(PARKED)?;
             let mut out = Vec::new();
             for row in t.range((Bound::Excluded(after), Bound::Unbounded))? {
                 let (id, v) = row?;
-                out.push((id.value(), Row::decode(v.value())));
+                out.push((id.value(), Row::decode(v.value(), None)));
                 if out.len() >= max {
                     break;
                 }
@@ -686,10 +762,55 @@ impl Ledger {
         LedgerError,
     > {
         let joined = join_key(destination, key);
+        self.write_pending(joined.clone(), entry, vec![Op::Put(joined, entry)])
+            .await
+    }
+
+    /// Removes parked row `id` and records `entry` for its key, without
+    /// waiting for the disk: `get` sees the entry at once; the returned
+    /// future resolves once both are durable (keep the row from being tried
+    /// again until then).
+    pub async fn unpark_pending(
+        &self,
+        id: u64,
+        p: &Parked,
+        entry: Entry,
+    ) -> Result<
+        impl std::future::Future<Output = Result<(), LedgerError>> + Send + 'static,
+        LedgerError,
+    > {
+        let joined = join_key(&p.destination, &p.key);
+        let ops = vec![
+            Op::Unpark {
+                id,
+                index: Index::of(p),
+            },
+            Op::Put(joined.clone(), entry),
+        ];
+        let durable = self.write_pending(joined, entry, ops).await?;
+        let (this, destination) = (self.clone(), p.destination.clone());
+        Ok(async move {
+            durable.await?;
+            if let Some(n) = this.counts().get_mut(&destination) {
+                *n = n.saturating_sub(1);
+            }
+            Ok(())
+        })
+    }
+
+    /// Queues `ops`, which record `entry` under `joined`, with the entry
+    /// visible to `get` at once (a pending overlay, removed once durable).
+    async fn write_pending(
+        &self,
+        joined: String,
+        entry: Entry,
+        ops: Vec<Op>,
+    ) -> Result<
+        impl std::future::Future<Output = Result<(), LedgerError>> + Send + 'static,
+        LedgerError,
+    > {
         self.pending().insert(joined.clone(), entry);
-        let queued = self
-            .enqueue(vec![Op::Put(joined.clone(), entry)], false)
-            .await;
+        let queued = self.enqueue(ops, false).await;
         let this = self.clone();
         let settle = move |this: &Ledger| {
             let mut pending = this.pending();
@@ -736,6 +857,7 @@ impl Ledger {
             .submit(vec![Op::Park {
                 id,
                 row: p.encode(),
+                value: p.value.clone(),
                 index: Index::of(p),
             }])
             .await;
@@ -818,15 +940,29 @@ impl Ledger {
 /// The writer thread: takes every batch waiting, commits them in one durable
 /// transaction, then answers each.
 fn writer(slot: Slot, rx: std::sync::mpsc::Receiver<Batch>, metrics: Arc<Metrics>) {
+    let mut last: Option<Instant> = None;
     while let Ok(first) = rx.recv() {
         let mut batches = vec![first];
+        // Under load, commits start at most every COMMIT_SPACING and take
+        // what arrived meanwhile: fewer, larger transactions (each costs a
+        // sync and a copy of every page it touches). A write after a quiet
+        // spell commits at once.
+        let until = last.map(|t| t + COMMIT_SPACING);
         while batches.len() < 1024 {
-            match rx.try_recv() {
-                Ok(b) => batches.push(b),
-                Err(_) => break,
+            let next = match until {
+                Some(until) => match until.checked_duration_since(Instant::now()) {
+                    Some(left) => rx.recv_timeout(left).ok(),
+                    None => rx.try_recv().ok(),
+                },
+                None => rx.try_recv().ok(),
+            };
+            match next {
+                Some(b) => batches.push(b),
+                None => break,
             }
         }
         let started = Instant::now();
+        last = Some(started);
         let result = match current(&slot) {
             Some(db) => apply(&db, &batches).map_err(|e| e.to_string()),
             None => Err("the ledger is being reopened".to_string()),
@@ -856,6 +992,7 @@ fn apply(db: &Database, batches: &[Batch]) -> Result<Vec<usize>, redb::Error> {
     {
         let mut delivered = tx.open_table(DELIVERED)?;
         let mut parked = tx.open_table(PARKED)?;
+        let mut values = tx.open_table(PARKED_VALUES)?;
         let mut due = tx.open_table(PARKED_DUE)?;
         let mut keys = tx.open_table(PARKED_KEYS)?;
         let mut age = tx.open_table(PARKED_AGE)?;
@@ -867,8 +1004,14 @@ fn apply(db: &Database, batches: &[Batch]) -> Result<Vec<usize>, redb::Error> {
                     Op::Put(k, e) => {
                         delivered.insert(k.as_str(), e.encode().as_slice())?;
                     }
-                    Op::Park { id, row, index } => {
+                    Op::Park {
+                        id,
+                        row,
+                        value,
+                        index,
+                    } => {
                         parked.insert(*id, row.as_slice())?;
+                        values.insert(*id, value.as_slice())?;
                         index_insert(&mut due, &mut keys, &mut age, *id, index)?;
                     }
                     Op::Repark { id, row, old, new } => {
@@ -891,12 +1034,14 @@ fn apply(db: &Database, batches: &[Batch]) -> Result<Vec<usize>, redb::Error> {
                     }
                     Op::Unpark { id, index: i } => {
                         parked.remove(*id)?;
+                        values.remove(*id)?;
                         due.remove((i.destination.as_str(), i.target.as_str(), i.next_ms, *id))?;
                         keys.remove((i.destination.as_str(), i.key.as_str(), *id))?;
                         age.remove((i.destination.as_str(), *id))?;
                     }
                     Op::Drop(id) => {
                         parked.remove(*id)?;
+                        values.remove(*id)?;
                         due.retain(|k, _| k.3 != *id)?;
                         keys.retain(|k, _| k.2 != *id)?;
                         age.retain(|k, _| k.1 != *id)?;
@@ -1054,7 +1199,12 @@ mod tests {
             all.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
             vec![a, b, a2]
         );
-        assert_eq!(all[0].1, Row::Parked(Box::new(p("a"))));
+        assert_eq!(l.row(a).unwrap(), Some(Row::Parked(Box::new(p("a")))));
+        let listed = match &all[0].1 {
+            Row::Parked(p) => p.clone(),
+            Row::Unreadable(_) => panic!("unreadable"),
+        };
+        assert!(listed.value.is_empty(), "pages carry no values");
         assert_eq!(l.page(a, 1).unwrap()[0].0, b, "pages after an id");
         assert!(l.is_parked("d", "a").unwrap());
         assert_eq!(l.oldest_of_key("d", "a").unwrap(), Some(a));

@@ -1,5 +1,7 @@
 //! A parked delivery: what the store keeps of a delivery waiting for its
-//! destination to come back, and how it is written (JSON, values base64).
+//! destination to come back, and how it is written: its details as JSON,
+//! its message value beside them, as is (version 1 files kept the value in
+//! the JSON, base64; they still read).
 
 use serde::{Deserialize, Serialize};
 
@@ -20,7 +22,8 @@ pub struct Parked {
     pub offset: i64,
     #[serde(default, with = "opt_b64")]
     pub message_key: Option<Vec<u8>>,
-    #[serde(with = "b64")]
+    /// The message value: stored beside the row, not in its JSON.
+    #[serde(default, with = "b64", skip_serializing)]
     pub value: Vec<u8>,
     /// Send attempts so far, over every retry pass.
     pub attempts: u32,
@@ -71,15 +74,22 @@ pub enum Row {
 }
 
 impl Row {
-    pub fn decode(bytes: &[u8]) -> Row {
+    /// A row from its JSON and, when stored apart, its value.
+    pub fn decode(bytes: &[u8], value: Option<&[u8]>) -> Row {
         match serde_json::from_slice::<Parked>(bytes) {
-            Ok(p) => Row::Parked(Box::new(p)),
+            Ok(mut p) => {
+                if let Some(v) = value {
+                    p.value = v.to_vec();
+                }
+                Row::Parked(Box::new(p))
+            }
             Err(_) => Row::Unreadable(bytes.to_vec()),
         }
     }
 }
 
 impl Parked {
+    /// The row's JSON (its value is stored apart).
     pub fn encode(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("a parked delivery serialises")
     }

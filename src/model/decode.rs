@@ -1,6 +1,5 @@
 //! Message value → [`Event`], or the reason it is not one.
 
-use std::collections::HashMap;
 use std::fmt;
 
 use serde::de::DeserializeOwned;
@@ -82,6 +81,10 @@ pub struct Limits {
     pub max_depth: usize,
 }
 
+/// The largest `kafka.max_message_bytes` may be (64 MiB): nothing herald
+/// stores claims more.
+pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
 /// serde_json's recursion limit: the deepest any herald walker is given.
 pub const MAX_DEPTH: usize = 128;
 
@@ -98,20 +101,14 @@ impl Default for Limits {
 /// recursion, so any input, however deep, is measured safely. Stops counting
 /// once past `limit`.
 fn depth_over(text: &[u8], limit: usize) -> Option<usize> {
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for (i, &b) in text.iter().enumerate() {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < text.len() {
+        match text[i] {
+            b'"' => {
+                i = super::json::string_end(text, i + 1)?;
+                continue;
             }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
             b'[' | b'{' => {
                 depth += 1;
                 if depth > limit {
@@ -121,6 +118,7 @@ fn depth_over(text: &[u8], limit: usize) -> Option<usize> {
             b']' | b'}' => depth = depth.saturating_sub(1),
             _ => {}
         }
+        i += 1;
     }
     None
 }
@@ -155,30 +153,40 @@ pub fn decode(value: &[u8], limits: &Limits) -> Result<Event, InvalidMessage> {
             format!("nested deeper than {max_depth} levels at byte {at}"),
         ));
     }
-    let top: &RawValue = serde_json::from_str(text).map_err(|e| {
+    let not_json = |e: serde_json::Error| {
         invalid(
             InvalidReason::NotJson,
             format!("line {} column {}: {}", e.line(), e.column(), category(&e)),
         )
-    })?;
-    if !top.get().starts_with('{') {
+    };
+    let trimmed = text.trim_start();
+    if !trimmed.starts_with('{') {
+        // Not an object: say which JSON it is, or that it is none.
+        serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(not_json)?;
         return Err(invalid(
             InvalidReason::NotObject,
-            format!("top-level value is {}", json_kind(top.get())),
+            format!("top-level value is {}", json_kind(trimmed)),
         ));
     }
-    let members: HashMap<String, &RawValue> = serde_json::from_str(top.get())
-        .map_err(|e| invalid(InvalidReason::NotObject, e.to_string()))?;
-
-    match (members.get("alert"), members.get("audit")) {
+    // One pass over the message: the envelope's members, the alert or
+    // audit object kept as its raw text.
+    let top: Envelope = serde_json::from_str(text).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => {
+            invalid(InvalidReason::NotObject, strip_position(&e.to_string()))
+        }
+        _ => not_json(e),
+    })?;
+    match (top.alert, top.audit) {
         (Some(_), Some(_)) => Err(invalid(
             InvalidReason::UnknownShape,
             "both \"alert\" and \"audit\" keys present",
         )),
         (Some(alert), None) => decode_alert(alert, "alert"),
         (None, Some(audit)) => decode_audit(audit),
-        (None, None) if members.contains_key("id") && members.contains_key("policy") => {
-            decode_alert(top, "")
+        (None, None) if top.id.is_some() && top.policy.is_some() => {
+            let bare = RawValue::from_string(text.trim().to_string())
+                .map_err(|e| invalid(InvalidReason::NotJson, e.to_string()))?;
+            decode_alert(bare, "")
         }
         (None, None) => Err(invalid(
             InvalidReason::UnknownShape,
@@ -187,7 +195,21 @@ pub fn decode(value: &[u8], limits: &Limits) -> Result<Event, InvalidMessage> {
     }
 }
 
-fn decode_alert(raw: &RawValue, prefix: &str) -> Result<Event, InvalidMessage> {
+/// The members of a message value herald looks at; other top-level keys
+/// (a sender's extra fields) are skipped. A member named twice is refused.
+#[derive(serde::Deserialize)]
+struct Envelope {
+    #[serde(default)]
+    alert: Option<Box<RawValue>>,
+    #[serde(default)]
+    audit: Option<Box<RawValue>>,
+    #[serde(default)]
+    id: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    policy: Option<serde::de::IgnoredAny>,
+}
+
+fn decode_alert(raw: Box<RawValue>, prefix: &str) -> Result<Event, InvalidMessage> {
     let fail = |detail: String| invalid(InvalidReason::InvalidAlert, detail);
     if !raw.get().starts_with('{') {
         return Err(fail(format!(
@@ -195,7 +217,7 @@ fn decode_alert(raw: &RawValue, prefix: &str) -> Result<Event, InvalidMessage> {
             json_kind(raw.get())
         )));
     }
-    let fields: AlertFields = typed(raw, prefix).map_err(fail)?;
+    let fields: AlertFields = typed(&raw, prefix).map_err(fail)?;
     if fields.id.is_empty() {
         return Err(fail(join(prefix, "id: missing or empty")));
     }
@@ -205,7 +227,7 @@ fn decode_alert(raw: &RawValue, prefix: &str) -> Result<Event, InvalidMessage> {
     }))
 }
 
-fn decode_audit(raw: &RawValue) -> Result<Event, InvalidMessage> {
+fn decode_audit(raw: Box<RawValue>) -> Result<Event, InvalidMessage> {
     let fail = |detail: String| invalid(InvalidReason::InvalidAudit, detail);
     if !raw.get().starts_with('{') {
         return Err(fail(format!(
@@ -213,14 +235,18 @@ fn decode_audit(raw: &RawValue) -> Result<Event, InvalidMessage> {
             json_kind(raw.get())
         )));
     }
-    let fields: AuditFields = typed(raw, "audit").map_err(fail)?;
+    let fields: AuditFields = typed(&raw, "audit").map_err(fail)?;
     Ok(Event::Audit(Audit {
         raw: minified(raw),
         fields: Box::new(fields),
     }))
 }
 
+/// The typed fields; only a failure pays for finding the field's path.
 fn typed<T: DeserializeOwned>(raw: &RawValue, prefix: &str) -> Result<T, String> {
+    if let Ok(v) = serde_json::from_str(raw.get()) {
+        return Ok(v);
+    }
     let mut de = serde_json::Deserializer::from_str(raw.get());
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -233,8 +259,13 @@ fn typed<T: DeserializeOwned>(raw: &RawValue, prefix: &str) -> Result<T, String>
     })
 }
 
-fn minified(raw: &RawValue) -> Box<RawValue> {
-    RawValue::from_string(minify(raw.get())).expect("minified JSON stays valid")
+/// The raw text without insignificant whitespace: as it is when compact
+/// (Central's), copied and minified otherwise.
+fn minified(raw: Box<RawValue>) -> Box<RawValue> {
+    match minify(raw.get()) {
+        std::borrow::Cow::Borrowed(_) => raw,
+        std::borrow::Cow::Owned(s) => RawValue::from_string(s).expect("minified JSON stays valid"),
+    }
 }
 
 fn join(prefix: &str, rest: &str) -> String {
@@ -392,6 +423,17 @@ mod tests {
             InvalidReason::TooDeep
         );
         assert!(decode(at(128).as_bytes(), &huge).is_ok());
+    }
+
+    #[test]
+    fn depth_skips_strings_with_escapes_and_stops_at_a_cut_off_one() {
+        assert_eq!(depth_over(br#"[["\"[[[", "\\"], [1]]"#, 2), None);
+        assert_eq!(depth_over(br#"[["\\", [[1]]]]"#, 3), Some(9));
+        // A string cut off after a backslash, or unterminated: no panic.
+        assert_eq!(depth_over(br#"[["abc\"#, 1), Some(1));
+        assert_eq!(depth_over(br#"["abc\"#, 1), None);
+        assert_eq!(depth_over(br#"["abc"#, 1), None);
+        assert_eq!(depth_over(b"", 1), None);
     }
 
     #[test]

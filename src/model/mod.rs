@@ -11,7 +11,7 @@ mod types;
 
 #[cfg(test)]
 pub use decode::test_alert;
-pub use decode::{decode, InvalidMessage, InvalidReason, Limits, MAX_DEPTH};
+pub use decode::{decode, InvalidMessage, InvalidReason, Limits, MAX_DEPTH, MAX_MESSAGE_BYTES};
 pub use types::*;
 
 use serde_json::value::RawValue;

@@ -251,7 +251,7 @@ impl Notifier for ChatWebhook {
 mod tests {
 
     fn errors(kind: &str, extra: &str) -> Vec<String> {
-        crate::destinations::parse(&format!(
+        crate::notifiers::parse_one(&format!(
             "[[destinations]]\nname = \"c\"\nid = \"n1\"\ntype = \"{kind}\"\n{extra}"
         ))
         .err()

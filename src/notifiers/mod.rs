@@ -246,3 +246,29 @@ pub fn lookup(name: &str) -> Option<&'static NotifierType> {
 pub fn type_names() -> Vec<&'static str> {
     TYPES.iter().map(|t| t.name).collect()
 }
+
+/// Builds the notifier of the first `[[destinations]]` table in `text`, the
+/// way a destination builds it with default delivery settings (unit tests of
+/// a type's settings); errors as printed.
+#[cfg(test)]
+pub(crate) fn parse_one(text: &str) -> Result<Arc<dyn Notifier>, Vec<String>> {
+    let doc: toml::Value = toml::from_str(text).map_err(|e| vec![e.to_string()])?;
+    let item = doc
+        .get("destinations")
+        .and_then(|d| d.get(0))
+        .cloned()
+        .ok_or_else(|| vec!["no [[destinations]] table".to_string()])?;
+    let kind = item.get("type").and_then(toml::Value::as_str).unwrap_or("");
+    let entry = lookup(kind).ok_or_else(|| vec![format!("unknown type {kind:?}")])?;
+    let ctx = BuildContext {
+        timeout: std::time::Duration::from_secs(5),
+        ui_endpoint: String::new(),
+        audit: entry.default_audit,
+        namespaces: Default::default(),
+    };
+    let mut errs = Errors::default();
+    match (entry.parse)(item, "destinations[0]", &ctx, &mut errs) {
+        Some((notifier, _)) if errs.is_empty() => Ok(notifier),
+        _ => Err(errs.list.iter().map(|e| e.to_string()).collect()),
+    }
+}

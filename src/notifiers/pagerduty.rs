@@ -156,41 +156,25 @@ impl Notifier for PagerDuty {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::Config;
-    use std::collections::HashMap;
-
-    fn destination(extra: &str) -> crate::destinations::Destination {
-        let text = format!(
-            "[kafka]\nbrokers = \"127.0.0.1:9092\"\ngroup_id = \"g\"\ntopics = [\"t\"]\ndead_letter_topic = \"d\"\n\
-             [[destinations]]\nname = \"pd\"\nid = \"n1\"\ntype = \"pagerduty\"\nrouting_key = \"R0123456789abcdef0123456789abcdef\"\n{extra}"
-        );
-        let c = Config::parse(&text, &HashMap::new()).expect("valid config");
-        crate::destinations::build(&c)
-            .expect("valid destination")
-            .remove(0)
-    }
-
+    /// A destination's own `rate_limit`, when set, is what its lane uses
+    /// (delivery prefers the policy over the notifier's default).
     #[test]
-    fn paces_to_pagerdutys_limit_unless_the_user_sets_one() {
-        let d = destination("");
-        assert_eq!(d.policy.rate_limit, None);
+    fn paces_to_pagerdutys_limit() {
+        let n = crate::notifiers::parse_one(
+            "[[destinations]]\nname = \"pd\"\nid = \"n1\"\ntype = \"pagerduty\"\nrouting_key = \"R0123456789abcdef0123456789abcdef\"\n",
+        )
+        .unwrap();
         assert_eq!(
-            d.notifier.default_rate_limit(),
+            n.default_rate_limit(),
             Some(governor::Quota::per_minute(
                 std::num::NonZeroU32::new(120).unwrap()
             ))
-        );
-        // A destination's own rate_limit is what the lane uses (delivery
-        // prefers the policy over the notifier's default).
-        assert_eq!(
-            destination("rate_limit = 5\n").policy.rate_limit,
-            Some((5, 5))
         );
     }
 
     #[test]
     fn a_missing_routing_key_names_the_field() {
-        let msgs = crate::destinations::parse(
+        let msgs = crate::notifiers::parse_one(
             "[[destinations]]\nname = \"pd\"\nid = \"n1\"\ntype = \"pagerduty\"\n",
         )
         .expect_err("no routing key");

@@ -609,11 +609,10 @@ mod tests {
     async fn a_write_cut_off_mid_frame_is_not_continued_on_the_same_connection() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let d = crate::destinations::parse(&format!(
+        let notifier = crate::notifiers::parse_one(&format!(
             "[[destinations]]\nname = \"s\"\nid = \"n1\"\ntype = \"syslog\"\nhost = \"127.0.0.1\"\nport = {port}\n"
         ))
-        .unwrap()
-        .remove(0);
+        .unwrap();
         let event = crate::model::decode(
             br#"{"id":"a","policy":{}}"#,
             &crate::model::Limits::default(),
@@ -629,7 +628,7 @@ mod tests {
         let (mut first, _) = tokio::join!(async { listener.accept().await.unwrap().0 }, async {
             let cut = tokio::time::timeout(
                 Duration::from_millis(300),
-                d.notifier.send(&event, &to, &big, &meta),
+                notifier.send(&event, &to, &big, &meta),
             )
             .await;
             assert!(cut.is_err(), "the write was not cut off");
@@ -637,10 +636,10 @@ mod tests {
         let small = b"12 a small frame".to_vec();
         let (second, sent) = tokio::join!(
             async { listener.accept().await.unwrap().0 },
-            d.notifier.send(&event, &to, &small, &meta)
+            notifier.send(&event, &to, &small, &meta)
         );
         sent.unwrap();
-        d.notifier.close().await;
+        notifier.close().await;
         let mut got = Vec::new();
         let mut second = second;
         second.read_to_end(&mut got).await.unwrap();

@@ -576,7 +576,7 @@ async fn a_full_disk_pauses_dispatch_until_it_has_room_and_nothing_is_lost() {
         .await;
     }
     let ready = herald.url("/readyz");
-    let failed = kit::eventually(Duration::from_secs(60), || {
+    let failed = kit::eventually(Duration::from_secs(120), || {
         let ready = ready.clone();
         async move {
             match reqwest::get(&ready).await {
@@ -592,7 +592,11 @@ async fn a_full_disk_pauses_dispatch_until_it_has_room_and_nothing_is_lost() {
         }
     })
     .await;
-    assert!(failed, "readyz did not report the store failure");
+    assert!(
+        failed,
+        "readyz did not report the store failure; herald's log:\n{}",
+        herald.log()
+    );
     assert_eq!(herald.metric("herald_ledger_healthy").await, 0.0);
     let stuck = s.committed().await;
     assert!(stuck < 1000, "commits stopped before the end: {stuck}");

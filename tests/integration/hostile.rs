@@ -746,3 +746,186 @@ async fn input_cannot_forge_headers_or_records() {
         serde_json::from_slice(&std::fs::read(eml.with_extension("json")).unwrap()).unwrap();
     assert_eq!(meta["rcpt_tos"], serde_json::json!(["secops@example.com"]));
 }
+
+/// 10,000 hostile messages through the real broker — deep nesting, huge
+/// strings and arrays, control characters in every string field, duplicate
+/// keys, numbers out of range, lone surrogates, invalid UTF-8, wrong types,
+/// hostile annotations — among valid alerts. herald stays up, every offset
+/// becomes final, and every message is delivered, skipped or dead-lettered
+/// with a reason: the counts add up exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_hostile_messages_are_delivered_or_dead_lettered() {
+    let rx = Receiver::start().await;
+    let s = kit::Stack::new("hostile10k", 3).await;
+    let extra = format!(
+        "all_alerts = true\nworkers = 16\nannotation_key = \"hook\"\nallowed_targets = [\"{}\"]",
+        rx.url("/team/")
+    );
+    let mut herald = Herald::start(&s.config(
+        "max_in_flight_per_partition = 5000\n",
+        &webhook("all", &rx.url("/all"), &extra),
+    ));
+    herald.wait_ready(Duration::from_secs(30)).await;
+    let n = 10_000usize;
+    let mut rng = fastrand::Rng::with_seed(12);
+    let ctl = |rng: &mut fastrand::Rng| -> String {
+        (0..rng.usize(1..12))
+            .map(|_| char::from_u32(rng.u32(0..0x20)).unwrap())
+            .collect()
+    };
+    let mut values: Vec<Vec<u8>> = Vec::with_capacity(n);
+    for i in 0..n {
+        let id = format!("h-{i}");
+        let v: Vec<u8> = match i % 12 {
+            0 => {
+                let depth = [50, 127, 129, 1000, 20_000][rng.usize(0..5)];
+                format!(
+                    r#"{{"alert":{{"id":"{id}","policy":{{}},"deep":{}{}}}}}"#,
+                    "[".repeat(depth),
+                    "]".repeat(depth)
+                )
+                .into_bytes()
+            }
+            1 => {
+                let len = if i % 240 == 1 { 200_000 } else { rng.usize(1..5000) };
+                format!(r#"{{"id":"{id}","policy":{{"name":"{}"}}}}"#, "x".repeat(len)).into_bytes()
+            }
+            2 => {
+                let items = (0..rng.usize(1..3000))
+                    .map(|k| format!(r#"{{"message":"v{k}"}}"#))
+                    .collect::<Vec<_>>()
+                    .join(",");
+                format!(r#"{{"id":"{id}","policy":{{}},"violations":[{items}]}}"#).into_bytes()
+            }
+            3 => serde_json::json!({
+                "id": format!("{id}{}", ctl(&mut rng)),
+                "policy": {"name": ctl(&mut rng), "description": ctl(&mut rng), "categories": [ctl(&mut rng)]},
+                "clusterName": ctl(&mut rng),
+                "namespace": ctl(&mut rng),
+                "deployment": {"name": ctl(&mut rng), "namespace": ctl(&mut rng),
+                    "annotations": {ctl(&mut rng): ctl(&mut rng), "hook": ctl(&mut rng)},
+                    "labels": {ctl(&mut rng): ctl(&mut rng)}},
+                "violations": [{"message": ctl(&mut rng)}],
+                "time": "2024-05-01T12:00:00Z"
+            })
+            .to_string()
+            .into_bytes(),
+            4 => format!(r#"{{"id":"{id}","id":"{id}-dup","policy":{{}},"policy":{{"name":"p"}}}}"#).into_bytes(),
+            5 => format!(
+                r#"{{"id":"{id}","policy":{{"severity":{}}},"firstOccurred":99999999999999999999999,"time":1e400}}"#,
+                ["1e400", "-1", "99999999999999999999", "3.5"][rng.usize(0..4)]
+            )
+            .into_bytes(),
+            6 => format!(r#"{{"id":"{id}\ud800","policy":{{"name":"\udc00\ud800x"}}}}"#).into_bytes(),
+            7 => {
+                let mut b = format!(r#"{{"id":"{id}","policy":{{"name":""#).into_bytes();
+                b.extend([0xff, 0xfe, 0xc0, 0x80]);
+                b.extend(br#""}}"#);
+                b
+            }
+            8 => [
+                format!(r#"{{"id":{i},"policy":{{}}}}"#),
+                format!(r#"{{"id":"{id}","policy":[]}}"#),
+                format!(r#"{{"alert":"{id}"}}"#),
+                format!(r#"{{"audit":{{"status":{i},"user":"{id}"}}}}"#),
+            ][rng.usize(0..4)]
+            .clone()
+            .into_bytes(),
+            9 => {
+                let hook = [
+                    rx.url(&format!("/team/{i}")),
+                    "http://169.254.169.254/latest/meta-data/".to_string(),
+                    format!("https://evil.example.com/{i}"),
+                    String::new(),
+                    "not a url \r\n".to_string(),
+                ][rng.usize(0..5)]
+                .clone();
+                serde_json::json!({"id": id, "policy": {}, "deployment": {"name": "d", "annotations": {"hook": hook}}})
+                    .to_string()
+                    .into_bytes()
+            }
+            10 => {
+                let mut b = kit::alert(&id, "").into_bytes();
+                let cut = rng.usize(1..b.len());
+                b.truncate(cut);
+                b
+            }
+            _ => kit::alert(&id, "").into_bytes(),
+        };
+        values.push(v);
+    }
+    let p = kit::producer_with(&kit::brokers(), &[("message.max.bytes", "2000000")]);
+    for chunk in values.chunks(500) {
+        let sends = chunk.iter().map(|v| {
+            let (p, topic) = (p.clone(), s.topic.clone());
+            async move { kit::produce(&p, &topic, None, v).await }
+        });
+        futures::future::join_all(sends).await;
+    }
+    let final_offsets = kit::eventually(Duration::from_secs(180), || async {
+        kit::committed(&s.group, &s.topic, 3)
+            .await
+            .iter()
+            .sum::<i64>()
+            == n as i64
+    })
+    .await;
+    assert!(
+        final_offsets,
+        "committed {:?} of {n}; log tail:\n{}",
+        kit::committed(&s.group, &s.topic, 3).await,
+        herald
+            .log()
+            .lines()
+            .rev()
+            .take(20)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(
+        herald.wait_exit(Duration::from_millis(10)).is_none(),
+        "herald died"
+    );
+    assert!(!herald.log().contains("panicked"));
+    let m = herald.metrics().await;
+    let sum = |prefix: &str| -> f64 {
+        m.lines()
+            .filter(|l| l.starts_with(prefix))
+            .map(|l| l.rsplit_once(' ').unwrap().1.parse::<f64>().unwrap())
+            .sum()
+    };
+    let invalid = sum("herald_invalid_messages_total{");
+    let outcome = |o: &str| {
+        kit::metric_value(
+            &m,
+            &format!(r#"herald_deliveries_total{{destination="all",outcome="{o}"}}"#),
+        )
+    };
+    let (delivered, skipped, parked, dead) = (
+        outcome("delivered"),
+        outcome("skipped"),
+        outcome("parked"),
+        outcome("dead_lettered"),
+    );
+    println!(
+        "hostile: {n} messages: {invalid} invalid (dead-lettered), {delivered} delivered, {skipped} skipped, {parked} parked, {dead} dead-lettered at the destination; {} requests received",
+        rx.delivered().len()
+    );
+    assert!(invalid > 0.0 && delivered > 0.0 && dead > 0.0);
+    assert_eq!(parked, 0.0, "the receiver accepts everything");
+    assert_eq!(
+        invalid + delivered + skipped + dead,
+        n as f64,
+        "every message accounted for exactly once"
+    );
+    assert_eq!(rx.delivered().len() as f64, delivered);
+    // Every dead letter is on the topic with a reason.
+    let letters =
+        kit::read_records(&s.dlq, (invalid + dead) as usize, Duration::from_secs(60)).await;
+    assert_eq!(letters.len() as f64, invalid + dead);
+    for l in &letters {
+        let v: serde_json::Value = serde_json::from_slice(l).unwrap();
+        let reason = v["reason"].as_str().unwrap_or("");
+        assert!(!reason.is_empty(), "a dead letter without a reason: {v}");
+    }
+}

@@ -13,6 +13,10 @@
 //!   from produce to receipt per destination (p50, p99, max).
 //! - `ledger-size`: N distinct small alerts through herald to a webhook;
 //!   herald's RSS and the ledger file's size afterwards.
+//! - `drain`: a webhook receiver down while N realistic alerts (default
+//!   50,000) park; then it comes back. Measured: how fast the parked backlog
+//!   drains against the receiver's own rate (a bare sender, same payloads),
+//!   and herald's peak RSS while it does.
 //!
 //! Every mode also reports how long herald takes from process start to
 //! `/healthz` (listening) and `/readyz` (broker connected, partitions assigned).
@@ -38,6 +42,7 @@ enum Mode {
     Throughput,
     Latency,
     LedgerSize,
+    Drain,
 }
 
 #[derive(Parser)]
@@ -130,6 +135,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Mode::Throughput => throughput(&args, &topic, &dlq).await,
         Mode::Latency => latency(&args, &topic, &dlq).await,
         Mode::LedgerSize => ledger_size(&args, &topic, &dlq).await,
+        Mode::Drain => drain(&args, &topic, &dlq).await,
     };
     let _ = admin.delete_topics(&[&topic, &dlq], &opts).await;
     let rows = result?;
@@ -698,4 +704,105 @@ async fn ledger_size(args: &Args, topic: &str, dlq: &str) -> anyhow::Result<Vec<
     herald.stop();
     waited?;
     Ok(rows)
+}
+
+/// A parked backlog draining: the receiver is down while every alert parks,
+/// then it comes back.
+async fn drain(args: &Args, topic: &str, dlq: &str) -> anyhow::Result<Vec<Row>> {
+    let n = args.alerts.unwrap_or(50_000);
+    let generator = alerts::Generator::load(&args.policies)?;
+    let seed = 11;
+    let p = producer(&args.brokers)?;
+    produce_all(
+        &p,
+        topic,
+        (0..n).map(|i| generator.alert(i, seed, NOTIFIERS)),
+    )
+    .await?;
+    let (addr, webhook, down) = receivers::webhook_switched().await?;
+    down.store(true, Ordering::Relaxed);
+    let dir = tempfile::tempdir()?;
+    let http = free_port();
+    let dests = format!(
+        "[[destinations]]\nname = \"webhook\"\ntype = \"webhook\"\nall_alerts = true\nurl = \"http://{addr}/\"\nworkers = {}\nretry_max_attempts = 1\nbreaker_failures = 3\nbreaker_cooldown = \"1s\"\npark_retry_min = \"1s\"\npark_retry_max = \"2s\"\n",
+        args.workers
+    );
+    let path = dir.path().join("herald.toml");
+    std::fs::write(&path, config(args, dir.path(), topic, dlq, http, &dests))?;
+    let herald = Herald::start(args, &path, http).await?;
+    let parking = Instant::now();
+    let parked = r#"herald_deliveries_total{destination="webhook",outcome="parked"}"#;
+    while herald.metric(parked).await < n as f64 {
+        anyhow::ensure!(
+            parking.elapsed() < Duration::from_secs(1800),
+            "only {} of {n} parked",
+            herald.metric(parked).await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let parked_in = parking.elapsed();
+    println!(
+        "{n} deliveries parked in {:.1} s; the receiver comes back",
+        parked_in.as_secs_f64()
+    );
+    let back = Instant::now();
+    down.store(false, Ordering::Relaxed);
+    let mut peak = 0.0f64;
+    let mut shown = Instant::now();
+    let drained = loop {
+        let (_, rss, _) = herald.usage();
+        peak = peak.max(rss);
+        if shown.elapsed() >= Duration::from_secs(1) {
+            shown = Instant::now();
+            eprintln!(
+                "{:5.1} s: {} delivered, RSS {rss:.0} MiB",
+                back.elapsed().as_secs_f64(),
+                webhook.distinct()
+            );
+        }
+        if webhook.distinct() >= n as usize {
+            break back.elapsed();
+        }
+        anyhow::ensure!(
+            back.elapsed() < Duration::from_secs(3600),
+            "{} of {n} delivered",
+            webhook.distinct()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let (peak_rss, _, cpu) = herald.usage();
+    herald.stop();
+    let rate = n as f64 / drained.as_secs_f64();
+    // The receiver's own rate for the same bodies, from a bare sender.
+    let bodies: Vec<Vec<u8>> = (0..n.min(20_000))
+        .map(|i| {
+            let (_, body) = generator.alert(i, seed, NOTIFIERS);
+            let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+            let alert = v.get("alert").cloned().unwrap_or(v);
+            format!("{{\"alert\": {alert}}}").into_bytes()
+        })
+        .collect();
+    let limit = limits::webhook(&bodies, args.workers).await?;
+    Ok(vec![
+        row(
+            format!("{n} deliveries parked (receiver down)"),
+            format!("in {:.1} s", parked_in.as_secs_f64()),
+        ),
+        Row {
+            what: "parked backlog drained once the receiver is back".into(),
+            value: format!("{rate:.0} deliveries/s ({:.1} s)", drained.as_secs_f64()),
+            limit: Some((
+                format!(
+                    "receiver {limit:.0}/s (bare sender, {} workers)",
+                    args.workers
+                ),
+                rate / limit,
+            )),
+        },
+        row(
+            "herald RSS while draining",
+            format!("peak {peak:.1} MiB sampled ({peak_rss:.1} MiB VmHWM over the run)"),
+        ),
+        row("herald CPU time, whole run", format!("{cpu:.1} s")),
+    ])
 }

@@ -57,8 +57,24 @@ async fn serve(app: Router) -> anyhow::Result<SocketAddr> {
 
 /// A webhook receiver: `{"alert": {"id": …}}` bodies.
 pub async fn webhook() -> anyhow::Result<(SocketAddr, Arc<Receipts>)> {
+    let (addr, r, _) = webhook_switched().await?;
+    Ok((addr, r))
+}
+
+/// A webhook receiver that answers 503 while its switch is on (a receiver
+/// that is down).
+pub async fn webhook_switched() -> anyhow::Result<(
+    SocketAddr,
+    Arc<Receipts>,
+    Arc<std::sync::atomic::AtomicBool>,
+)> {
     let r = Arc::new(Receipts::default());
-    async fn handle(State(r): State<Arc<Receipts>>, body: Bytes) -> impl IntoResponse {
+    let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    type S = (Arc<Receipts>, Arc<std::sync::atomic::AtomicBool>);
+    async fn handle(State((r, down)): State<S>, body: Bytes) -> impl IntoResponse {
+        if down.load(std::sync::atomic::Ordering::Relaxed) {
+            return StatusCode::SERVICE_UNAVAILABLE;
+        }
         let at = Instant::now();
         let v: serde_json::Value = match serde_json::from_slice(&body) {
             Ok(v) => v,
@@ -72,8 +88,13 @@ pub async fn webhook() -> anyhow::Result<(SocketAddr, Arc<Receipts>)> {
             None => StatusCode::BAD_REQUEST,
         }
     }
-    let addr = serve(Router::new().fallback(handle).with_state(r.clone())).await?;
-    Ok((addr, r))
+    let addr = serve(
+        Router::new()
+            .fallback(handle)
+            .with_state((r.clone(), down.clone())),
+    )
+    .await?;
+    Ok((addr, r, down))
 }
 
 /// A Splunk HEC endpoint: the token checked as Splunk does, bodies of

@@ -286,6 +286,7 @@ pub struct Herald {
     pub admin_port: u16,
     log: PathBuf,
     env: Vec<(String, String)>,
+    _running: Option<Running>,
 }
 
 pub fn herald_bin() -> &'static str {
@@ -314,6 +315,7 @@ impl Herald {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            _running: Running::start(),
         };
         h.rewrite_config(config);
         h.spawn();
@@ -461,6 +463,91 @@ pub struct Stack {
     pub dlq: String,
     pub group: String,
     pub brokers: String,
+    /// Held while the stack lives, so a timing test run [`alone`] waits
+    /// for it (and it for the timing test).
+    pub running: Option<Running>,
+}
+
+/// How many stacks and heralds are in use, and whether a timing test runs
+/// alone.
+#[derive(Default)]
+struct Quiet {
+    state: std::sync::Mutex<(usize, bool)>,
+    changed: std::sync::Condvar,
+}
+
+static QUIET: std::sync::LazyLock<Quiet> = std::sync::LazyLock::new(Default::default);
+
+impl Quiet {
+    /// Blocks until `take` (on the count and the flag) succeeds.
+    fn when(&self, take: impl Fn(&mut (usize, bool)) -> bool) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        while !take(&mut state) {
+            state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    fn update(&self, f: impl FnOnce(&mut (usize, bool))) {
+        f(&mut self.state.lock().unwrap_or_else(|p| p.into_inner()));
+        self.changed.notify_all();
+    }
+}
+
+/// A stack or a herald in use. A new one waits while a timing test runs
+/// alone (blocking its test's thread: each test has a runtime of its own);
+/// a timing test waits for those in use, not for new ones, so a test that
+/// holds one and opens another never waits on itself.
+pub struct Running;
+
+impl Running {
+    fn start() -> Option<Running> {
+        if ALONE.try_with(|_| ()).is_ok() {
+            return None; // the timing test's own
+        }
+        QUIET.when(|(n, alone)| {
+            let free = !*alone;
+            if free {
+                *n += 1;
+            }
+            free
+        });
+        Some(Running)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        QUIET.update(|(n, _)| *n -= 1);
+    }
+}
+
+tokio::task_local! {
+    static ALONE: ();
+}
+
+/// Runs `f` (a latency measurement) once no other test's stack or herald is
+/// in use, and keeps new ones from starting meanwhile: the machine has 2 cores,
+/// and a neighbour test's herald would measure in its place.
+pub async fn alone<F: std::future::Future>(f: F) -> F::Output {
+    tokio::task::spawn_blocking(|| {
+        QUIET.when(|(n, alone)| {
+            let free = *n == 0 && !*alone;
+            if free {
+                *alone = true;
+            }
+            free
+        })
+    })
+    .await
+    .unwrap();
+    struct Done;
+    impl Drop for Done {
+        fn drop(&mut self) {
+            QUIET.update(|(_, alone)| *alone = false);
+        }
+    }
+    let _done = Done;
+    ALONE.scope((), f).await
 }
 
 impl Stack {
@@ -470,11 +557,13 @@ impl Stack {
 
     /// A stack on other brokers (a test's private broker).
     pub async fn new_on(brokers: &str, prefix: &str, partitions: i32) -> Stack {
+        let running = Running::start();
         let s = Stack {
             topic: unique(&format!("{prefix}-in")),
             dlq: unique(&format!("{prefix}-dlq")),
             group: unique(&format!("{prefix}-g")),
             brokers: brokers.to_string(),
+            running,
         };
         create_topic_on(brokers, &s.topic, partitions).await;
         create_topic_on(brokers, &s.dlq, 1).await;
