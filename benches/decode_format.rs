@@ -11,7 +11,9 @@ use std::collections::HashMap;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use herald::config::Config;
-use herald::formats::{cef, chat, email, gojson, splunk, teams, text, webhook};
+use herald::formats::{
+    cef, email, gojson, pagerduty, slack, splunk, sumologic, teams, text, webhook,
+};
 use herald::model::{decode, Alert, Audit, Event};
 use herald::notifiers::{Notifier, RenderContext};
 
@@ -165,7 +167,7 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.bench_function("sumo_body", |b| {
-        b.iter(|| splunk::sumo_body(std::hint::black_box(&event)).unwrap())
+        b.iter(|| sumologic::sumo_body(std::hint::black_box(&event)).unwrap())
     });
     g.bench_function("webhook_body", |b| {
         b.iter(|| {
@@ -190,7 +192,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| email_message(std::hint::black_box(alert), now))
     });
     g.bench_function("slack_body", |b| {
-        b.iter(|| chat::slack_body(std::hint::black_box(alert), UI))
+        b.iter(|| slack::slack_body(std::hint::black_box(alert), UI))
     });
     g.bench_function("teams_message_card", |b| {
         b.iter(|| teams::message_card(std::hint::black_box(alert), UI))
@@ -200,7 +202,7 @@ fn bench(c: &mut Criterion) {
     });
     g.bench_function("pagerduty_event", |b| {
         b.iter(|| {
-            chat::pagerduty_event(
+            pagerduty::pagerduty_event(
                 std::hint::black_box(alert),
                 "R0123456789abcdef0123456789abcdef",
                 UI,
@@ -315,7 +317,7 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.bench_function("sumo_body_pruned", |b| {
-        b.iter(|| splunk::sumo_body(std::hint::black_box(&big_event)).unwrap())
+        b.iter(|| sumologic::sumo_body(std::hint::black_box(&big_event)).unwrap())
     });
     g.bench_function("cef_record_shrunk", |b| {
         b.iter(|| {

@@ -6,7 +6,7 @@
 //! envelope herald accepts never exceeds `truncate`.
 #![no_main]
 
-use herald::formats::splunk;
+use herald::formats::{splunk, sumologic};
 use herald::model::decode;
 use libfuzzer_sys::fuzz_target;
 
@@ -26,5 +26,5 @@ fuzz_target!(|data: &[u8]| {
     }
     // No sourcetype: the envelope leaves it out.
     let _ = splunk::hec_event(&event, 10_000, "", "");
-    let _ = splunk::sumo_body(&event);
+    let _ = sumologic::sumo_body(&event);
 });

@@ -1,5 +1,5 @@
 //! Syslog records with CEF payloads, as Central's syslog notifier builds them
-//! (spec §2.1): an RFC 5424 header, the CEF header in `cef` or `legacy` order,
+//! (central-compat §2.1): an RFC 5424 header, the CEF header in `cef` or `legacy` order,
 //! the extension in Central's key order, and RFC 6587 octet-counted frames.
 
 use std::collections::BTreeMap;

@@ -1,4 +1,4 @@
-//! Alert emails (spec §2.5): the whole message as Central writes it — plain
+//! Alert emails (central-compat §2.5): the whole message as Central writes it — plain
 //! text FormatAlert, word-wrapped at 78 columns, CRLF line ends, 8-bit UTF-8 —
 //! except for an RFC 5322 `Date`, a deterministic `Message-ID` and an RFC 2047
 //! `Subject` when it is not ASCII.

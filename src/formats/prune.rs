@@ -1,4 +1,4 @@
-//! Central's `PruneAlert(alert, maxSize)` (spec §0.4), on the protojson value:
+//! Central's `PruneAlert(alert, maxSize)` (central-compat §0.4), on the protojson value:
 //! used by Splunk (`truncate`) and Sumo Logic (10000).
 
 use serde_json::{Map, Value};

@@ -1,12 +1,9 @@
-//! Splunk HEC events (spec §2.2) and the Sumo Logic body (§2.10).
+//! Splunk HEC events (central-compat §2.2).
 
 use serde_json::{Map, Value};
 
 use super::prune::{blank_policy_text, prune_alert, with_type};
 use crate::model::Event;
-
-/// Central's pruning size for Sumo Logic.
-pub const SUMO_MAX_SIZE: usize = 10_000;
 
 /// One HEC event envelope, compact protojson with `event`, `source`,
 /// `sourcetype` in that order (no `time`, `host` or `index`: Splunk assigns
@@ -125,18 +122,6 @@ fn keys_need_escaping(m: &indexmap::IndexMap<&str, &serde_json::value::RawValue>
     m.keys().any(|k| k.contains(['"', '\\']))
 }
 
-/// The Sumo Logic body: the bare alert, pruned to 10,000 bytes, policy text kept.
-pub fn sumo_body(event: &Event) -> Result<Vec<u8>, String> {
-    match event {
-        Event::Alert(a) => {
-            let mut v: Value = serde_json::from_str(a.raw.get()).map_err(|e| e.to_string())?;
-            prune_alert(&mut v, SUMO_MAX_SIZE);
-            serde_json::to_vec(&v).map_err(|e| e.to_string())
-        }
-        Event::Audit(_) => Err("Sumo Logic takes no audit messages".into()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,19 +166,6 @@ mod tests {
         assert!(
             err.starts_with("Splunk HEC truncate data limit (300 bytes) exceeded: "),
             "{err}"
-        );
-    }
-
-    #[test]
-    fn sumo_is_the_bare_pruned_alert() {
-        let big = "v".repeat(12_000);
-        let e = ev(&format!(
-            r#"{{"id":"a","policy":{{"description":"keep"}},"deployment":{{"name":"d","annotations":{{"big":"{big}","small":"s"}}}}}}"#
-        ));
-        let body = String::from_utf8(sumo_body(&e).unwrap()).unwrap();
-        assert_eq!(
-            body,
-            r#"{"id":"a","policy":{"description":"keep"},"deployment":{"name":"d","annotations":{"small":"s"}}}"#
         );
     }
 }

@@ -1,11 +1,11 @@
-//! Microsoft Teams bodies (spec §2.9): Central's MessageCard, and the same
+//! Microsoft Teams bodies (central-compat §2.9): Central's MessageCard, and the same
 //! facts as an Adaptive Card for Workflows webhooks (Microsoft retired the
 //! O365 connectors that MessageCard targets).
 
 use serde_json::{json, Map, Value};
 
-use super::chat::severity_colour;
 use super::gojson;
+use super::slack::severity_colour;
 use super::text::{alert_link, image_full_name, summary};
 use crate::model::{Alert, AlertFields, PolicyGroup};
 

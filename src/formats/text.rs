@@ -1,4 +1,4 @@
-//! The alert as text (spec §0.2, §0.3): the summary line, the alert link and
+//! The alert as text (central-compat §0.2, §0.3): the summary line, the alert link and
 //! Central's `FormatAlert` template with its email, Jira and Slack function
 //! tables. Used by email, Jira, Slack and Teams.
 

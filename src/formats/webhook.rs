@@ -1,4 +1,4 @@
-//! Generic webhook body (spec §2.3), built by concatenation as Central does:
+//! Generic webhook body (central-compat §2.3), built by concatenation as Central does:
 //! `{"alert": <alert>}`, or with extra fields `{"k":"v",…,"alert": <alert>}`.
 
 use super::gojson;

@@ -2,8 +2,9 @@
 //! crash-safe redb file under `state_dir`.
 //!
 //! Writes go through one writer thread that commits them in batches (group
-//! commit): every caller waits until its batch is durable, and a batch costs
-//! one fsync however many deliveries it records.
+//! commit): a batch costs one fsync however many deliveries it records. A
+//! delivery's record is visible at once (a pending overlay) and its worker
+//! moves on; the message's offset waits until the record is durable.
 //!
 //! Parked deliveries are rows by id, with three indexes written in the same
 //! transaction: by (destination, target, next attempt) for the rows due now,

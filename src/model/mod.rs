@@ -1,5 +1,5 @@
 //! RHACS event model: `storage.Alert` and `v1.Audit.Message` in protojson naming
-//! (spec §1), decoded from one Kafka message value.
+//! (central-compat §1), decoded from one Kafka message value.
 //!
 //! Each event keeps the raw JSON it arrived with (minified, key order and unknown
 //! fields intact) next to the typed fields herald reads, so what herald forwards

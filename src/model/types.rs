@@ -87,7 +87,7 @@ proto_enum!(
 );
 
 impl Severity {
-    /// Central's `SeverityString` (spec §0.2).
+    /// Central's `SeverityString` (central-compat §0.2).
     pub fn title(self) -> &'static str {
         match self {
             Severity::Unset => "Unset",

@@ -1,4 +1,4 @@
-//! Slack (spec §2.8) and Microsoft Teams (§2.9) incoming webhooks: one body
+//! Slack (central-compat §2.8) and Microsoft Teams (§2.9) incoming webhooks: one body
 //! per alert, POSTed to the default webhook or the one a deployment's (or
 //! namespace's) annotation names. They differ only in the body and test
 //! message, so one notifier serves both.
@@ -14,7 +14,7 @@ use super::http::{self, Clients, TlsSettings};
 use super::target::{self, Annotation, TargetKind};
 use super::{BuildContext, Notifier, RenderContext, SendError, SendMeta, Target};
 use crate::config::{join, redact_url, Errors, Secret};
-use crate::formats::{chat, teams};
+use crate::formats::{slack, teams};
 use crate::model::{Alert, Event};
 
 /// The settings of both types; `format` is Teams' only.
@@ -58,7 +58,7 @@ struct Flavor {
 const SLACK: Flavor = Flavor {
     service: "Slack",
     hosts: SLACK_HOSTS,
-    body: chat::slack_body,
+    body: slack::slack_body,
     test_body: r#"{"text":"This is a test message created to test integration with StackRox."}"#,
 };
 

@@ -1,4 +1,4 @@
-//! Email over SMTP (spec §2.5): implicit TLS, STARTTLS with AUTH PLAIN or
+//! Email over SMTP (central-compat §2.5): implicit TLS, STARTTLS with AUTH PLAIN or
 //! LOGIN, cleartext, or an unauthenticated relay; the recipient from an
 //! annotation or the default. The bytes are herald's formatter's, sent as a
 //! raw envelope, so the headers are exactly as specified.

@@ -1,4 +1,4 @@
-//! Jira issues (spec §2.4, REST API v2): Central's start-up checks, priority
+//! Jira issues (central-compat §2.4, REST API v2): Central's start-up checks, priority
 //! mapping (or `auto` from the issue type's allowed priorities), the summary
 //! and wiki-markup description, default fields merged into `fields`, the
 //! project by annotation. Beyond Central: a label searched before creating,

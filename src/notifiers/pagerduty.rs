@@ -1,4 +1,4 @@
-//! PagerDuty Events API v2 (spec §2.7): `trigger` for active alerts and
+//! PagerDuty Events API v2 (central-compat §2.7): `trigger` for active alerts and
 //! `resolve` for resolved ones, `dedup_key` = alert id, Central's mapping of
 //! severity, source, component and class, the alert as `custom_details`.
 
@@ -12,7 +12,7 @@ use super::http::{self, TlsSettings};
 use super::{BuildContext, Notifier, RenderContext, SendMeta, Target};
 use super::{FailureReason, SendError};
 use crate::config::{join, read_secret, redact_url, Errors, Secret};
-use crate::formats::chat;
+use crate::formats::pagerduty as format;
 use crate::model::Event;
 
 #[derive(Deserialize)]
@@ -118,7 +118,7 @@ impl Notifier for PagerDuty {
         _ctx: &RenderContext,
     ) -> Result<Vec<u8>, String> {
         match event {
-            Event::Alert(a) => Ok(chat::pagerduty_event(
+            Event::Alert(a) => Ok(format::pagerduty_event(
                 a,
                 self.routing_key.expose(),
                 &self.ui_endpoint,

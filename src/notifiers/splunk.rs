@@ -1,4 +1,4 @@
-//! Splunk HTTP Event Collector (spec §2.2): Central's envelope, pruning and
+//! Splunk HTTP Event Collector (central-compat §2.2): Central's envelope, pruning and
 //! size rule; beyond Central, opt-in batching, gzip and indexer
 //! acknowledgements (a delivery is final only once Splunk has indexed it).
 

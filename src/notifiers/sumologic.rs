@@ -1,4 +1,4 @@
-//! Sumo Logic HTTP source (spec §2.10): the bare alert, pruned to 10,000
+//! Sumo Logic HTTP source (central-compat §2.10): the bare alert, pruned to 10,000
 //! bytes, to the collector URL (which carries its token, so it is a secret).
 
 use std::path::PathBuf;
@@ -11,7 +11,7 @@ use super::http::{self, TlsSettings};
 use super::SendError;
 use super::{BuildContext, Notifier, RenderContext, SendMeta, Target};
 use crate::config::{join, redact_url, Errors, Secret};
-use crate::formats::splunk;
+use crate::formats::sumologic;
 use crate::model::Event;
 
 #[derive(Deserialize)]
@@ -74,7 +74,7 @@ impl Notifier for SumoLogic {
         _target: &Target,
         _ctx: &RenderContext,
     ) -> Result<Vec<u8>, String> {
-        splunk::sumo_body(event)
+        sumologic::sumo_body(event)
     }
 
     fn send<'a>(

@@ -1,4 +1,4 @@
-//! Syslog with CEF payloads (spec §2.1): one persistent TCP or TLS connection
+//! Syslog with CEF payloads (central-compat §2.1): one persistent TCP or TLS connection
 //! per destination (or UDP, opt-in), RFC 6587 octet counting, and a clean TLS
 //! shutdown (close_notify) so the receiver keeps every frame.
 

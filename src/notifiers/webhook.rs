@@ -1,4 +1,4 @@
-//! Generic webhook (spec §2.3): the way to QRadar, ServiceNow and any JSON receiver.
+//! Generic webhook (central-compat §2.3): the way to QRadar, ServiceNow and any JSON receiver.
 
 use std::path::PathBuf;
 use std::sync::Arc;

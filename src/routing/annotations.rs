@@ -1,4 +1,4 @@
-//! Annotation routing (spec §3): a destination's target — Slack or Teams
+//! Annotation routing (central-compat §3): a destination's target — Slack or Teams
 //! webhook, Jira project, email recipient, webhook URL — can come from the
 //! alert's deployment or namespace, so each team gets its own alerts.
 

@@ -216,7 +216,7 @@ pub fn decide(rule: &Rule, kind: &str, can_resolve: bool, event: &Event) -> Resu
                     rule.id
                 ));
             }
-            // Central sends resolutions only to notifiers that can resolve (spec §4.1).
+            // Central sends resolutions only to notifiers that can resolve (central-compat §4.1).
             if a.state == AlertState::Resolved && !can_resolve {
                 return Err(format!(
                     "RESOLVED alerts are not sent to {kind} destinations"

@@ -4,7 +4,6 @@
 
 mod chat;
 mod cli;
-mod cli_test;
 mod delivery;
 mod deploy;
 mod email;
@@ -19,4 +18,5 @@ mod reload;
 mod source;
 mod splunk;
 mod syslog;
+mod test_messages;
 mod webhook;

@@ -1,5 +1,5 @@
 //! Generic webhook end to end: bodies byte for byte as Central builds them
-//! (spec §2.3), auth and headers, and `render` printing the same bytes.
+//! (central-compat §2.3), auth and headers, and `render` printing the same bytes.
 
 use std::time::Duration;
 

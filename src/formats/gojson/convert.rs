@@ -1,4 +1,4 @@
-//! protojson → Go `encoding/json` of the generated structs (spec §0.1 "G"),
+//! protojson → Go `encoding/json` of the generated structs (central-compat §0.1 "G"),
 //! the form Central embeds in syslog CEF. Driven by the schema tables in
 //! `schema.rs`: names become proto field names, enums their numbers,
 //! Timestamps `{"seconds":…,"nanos":…}`, oneofs are wrapped in their Go

@@ -1,4 +1,4 @@
-//! Go `encoding/json` output rules (spec §0.1 "G" and "S"): Central builds several
+//! Go `encoding/json` output rules (central-compat §0.1 "G" and "S"): Central builds several
 //! payload parts with Go's encoder, whose string escaping differs from serde_json's.
 
 mod convert;
