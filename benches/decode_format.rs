@@ -326,6 +326,40 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.finish();
+
+    // Pruning is linear: an alert with 20,000 annotations (under
+    // Kubernetes' 256 KiB cap) costs about 4 times one with 5,000, not 16.
+    let mut g = c.benchmark_group("annotations");
+    for n in [5_000usize, 20_000] {
+        let annotations: serde_json::Map<String, serde_json::Value> = (0..n)
+            .map(|i| (format!("team.example.com/k{i}"), format!("v{i}").into()))
+            .collect();
+        let raw = serde_json::to_vec(&serde_json::json!({
+            "id": "a", "policy": {"name": "P"}, "time": "2026-12-07T10:00:00Z",
+            "deployment": {"name": "d", "annotations": annotations},
+        }))
+        .unwrap();
+        let event = decode(&raw, &herald::model::Limits::default()).unwrap();
+        let alert = as_alert(&event);
+        g.bench_function(format!("hec_event_pruned_{n}"), |b| {
+            b.iter(|| {
+                splunk::hec_event(
+                    std::hint::black_box(&event),
+                    10_000,
+                    "stackrox-alert",
+                    "stackrox-audit-message",
+                )
+                .unwrap()
+            })
+        });
+        g.bench_function(format!("cef_record_shrunk_{n}"), |b| {
+            b.iter(|| {
+                let rec = cef::alert_record(std::hint::black_box(alert), &shrinking, None).unwrap();
+                cef::frames(&rec, &shrinking)
+            })
+        });
+    }
+    g.finish();
 }
 
 criterion_group!(benches, bench);

@@ -4,6 +4,7 @@
 pub mod cef;
 pub mod email;
 pub mod gojson;
+pub mod jira;
 pub mod pagerduty;
 pub mod prune;
 pub mod slack;

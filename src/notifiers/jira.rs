@@ -19,7 +19,7 @@ use super::http::{self, TlsSettings};
 use super::target::{Annotation, TargetKind};
 use super::{BuildContext, FailureReason, Notifier, RenderContext, SendError, SendMeta, Target};
 use crate::config::{join, read_secret, redact_url, Errors, Secret};
-use crate::formats::{gojson, text};
+use crate::formats::{gojson, jira, text};
 use crate::model::{AlertState, Event, Severity};
 
 #[derive(Deserialize)]
@@ -595,46 +595,29 @@ impl Jira {
         target.value.as_deref().unwrap_or(&self.default_project)
     }
 
-    /// The issue body: Go-JSON with sorted keys, HTML-escaped, a trailing newline.
+    /// The issue body (`formats::jira`) with this destination's settings.
     fn issue_body(&self, event: &Event, target: &Target) -> Result<Vec<u8>, String> {
         let Event::Alert(a) = event else {
             return Err("Jira takes no audit messages".into());
         };
-        let f = &a.fields;
-        let mut fields = serde_json::Map::new();
-        fields.insert(
-            "description".into(),
-            json!(text::format_alert(f, &self.ui_endpoint, text::Table::Jira)),
-        );
-        fields.insert("issuetype".into(), json!({ "name": self.issue_type }));
-        if !self.disable_priority {
-            if self.auto_mapping && self.checked.get().is_none() {
-                // Never a body with a priority to be filled in later.
-                return Err(
-                    "the priority mapping is not known until the start-up checks pass".into(),
-                );
-            }
-            let mapping = self.mapping.read().unwrap_or_else(|p| p.into_inner());
-            fields.insert(
-                "priority".into(),
-                match mapping.get(&f.policy.severity) {
-                    Some(name) => json!({ "name": name }),
-                    None => json!({}),
-                },
-            );
+        if !self.disable_priority && self.auto_mapping && self.checked.get().is_none() {
+            // Never a body with a priority to be filled in later.
+            return Err("the priority mapping is not known until the start-up checks pass".into());
         }
-        fields.insert("project".into(), json!({ "key": self.project(target) }));
-        fields.insert("summary".into(), json!(text::summary(f)));
-        if !self.label_prefix.is_empty() {
-            fields.insert("labels".into(), json!([self.label(&f.id)]));
-        }
-        for (k, v) in &self.default_fields {
-            fields.insert(k.clone(), v.clone());
-        }
-        let mut out = String::new();
-        gojson::write_value(&mut out, &json!({ "fields": fields }));
-        out.push('\n');
-        Ok(out.into_bytes())
+        let mapping = self.mapping.read().unwrap_or_else(|p| p.into_inner());
+        let priority = (!self.disable_priority)
+            .then(|| mapping.get(&a.fields.policy.severity).map(String::as_str));
+        Ok(jira::issue_body(
+            a,
+            &jira::Issue {
+                ui_endpoint: &self.ui_endpoint,
+                issue_type: &self.issue_type,
+                project: self.project(target),
+                priority,
+                label: (!self.label_prefix.is_empty()).then(|| self.label(&a.fields.id)),
+                default_fields: &self.default_fields,
+            },
+        ))
     }
 
     fn label(&self, id: &str) -> String {
