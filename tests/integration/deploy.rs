@@ -251,6 +251,7 @@ fn labels_within(small: &Value, big: &Value) -> bool {
 
 #[test]
 fn sidecar_overlay_adds_herald_to_central_with_a_persistent_ledger() {
+    let _busy = crate::kit::busy();
     let docs = kustomize("deploy/kubernetes/sidecar/overlay");
     let dep = find(&docs, "Deployment")
         .into_iter()
@@ -279,6 +280,7 @@ fn sidecar_overlay_adds_herald_to_central_with_a_persistent_ledger() {
 
 #[test]
 fn standalone_statefulset_service_and_servicemonitor_fit_together() {
+    let _busy = crate::kit::busy();
     let docs = kustomize("deploy/kubernetes/standalone");
     for d in &docs {
         if d["kind"] != "Namespace" {
@@ -369,6 +371,7 @@ fn used_metrics(text: &str) -> BTreeSet<String> {
 
 #[test]
 fn dashboard_and_rules_use_only_metrics_herald_exports_and_queries_parse() {
+    let _busy = crate::kit::busy();
     let known = known_metrics();
     assert!(known.len() > 25, "{known:?}");
     let dashboard_text =
@@ -455,6 +458,7 @@ fn promtool(args: &[&str], dir: &Path) -> String {
 
 #[test]
 fn alerting_rules_pass_their_unit_tests() {
+    let _busy = crate::kit::busy();
     // The unit tests assert labels, not the prose: run them on a copy of the
     // rules without annotations.
     let rules_text =
