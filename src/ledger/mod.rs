@@ -180,6 +180,9 @@ struct Inner {
     /// Ids reserved for deliveries being parked, by joined key: the key
     /// counts as parked from the reservation on, in id order.
     reserved: Mutex<HashMap<String, std::collections::BTreeSet<u64>>>,
+    /// Rows delivered whose removal is queued but not yet durable, by joined
+    /// key: they no longer hold back the key's next delivery.
+    unparking: Mutex<HashMap<String, std::collections::BTreeSet<u64>>>,
     /// Entries handed to the writer but not yet durable, by joined key:
     /// `get` sees them, so the next delivery of a key plans on the record
     /// its predecessor is still writing.
@@ -260,6 +263,7 @@ impl Ledger {
                 next_park: Mutex::new(next_park),
                 parked_counts: Mutex::new(parked_counts),
                 reserved: Mutex::new(HashMap::new()),
+                unparking: Mutex::new(HashMap::new()),
                 pending: Mutex::new(HashMap::new()),
                 _lock: lock,
             }),
@@ -277,20 +281,32 @@ impl Ledger {
                 .map_err(store)?
                 .map(|v| v.value());
             tx.open_table(DELIVERED).map_err(store)?;
-            tx.open_table(PARKED_VALUES).map_err(store)?;
-            let parked = tx.open_table(PARKED).map_err(store)?;
+            let mut values = tx.open_table(PARKED_VALUES).map_err(store)?;
+            let mut parked = tx.open_table(PARKED).map_err(store)?;
             let mut due = tx.open_table(PARKED_DUE).map_err(store)?;
             let mut keys = tx.open_table(PARKED_KEYS).map_err(store)?;
             let mut age = tx.open_table(PARKED_AGE).map_err(store)?;
             match found {
                 Some(FORMAT_VERSION) => {}
                 None | Some(1) => {
-                    // A new file, or version 1: index every row there is.
+                    // A new file, or version 1: index every row there is,
+                    // and move each value out of its row's JSON.
+                    let mut ids = Vec::new();
                     for row in parked.iter().map_err(store)? {
-                        let (id, v) = row.map_err(store)?;
-                        let id = id.value();
-                        let index = match Row::decode(v.value(), None) {
-                            Row::Parked(p) => Index::of(&p),
+                        ids.push(row.map_err(store)?.0.value());
+                    }
+                    for id in ids {
+                        let Some(bytes) =
+                            parked.get(id).map_err(store)?.map(|v| v.value().to_vec())
+                        else {
+                            continue;
+                        };
+                        let index = match Row::decode(&bytes, None) {
+                            Row::Parked(p) => {
+                                values.insert(id, p.value.as_slice()).map_err(store)?;
+                                parked.insert(id, p.encode().as_slice()).map_err(store)?;
+                                Index::of(&p)
+                            }
                             Row::Unreadable(_) => Index {
                                 destination: UNREADABLE.into(),
                                 target: String::new(),
@@ -443,6 +459,14 @@ impl Ledger {
             .reserved()
             .get(&joined)
             .and_then(|ids| ids.first().copied());
+        let unparking = self
+            .inner
+            .unparking
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&joined)
+            .cloned()
+            .unwrap_or_default();
         let (stored, first_parked) = self.read(|tx| {
             let stored = match pending {
                 Some(_) => None,
@@ -452,11 +476,15 @@ impl Ledger {
                     .and_then(|v| Entry::decode(v.value())),
             };
             let t = tx.open_table(PARKED_KEYS)?;
-            let first = t
-                .range((destination, key, 0u64)..=(destination, key, u64::MAX))?
-                .next()
-                .transpose()?;
-            Ok((stored, first.map(|(k, _)| k.value().2)))
+            let mut first = None;
+            for row in t.range((destination, key, 0u64)..=(destination, key, u64::MAX))? {
+                let id = row?.0.value().2;
+                if !unparking.contains(&id) {
+                    first = Some(id);
+                    break;
+                }
+            }
+            Ok((stored, first))
         })?;
         Ok(KeyState {
             delivered: pending.or(stored),
@@ -465,6 +493,23 @@ impl Ledger {
                 (a, b) => a.or(b),
             },
         })
+    }
+
+    /// Marks row `id` of `joined` as being removed (or no longer).
+    fn unparking_mark(&self, joined: &str, id: u64, on: bool) {
+        let mut map = self
+            .inner
+            .unparking
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if on {
+            map.entry(joined.to_string()).or_default().insert(id);
+        } else if let Some(ids) = map.get_mut(joined) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                map.remove(joined);
+            }
+        }
     }
 
     fn reserved(
@@ -700,6 +745,12 @@ impl Ledger {
         })
     }
 
+    /// Waits until every write queued before it is durable (the writer
+    /// keeps their order).
+    pub async fn flush(&self) -> Result<(), LedgerError> {
+        self.submit(Vec::new()).await.map(|_| ())
+    }
+
     async fn submit(&self, ops: Vec<Op>) -> Result<usize, LedgerError> {
         let wait = self.enqueue(ops, false).await?;
         self.durable(wait).await
@@ -788,10 +839,19 @@ impl Ledger {
             },
             Op::Put(joined.clone(), entry),
         ];
-        let durable = self.write_pending(joined, entry, ops).await?;
+        self.unparking_mark(&joined, id, true);
+        let durable = match self.write_pending(joined.clone(), entry, ops).await {
+            Ok(d) => d,
+            Err(e) => {
+                self.unparking_mark(&joined, id, false);
+                return Err(e);
+            }
+        };
         let (this, destination) = (self.clone(), p.destination.clone());
         Ok(async move {
-            durable.await?;
+            let result = durable.await;
+            this.unparking_mark(&joined, id, false);
+            result?;
             if let Some(n) = this.counts().get_mut(&destination) {
                 *n = n.saturating_sub(1);
             }
@@ -1288,8 +1348,12 @@ mod tests {
                     .unwrap()
                     .insert("format_version", 1)
                     .unwrap();
+                // Version 1 kept the value in the row's JSON, base64.
+                let mut v1: serde_json::Value =
+                    serde_json::from_slice(&parked("", "k", 5).encode()).unwrap();
+                v1["value"] = "eyJ2MSI6MX0=".into(); // {"v1":1}
                 let mut t = tx.open_table(PARKED).unwrap();
-                t.insert(3u64, parked("", "k", 5).encode().as_slice())
+                t.insert(3u64, serde_json::to_vec(&v1).unwrap().as_slice())
                     .unwrap();
                 t.insert(4u64, b"{not json".as_slice()).unwrap();
             }
@@ -1297,6 +1361,19 @@ mod tests {
         }
         let l = Ledger::open(dir.path(), metrics()).unwrap();
         assert_eq!(l.due("d", "", 10, 10).unwrap(), [3]);
+        // The value moved out of the JSON, and a retry's new row keeps it.
+        let Some(Row::Parked(old)) = l.row(3).unwrap() else {
+            panic!("row 3 does not read")
+        };
+        assert_eq!(old.value, br#"{"v1":1}"#);
+        let mut new = (*old).clone();
+        new.next_attempt_ms = 9;
+        new.value.clear(); // a retry's row as the machine writes it
+        l.repark(3, &old, &new).await.unwrap();
+        let Some(Row::Parked(again)) = l.row(3).unwrap() else {
+            panic!("row 3 does not read after a repark")
+        };
+        assert_eq!(again.value, br#"{"v1":1}"#);
         assert_eq!(l.oldest(UNREADABLE, 10).unwrap(), [4]);
         assert_eq!(
             l.row(4).unwrap(),
