@@ -125,11 +125,7 @@ fn keys_need_escaping(m: &indexmap::IndexMap<&str, &serde_json::value::RawValue>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::decode;
-
-    fn ev(s: &str) -> Event {
-        decode(s.as_bytes(), &crate::model::Limits::default()).unwrap()
-    }
+    use crate::model::test_event as ev;
 
     #[test]
     fn envelope_blanks_policy_text_and_keeps_order() {

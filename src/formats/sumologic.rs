@@ -23,11 +23,7 @@ pub fn sumo_body(event: &Event) -> Result<Vec<u8>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::decode;
-
-    fn ev(s: &str) -> Event {
-        decode(s.as_bytes(), &crate::model::Limits::default()).unwrap()
-    }
+    use crate::model::test_event as ev;
 
     #[test]
     fn sumo_is_the_bare_pruned_alert() {

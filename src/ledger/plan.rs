@@ -129,11 +129,7 @@ pub fn plan(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::decode;
-
-    fn ev(json: &str) -> Event {
-        decode(json.as_bytes(), &crate::model::Limits::default()).unwrap()
-    }
+    use crate::model::test_event as ev;
 
     const T1: &str = "2024-05-01T12:00:00Z";
     /// An hour after T1: herald's clock in these tests.

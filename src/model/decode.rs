@@ -301,10 +301,16 @@ fn json_kind(text: &str) -> &'static str {
     }
 }
 
+/// An event (alert or audit message) from JSON, for tests.
+#[cfg(test)]
+pub fn test_event(json: &str) -> Event {
+    decode(json.as_bytes(), &Limits::default()).expect("a valid test event")
+}
+
 /// An alert from protojson, for formatter tests.
 #[cfg(test)]
 pub fn test_alert(json: &str) -> super::Alert {
-    match decode(json.as_bytes(), &Limits::default()).expect("a valid test alert") {
+    match test_event(json) {
         Event::Alert(a) => a,
         Event::Audit(_) => panic!("not an alert: {json}"),
     }

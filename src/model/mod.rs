@@ -9,9 +9,9 @@ mod decode;
 pub mod json;
 mod types;
 
-#[cfg(test)]
-pub use decode::test_alert;
 pub use decode::{decode, InvalidMessage, InvalidReason, Limits, MAX_DEPTH, MAX_MESSAGE_BYTES};
+#[cfg(test)]
+pub use decode::{test_alert, test_event};
 pub use types::*;
 
 use serde_json::value::RawValue;

@@ -61,14 +61,7 @@ async fn kill_9_mid_stream_loses_nothing_and_notifies_nothing_twice() {
     herald.spawn();
     let got = rx.wait_delivered(n, Duration::from_secs(180)).await;
     // Let anything still in flight land before counting.
-    let settled = kit::eventually(Duration::from_secs(10), || async {
-        kit::committed(&s.group, &s.topic, 3)
-            .await
-            .iter()
-            .sum::<i64>()
-            == n as i64
-    })
-    .await;
+    let settled = s.committed_all(3, n, Duration::from_secs(10)).await;
     assert!(settled, "offsets did not reach the end");
     let got = if rx.delivered().len() > got.len() {
         rx.delivered()

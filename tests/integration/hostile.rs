@@ -862,14 +862,7 @@ async fn ten_thousand_hostile_messages_are_delivered_or_dead_lettered() {
         });
         futures::future::join_all(sends).await;
     }
-    let final_offsets = kit::eventually(Duration::from_secs(180), || async {
-        kit::committed(&s.group, &s.topic, 3)
-            .await
-            .iter()
-            .sum::<i64>()
-            == n as i64
-    })
-    .await;
+    let final_offsets = s.committed_all(3, n, Duration::from_secs(180)).await;
     assert!(
         final_offsets,
         "committed {:?} of {n}; log tail:\n{}",

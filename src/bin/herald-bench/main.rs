@@ -284,6 +284,22 @@ struct Herald {
 }
 
 impl Herald {
+    /// Writes a config with `dests` into a new directory (which also holds
+    /// the ledger; keep it while herald runs) and starts herald on it.
+    async fn launch(
+        args: &Args,
+        topic: &str,
+        dlq: &str,
+        dests: &str,
+    ) -> anyhow::Result<(tempfile::TempDir, Herald)> {
+        let dir = tempfile::tempdir()?;
+        let http = free_port();
+        let path = dir.path().join("herald.toml");
+        std::fs::write(&path, config(args, dir.path(), topic, dlq, http, dests))?;
+        let herald = Herald::start(args, &path, http).await?;
+        Ok((dir, herald))
+    }
+
     async fn start(args: &Args, config_path: &Path, http: u16) -> anyhow::Result<Herald> {
         let started = Instant::now();
         let child = Command::new(&args.herald)
@@ -428,14 +444,14 @@ async fn throughput(args: &Args, topic: &str, dlq: &str) -> anyhow::Result<Vec<R
     let (hec_addr, hec) = receivers::hec().await?;
     let stop_tail = Arc::new(AtomicBool::new(false));
     let syslog = receivers::syslog_tail(args.syslog_out.clone(), stop_tail.clone());
-    let dir = tempfile::tempdir()?;
-    let http = free_port();
-    let dests = destinations(args, hec_addr, webhook_addr);
-    let text = config(args, dir.path(), topic, dlq, http, &dests);
-    let path = dir.path().join("herald.toml");
-    std::fs::write(&path, &text)?;
     let launched = Instant::now();
-    let herald = Herald::start(args, &path, http).await?;
+    let (dir, herald) = Herald::launch(
+        args,
+        topic,
+        dlq,
+        &destinations(args, hec_addr, webhook_addr),
+    )
+    .await?;
     let all = [("syslog", &*syslog), ("hec", &*hec), ("webhook", &*webhook)];
     let waited = wait_all(&all, n as usize, Duration::from_secs(1800)).await;
     stop_tail.store(true, Ordering::Relaxed);
@@ -471,6 +487,7 @@ async fn throughput(args: &Args, topic: &str, dlq: &str) -> anyhow::Result<Vec<R
             tokio::task::spawn_blocking(move || limits::raw_consume(&b, &t, n)).await??
         };
         // The same payloads herald sends, rendered by herald's own notifiers.
+        let text = std::fs::read_to_string(dir.path().join("herald.toml"))?;
         let cfg = herald::config::Config::parse(&text, &std::collections::HashMap::new())
             .map_err(|e| anyhow::anyhow!("bench config: {e}"))?;
         let dests =
@@ -564,19 +581,13 @@ async fn latency(args: &Args, topic: &str, dlq: &str) -> anyhow::Result<Vec<Row>
     let (hec_addr, hec) = receivers::hec().await?;
     let stop_tail = Arc::new(AtomicBool::new(false));
     let syslog = receivers::syslog_tail(args.syslog_out.clone(), stop_tail.clone());
-    let dir = tempfile::tempdir()?;
-    let http = free_port();
-    let text = config(
+    let (_dir, herald) = Herald::launch(
         args,
-        dir.path(),
         topic,
         dlq,
-        http,
         &destinations(args, hec_addr, webhook_addr),
-    );
-    let path = dir.path().join("herald.toml");
-    std::fs::write(&path, &text)?;
-    let herald = Herald::start(args, &path, http).await?;
+    )
+    .await?;
 
     // A fixed rate: one send every 1/rate s, each stamped when handed to the
     // producer (linger 0, so the stamp is the send).
@@ -659,15 +670,11 @@ async fn ledger_size(args: &Args, topic: &str, dlq: &str) -> anyhow::Result<Vec<
         started.elapsed().as_secs_f64()
     );
     let (webhook_addr, webhook) = receivers::webhook().await?;
-    let dir = tempfile::tempdir()?;
-    let http = free_port();
     let dests = format!(
         "[[destinations]]\nname = \"webhook\"\ntype = \"webhook\"\nall_alerts = true\nurl = \"http://{webhook_addr}/\"\nworkers = {}\n",
         args.workers
     );
-    let path = dir.path().join("herald.toml");
-    std::fs::write(&path, config(args, dir.path(), topic, dlq, http, &dests))?;
-    let herald = Herald::start(args, &path, http).await?;
+    let (dir, herald) = Herald::launch(args, topic, dlq, &dests).await?;
     let waited = wait_all(
         &[("webhook", &*webhook)],
         n as usize,
@@ -721,15 +728,11 @@ async fn drain(args: &Args, topic: &str, dlq: &str) -> anyhow::Result<Vec<Row>> 
     .await?;
     let (addr, webhook, down) = receivers::webhook_switched().await?;
     down.store(true, Ordering::Relaxed);
-    let dir = tempfile::tempdir()?;
-    let http = free_port();
     let dests = format!(
         "[[destinations]]\nname = \"webhook\"\ntype = \"webhook\"\nall_alerts = true\nurl = \"http://{addr}/\"\nworkers = {}\nretry_max_attempts = 1\nbreaker_failures = 3\nbreaker_cooldown = \"1s\"\npark_retry_min = \"1s\"\npark_retry_max = \"2s\"\n",
         args.workers
     );
-    let path = dir.path().join("herald.toml");
-    std::fs::write(&path, config(args, dir.path(), topic, dlq, http, &dests))?;
-    let herald = Herald::start(args, &path, http).await?;
+    let (_dir, herald) = Herald::launch(args, topic, dlq, &dests).await?;
     let parking = Instant::now();
     let parked = r#"herald_deliveries_total{destination="webhook",outcome="parked"}"#;
     while herald.metric(parked).await < n as f64 {

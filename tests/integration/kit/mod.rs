@@ -592,6 +592,19 @@ impl Stack {
     pub async fn committed(&self) -> i64 {
         committed(&self.group, &self.topic, 1).await[0]
     }
+
+    /// Whether, within `within`, the committed offsets of its `partitions`
+    /// add up to `n` (every message of a run produced from offset 0).
+    pub async fn committed_all(&self, partitions: i32, n: usize, within: Duration) -> bool {
+        eventually(within, || async {
+            committed(&self.group, &self.topic, partitions)
+                .await
+                .iter()
+                .sum::<i64>()
+                == n as i64
+        })
+        .await
+    }
 }
 
 /// Runs `herald <args> --config <config>` and returns its output.
