@@ -11,7 +11,9 @@ started=0
 started_rsyslog=0
 started_smtp=0
 started_prism=0
+started_moto=0
 cleanup() {
+  if [[ $started_moto == 1 ]]; then scripts/moto.sh stop || true; fi
   if [[ $started_prism == 1 ]]; then scripts/prism.sh stop || true; fi
   if [[ $started_smtp == 1 ]]; then scripts/smtp.sh stop || true; fi
   if [[ $started == 1 ]]; then scripts/kafka.sh stop || true; fi
@@ -33,6 +35,10 @@ fi
 if ! scripts/prism.sh status >/dev/null 2>&1; then
   scripts/prism.sh start
   started_prism=1
+fi
+if ! scripts/moto.sh status >/dev/null 2>&1; then
+  scripts/moto.sh start
+  started_moto=1
 fi
 
 cargo fmt --all -- --check

@@ -21,7 +21,6 @@ use crate::destinations::{self, Destination};
 use crate::http;
 use crate::ledger::{self, Ledger};
 use crate::model::{decode, Event};
-use crate::routing;
 use crate::source::tracker::{Limits, Ticket, Tp, Tracker};
 use crate::source::{self, KafkaConsumer, SourceContext};
 use crate::telemetry::{Health, Metrics};
@@ -182,6 +181,7 @@ pub async fn run(
         fatal: fatal.clone(),
         max_alert_age,
         store_paused: None,
+        health: health.clone(),
         recreated: Vec::new(),
         new_consumer: Box::new(move |k| source::consumer(k, ctx())),
     };
@@ -503,6 +503,7 @@ struct Dispatcher {
     /// holds, per partition, the lowest offset received and dropped since
     /// (read again once the store works).
     store_paused: Option<HashMap<Tp, i64>>,
+    health: Arc<Health>,
     /// When fatal consumer errors were recovered from.
     recreated: Vec<Instant>,
     new_consumer: NewConsumer,
@@ -531,7 +532,12 @@ impl Dispatcher {
                 _ = fatal.triggered() => return,
                 Some(loaded) = self.reloads.recv() => self.reload(loaded),
                 _ = self.tracker.resume.notified() => self.apply_resumes(),
-                _ = store_check.tick() => self.check_store().await,
+                _ = store_check.tick() => {
+                    self.check_store().await;
+                    if !self.check_group().await {
+                        return;
+                    }
+                }
                 msg = consumer.recv() => match msg {
                     Ok(m) => {
                         let replay = crate::cli::dlq::replay_target(m.headers());
@@ -605,6 +611,34 @@ impl Dispatcher {
                 false
             }
         }
+    }
+
+    /// A consumer out of its group past `kafka.rejoin_timeout` while a broker
+    /// answers another client is replaced: after a broker restart librdkafka
+    /// can stay wedged (every broker "down" to it, its join request queued
+    /// and never sent) although the broker is back. False when herald must
+    /// stop.
+    async fn check_group(&mut self) -> bool {
+        let limit = self.running.kafka.rejoin_timeout.0;
+        let Some(out) = self.health.group_unjoined_for().filter(|out| *out >= limit) else {
+            return true;
+        };
+        // The next check is a whole rejoin_timeout away, whatever the answer.
+        self.health.group_reset();
+        let out = humantime::format_duration(Duration::from_secs(out.as_secs()));
+        if !self
+            .dead_letters
+            .brokers_answer(Duration::from_secs(10))
+            .await
+        {
+            tracing::warn!(group = %self.running.kafka.group_id, %out, "out of the consumer group, and no broker answers either: waiting");
+            return true;
+        }
+        self.recreate(format!(
+            "not a member of group {:?} for {out} while a broker answers",
+            self.running.kafka.group_id
+        ))
+        .await
     }
 
     /// Pauses everything while the ledger cannot write; once it can, reads
@@ -819,7 +853,7 @@ impl Dispatcher {
                         return true;
                     }
                 }
-                match routing::decide(&r.dest.rule, r.dest.kind, r.pool.can_resolve(), &event) {
+                match r.dest.decide(&event) {
                     Ok(()) => true,
                     Err(why) => {
                         tracing::trace!(destination = %r.dest.name, reason = %why, "not routed");

@@ -205,6 +205,21 @@ impl DeadLetters {
         })
     }
 
+    /// Whether a broker answers this producer (a client separate from the
+    /// consumer) with the dead-letter topic's metadata within `timeout`.
+    pub async fn brokers_answer(&self, timeout: Duration) -> bool {
+        use rdkafka::producer::Producer;
+        let (producer, topic) = (self.producer.clone(), self.topic.clone());
+        tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(Some(&topic), timeout)
+                .is_ok()
+        })
+        .await
+        .unwrap_or(false)
+    }
+
     /// Produces `payload`, retrying every error but a size error, which it
     /// returns.
     async fn produce(

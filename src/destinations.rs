@@ -29,6 +29,18 @@ pub struct Destination {
     pub fingerprint: u64,
 }
 
+impl Destination {
+    /// Whether `event` goes here: the routing rule, then what the type can
+    /// take (`Err(reason)` for logs and `explain`).
+    pub fn decide(&self, event: &crate::model::Event) -> Result<(), String> {
+        crate::routing::decide(&self.rule, self.kind, self.notifier.can_resolve(), event)?;
+        match self.notifier.refuses(event) {
+            Some(why) => Err(why),
+            None => Ok(()),
+        }
+    }
+}
+
 /// The keys every destination has besides its rule, policy and type settings.
 #[derive(Deserialize)]
 struct Head {

@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::destinations::{self, Destination};
 use crate::model::decode;
 use crate::notifiers::{RenderContext, Target};
-use crate::{app, routing, telemetry};
+use crate::{app, telemetry};
 
 #[derive(Parser)]
 #[command(
@@ -388,7 +388,7 @@ async fn explain(
     }
     for d in &dests {
         let _ = write!(out, "\n{} ({}): ", d.name, d.kind);
-        match routing::decide(&d.rule, d.kind, d.notifier.can_resolve(), &event) {
+        match d.decide(&event) {
             Err(why) => {
                 let _ = writeln!(out, "not sent: {why}");
                 continue;
@@ -505,7 +505,7 @@ fn render(
     };
     let event = decode(&value, &cfg.kafka.decode_limits())
         .map_err(|e| anyhow::anyhow!("invalid message: {e}"))?;
-    if let Err(why) = routing::decide(&dest.rule, dest.kind, dest.notifier.can_resolve(), &event) {
+    if let Err(why) = dest.decide(&event) {
         eprintln!("note: herald would not send this event to {destination}: {why}");
     }
     let target = match dest.notifier.annotation() {

@@ -169,6 +169,11 @@ pub struct KafkaConfig {
     pub max_in_flight_bytes: usize,
     #[serde(default = "default_session_timeout")]
     pub session_timeout: Dur,
+    /// How long the consumer may stay out of its group (rejoining after a
+    /// broker restart or a rebalance) while a broker answers, before herald
+    /// replaces it with a new consumer.
+    #[serde(default = "default_rejoin_timeout")]
+    pub rejoin_timeout: Dur,
     #[serde(default)]
     pub tls: Option<KafkaTls>,
     #[serde(default)]
@@ -330,6 +335,9 @@ fn default_in_flight_bytes() -> usize {
 }
 fn default_session_timeout() -> Dur {
     Dur(Duration::from_secs(45))
+}
+fn default_rejoin_timeout() -> Dur {
+    Dur(Duration::from_secs(180))
 }
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9464))
@@ -629,6 +637,12 @@ fn validate_kafka(k: &KafkaConfig, errs: &mut Errors) {
             "must be at least kafka.max_message_bytes (one message must fit)",
         );
     }
+    if k.rejoin_timeout.0 < k.session_timeout.0 {
+        errs.push(
+            "kafka.rejoin_timeout",
+            "must be at least kafka.session_timeout",
+        );
+    }
     if k.commit_interval.0.is_zero() {
         errs.push("kafka.commit_interval", "must be greater than 0");
     }
@@ -794,4 +808,28 @@ pub fn destination_fingerprint(item: &toml::Value, namespaces: u64) -> u64 {
     namespaces.hash(&mut h);
     files(item, &mut h);
     h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::Config;
+
+    #[test]
+    fn rejoin_timeout_defaults_to_three_minutes_and_is_not_below_the_session_timeout() {
+        let base = "[kafka]\nbrokers = \"k:9092\"\ngroup_id = \"g\"\ntopics = [\"in\"]\ndead_letter_topic = \"dlq\"\n";
+        let c = Config::parse(base, &HashMap::new()).unwrap();
+        assert_eq!(c.kafka.rejoin_timeout.0.as_secs(), 180);
+        let e = Config::parse(
+            &format!("{base}session_timeout = \"45s\"\nrejoin_timeout = \"30s\"\n"),
+            &HashMap::new(),
+        )
+        .unwrap_err();
+        let list: Vec<String> = e.list.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            list,
+            vec!["kafka.rejoin_timeout: must be at least kafka.session_timeout"]
+        );
+    }
 }

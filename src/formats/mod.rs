@@ -7,6 +7,7 @@ pub mod gojson;
 pub mod jira;
 pub mod pagerduty;
 pub mod prune;
+pub mod securityhub;
 pub mod slack;
 pub mod splunk;
 pub mod sumologic;

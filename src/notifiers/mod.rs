@@ -18,6 +18,7 @@ macro_rules! debug_target_only {
 }
 pub(crate) use debug_target_only;
 
+pub mod aws_security_hub;
 pub mod chat_webhook;
 pub mod email;
 pub mod error;
@@ -64,6 +65,12 @@ pub trait Notifier: Send + Sync + fmt::Debug {
     /// resolve transition); Central drops them for every other type.
     fn can_resolve(&self) -> bool {
         false
+    }
+
+    /// Why this type cannot take `event` at all (Security Hub takes no image
+    /// alerts), checked after the routing rule; `None` when it can.
+    fn refuses(&self, _event: &Event) -> Option<String> {
+        None
     }
 
     /// How this destination picks a target by annotation (a team's webhook,
@@ -195,6 +202,11 @@ pub static TYPES: &[NotifierType] = &[
         name: "webhook",
         default_audit: false,
         parse: parse_as::<webhook::Settings>,
+    },
+    NotifierType {
+        name: "aws_security_hub",
+        default_audit: false,
+        parse: parse_as::<aws_security_hub::Settings>,
     },
     NotifierType {
         name: "email",

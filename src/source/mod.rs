@@ -33,6 +33,10 @@ impl ClientContext for SourceContext {
     fn stats(&self, stats: Statistics) {
         let up = stats.brokers.values().any(|b| b.state == "UP");
         self.health.brokers_down.store(!up, Ordering::Relaxed);
+        if let Some(g) = &stats.cgrp {
+            self.health
+                .group_joined(g.state == "up" && g.join_state == "steady");
+        }
         for (topic, t) in &stats.topics {
             for (partition, p) in &t.partitions {
                 if *partition >= 0 && p.consumer_lag >= 0 {
@@ -91,7 +95,18 @@ impl ConsumerContext for SourceContext {
                     .remove_label_values(&labels);
             }
             tracing::info!(partitions = %describe(&tps), "partitions revoked");
-            self.update_assigned(consumer);
+            // The assignment still holds the revoked partitions here.
+            let n = consumer
+                .assignment()
+                .map(|a| a.count())
+                .unwrap_or(0)
+                .saturating_sub(tps.len());
+            self.set_assigned(n);
+            if n == 0 {
+                // Out of the group until the next assignment (or until the
+                // statistics say the member is steady with nothing assigned).
+                self.health.group_joined(false);
+            }
         }
     }
 
@@ -100,6 +115,7 @@ impl ConsumerContext for SourceContext {
             Rebalance::Assign(tpl) => {
                 let tps = tps_of(tpl);
                 self.tracker.assign(&tps);
+                self.health.group_joined(true);
                 tracing::info!(partitions = %describe(&tps), "partitions assigned");
                 self.update_assigned(consumer);
             }
@@ -111,7 +127,10 @@ impl ConsumerContext for SourceContext {
 
 impl SourceContext {
     fn update_assigned(&self, consumer: &BaseConsumer<Self>) {
-        let n = consumer.assignment().map(|a| a.count()).unwrap_or(0);
+        self.set_assigned(consumer.assignment().map(|a| a.count()).unwrap_or(0));
+    }
+
+    fn set_assigned(&self, n: usize) {
         self.health.assigned_partitions.store(n, Ordering::Relaxed);
         self.metrics.assigned_partitions.set(n as i64);
     }

@@ -15,6 +15,7 @@ mod jira;
 mod kit;
 mod prometheus;
 mod reload;
+mod security_hub;
 mod source;
 mod splunk;
 mod syslog;

@@ -92,6 +92,24 @@ impl Service {
         }
     }
 
+    /// A private instance of a receiver whose script takes its own run
+    /// directory (`run_dir_var`), so it shares the installed tools.
+    pub fn private_in(script: &'static str, run_dir_var: &str, env: &[(&str, &str)]) -> Service {
+        let dir = tempfile::tempdir().unwrap();
+        let mut env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        env.push((run_dir_var.to_string(), dir.path().display().to_string()));
+        run(script, &env, &["start"]);
+        Service {
+            script,
+            info: parse(&run(script, &env, &["info"])),
+            env,
+            private: Some(dir),
+        }
+    }
+
     /// A private Kafka broker (ports `base_port`..+3) for tests that stop it;
     /// it shares the installed jars with the shared broker.
     pub fn private_kafka(base_port: u16) -> Service {
@@ -140,6 +158,11 @@ impl Service {
     /// Runs another command of the stack script (e.g. kafka.sh restart-broker).
     pub fn command(&self, cmd: &str) {
         run(self.script, &self.env, &[cmd]);
+    }
+
+    /// Runs another command of the stack script and returns what it printed.
+    pub fn output(&self, args: &[&str]) -> String {
+        run(self.script, &self.env, args)
     }
 
     pub fn stop(&self) {

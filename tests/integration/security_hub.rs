@@ -1,0 +1,347 @@
+//! AWS Security Hub against moto's server (scripts/moto.sh) with request
+//! authentication on, so a request whose SigV4 signature does not verify is
+//! refused with 403 as AWS refuses it: findings as Central maps them
+//! (central-compat §2.12), read back with `GetFindings`; RESOLVED archives
+//! the same finding; static keys, an assumed role and a web identity token
+//! file; a wrong secret parks as `auth_error` and no secret is logged.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::kit::service::Service;
+use crate::kit::{self, Herald};
+
+fn moto() -> Service {
+    Service::shared_of("moto.sh")
+}
+
+/// The findings moto holds for each id (a list per id, so a duplicate shows).
+fn findings(moto: &Service, ids: &[&str]) -> Vec<Vec<Value>> {
+    let mut args = vec!["findings"];
+    args.extend_from_slice(ids);
+    serde_json::from_str(&moto.output(&args)).unwrap()
+}
+
+async fn wait_finding(moto: &Service, id: &str, record_state: &str) -> Vec<Value> {
+    let mut last = Vec::new();
+    let found = kit::eventually(Duration::from_secs(30), || {
+        last = findings(moto, &[id]).remove(0);
+        let ok = last
+            .first()
+            .is_some_and(|f| f["RecordState"] == record_state);
+        async move { ok }
+    })
+    .await;
+    assert!(found, "no {record_state} finding {id}; moto has {last:?}");
+    last
+}
+
+/// A Security Hub destination on `moto`; static keys when `secret_file` is
+/// given.
+fn destination(moto: &Service, account: &str, secret_file: &str, extra: &str) -> String {
+    format!(
+        r#"
+[[destinations]]
+name = "sh"
+type = "aws_security_hub"
+region = "us-east-1"
+account_id = "{account}"
+endpoint = "{endpoint}"
+ui_endpoint = "https://central.example.com"
+all_alerts = true
+park_retry_min = "200ms"
+park_retry_max = "1s"
+retry_max_attempts = 1
+{secret_line}
+{extra}
+"#,
+        endpoint = moto.get("endpoint"),
+        secret_line = if secret_file.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "access_key_id = \"{}\"\nsecret_access_key_file = \"{secret_file}\"",
+                moto.get("access_key_id")
+            )
+        },
+    )
+}
+
+fn alert(id: &str, state: &str, time: &str) -> String {
+    format!(
+        r#"{{"id":"{id}","policy":{{"id":"p-sh","name":"No shells","description":"Shells in containers","categories":["Anomalous Activity","Privileges"],"severity":"CRITICAL_SEVERITY"}},"clusterName":"prod","namespace":"shop","deployment":{{"name":"web","namespace":"shop","clusterName":"prod","containers":[{{"name":"app","image":{{"id":"sha256:0123","name":{{"fullName":"quay.io/shop/web:1.2"}}}}}}]}},"violations":[{{"message":"bash ran in app"}}],"firstOccurred":"2026-12-07T08:00:00Z","time":"{time}","state":"{state}"}}"#
+    )
+}
+
+/// The finding an ACTIVE or RESOLVED [`alert`] becomes, written out by hand
+/// from central-compat §2.12 (moto returns numbers as it stores them).
+fn expected(id: &str, account: &str, time: &str, resolved: bool) -> Value {
+    let (compliance, record) = if resolved {
+        ("PASSED", "ARCHIVED")
+    } else {
+        ("FAILED", "ACTIVE")
+    };
+    json!({
+        "AwsAccountId": account,
+        "Compliance": {"Status": compliance},
+        "Confidence": 100,
+        "CreatedAt": "2026-12-07T08:00:00Z",
+        "Description": "Shells in containers",
+        "GeneratorId": "p-sh",
+        "Id": id,
+        "ProductArn": "arn:aws:securityhub:us-east-1::product/stackrox/kubernetes-security",
+        "ProductFields": {"ProviderName": "kubernetes-security", "ProviderVersion": "1.0.0"},
+        "RecordState": record,
+        "Resources": [
+            {"Details": {"Other": {"cluster-name": "prod", "deployment-name": "web", "deployment-namespace": "shop"}},
+             "Id": "deployment: web", "Type": "Other"},
+            {"Details": {"Container": {"ImageId": "sha256:0123", "ImageName": "quay.io/shop/web:1.2", "Name": "app"}},
+             "Id": "container: web.shop@prod: app", "Type": "Container"},
+            {"Id": "violation: bash ran in app", "Type": "Other"}
+        ],
+        "SchemaVersion": "2018-10-08",
+        "Severity": {"Normalized": 100, "Product": 4.0},
+        "SourceUrl": format!("https://central.example.com/main/violations/{id}"),
+        "Title": "Policy No shells violated",
+        "Types": ["Unusual Behaviors/Container", "TTPs/Privilege Escalation"],
+        "UpdatedAt": time,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_become_centrals_findings_and_resolved_archives_them() {
+    let moto = moto();
+    let s = kit::Stack::new("sh", 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("aws-secret");
+    std::fs::write(&secret_file, moto.get("secret_access_key")).unwrap();
+    let cfg = s.config(
+        "",
+        &destination(
+            &moto,
+            moto.get("account_id"),
+            secret_file.to_str().unwrap(),
+            "",
+        ),
+    );
+    let mut herald = Herald::start(&cfg);
+    herald.wait_ready(Duration::from_secs(30)).await;
+
+    let id = kit::unique("sh-alert");
+    let image_id = kit::unique("sh-image");
+    let p = kit::producer();
+    let active = alert(&id, "ACTIVE", "2026-12-07T09:00:00Z");
+    kit::produce(&p, &s.topic, Some(&id), active.as_bytes()).await;
+    let image = format!(
+        r#"{{"id":"{image_id}","policy":{{"name":"CVE"}},"image":{{"idV2":"x","name":{{"fullName":"r/i:1"}}}},"state":"ACTIVE"}}"#
+    );
+    kit::produce(&p, &s.topic, Some(&image_id), image.as_bytes()).await;
+    let account = moto.get("account_id");
+    let got = wait_finding(&moto, &id, "ACTIVE").await;
+    assert_eq!(
+        got,
+        vec![expected(&id, account, "2026-12-07T09:00:00Z", false)]
+    );
+
+    // RESOLVED updates the same finding (one, archived), unlike Central's
+    // SCC, and is what Central's Security Hub notifier sends too.
+    let resolved = alert(&id, "RESOLVED", "2026-12-07T09:30:00Z");
+    kit::produce(&p, &s.topic, Some(&id), resolved.as_bytes()).await;
+    let got = wait_finding(&moto, &id, "ARCHIVED").await;
+    assert_eq!(
+        got,
+        vec![expected(&id, account, "2026-12-07T09:30:00Z", true)]
+    );
+
+    // The image alert is not for Security Hub: no finding, and explain says why.
+    assert!(s.committed_all(1, 3, Duration::from_secs(20)).await);
+    assert_eq!(findings(&moto, &[&image_id]), vec![Vec::<Value>::new()]);
+    let input = dir.path().join("image.json");
+    std::fs::write(&input, &image).unwrap();
+    let config = dir.path().join("herald.toml");
+    std::fs::write(
+        &config,
+        cfg.replace("{http}", "127.0.0.1:1")
+            .replace("{admin}", "127.0.0.1:2"),
+    )
+    .unwrap();
+    let out = kit::cli(&["explain", "--input", input.to_str().unwrap()], &config);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("sh (aws_security_hub): not sent: AWS Security Hub takes deployment and resource alerts only"),
+        "{text}"
+    );
+    assert_eq!(
+        herald
+            .metric(r#"herald_deliveries_total{destination="sh",outcome="delivered"}"#)
+            .await,
+        2.0
+    );
+    let secret = moto.get("secret_access_key");
+    assert!(!herald.log().contains(secret), "the secret key is logged");
+    assert!(!herald.metrics().await.contains(secret));
+    herald.signal(libc::SIGTERM);
+    herald.wait_exit(Duration::from_secs(20));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_secret_is_refused_by_the_signature_check_and_parks_as_auth_error() {
+    let moto = moto();
+    let s = kit::Stack::new("sh-bad", 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("aws-secret");
+    let wrong = "wrong-secret-0123456789abcdefghijklmnopqrstu";
+    std::fs::write(&secret_file, wrong).unwrap();
+    let cfg = s.config(
+        "",
+        &destination(
+            &moto,
+            moto.get("account_id"),
+            secret_file.to_str().unwrap(),
+            "",
+        ),
+    );
+    let mut herald = Herald::start(&cfg);
+    herald.wait_ready(Duration::from_secs(30)).await;
+    let id = kit::unique("sh-bad");
+    let p = kit::producer();
+    kit::produce(
+        &p,
+        &s.topic,
+        Some(&id),
+        alert(&id, "ACTIVE", "2026-12-07T09:00:00Z").as_bytes(),
+    )
+    .await;
+    let parked = kit::eventually(Duration::from_secs(30), || async {
+        herald
+            .metric(r#"herald_deliveries_total{destination="sh",outcome="parked"}"#)
+            .await
+            >= 1.0
+    })
+    .await;
+    assert!(parked, "not parked; log:\n{}", herald.log());
+    assert!(
+        herald
+            .metric(r#"herald_delivery_failures_total{destination="sh",reason="auth_error"}"#)
+            .await
+            >= 1.0
+    );
+    assert!(
+        herald.log().contains("answered 403 Forbidden"),
+        "{}",
+        herald.log()
+    );
+    assert_eq!(findings(&moto, &[&id]), vec![Vec::<Value>::new()]);
+    assert!(!herald.log().contains(wrong));
+    assert!(!herald.metrics().await.contains(wrong));
+    herald.signal(libc::SIGTERM);
+    herald.wait_exit(Duration::from_secs(20));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_assumed_role_signs_with_sts_credentials() {
+    let moto = moto();
+    let s = kit::Stack::new("sh-role", 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("aws-secret");
+    std::fs::write(&secret_file, moto.get("secret_access_key")).unwrap();
+    let role = format!("role_arn = \"{}\"", moto.get("role_arn"));
+    let cfg = s.config(
+        "",
+        &destination(
+            &moto,
+            moto.get("account_id"),
+            secret_file.to_str().unwrap(),
+            &role,
+        ),
+    );
+    // The SDK's own setting for where STS is.
+    let mut herald =
+        Herald::start_with_env(&cfg, &[("AWS_ENDPOINT_URL_STS", moto.get("endpoint"))]);
+    herald.wait_ready(Duration::from_secs(30)).await;
+    let id = kit::unique("sh-role");
+    let p = kit::producer();
+    kit::produce(
+        &p,
+        &s.topic,
+        Some(&id),
+        alert(&id, "ACTIVE", "2026-12-07T09:00:00Z").as_bytes(),
+    )
+    .await;
+    let got = wait_finding(&moto, &id, "ACTIVE").await;
+    assert_eq!(
+        got,
+        vec![expected(
+            &id,
+            moto.get("account_id"),
+            "2026-12-07T09:00:00Z",
+            false
+        )]
+    );
+    assert!(
+        herald
+            .log()
+            .contains("AWS credentials from an assumed role"),
+        "{}",
+        herald.log()
+    );
+    herald.signal(libc::SIGTERM);
+    herald.wait_exit(Duration::from_secs(20));
+}
+
+/// The web identity chain (EKS, OpenShift with an OIDC provider): the token
+/// file and role from the environment, exchanged at STS. moto 5.2.6 with
+/// authentication on fails on the unsigned AssumeRoleWithWebIdentity (which
+/// AWS takes unsigned), so this runs against a private moto without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_web_identity_token_file_is_exchanged_at_sts() {
+    let moto = Service::private_in(
+        "moto.sh",
+        "MOTO_RUN_DIR",
+        &[("MOTO_PORT", "15020"), ("MOTO_AUTH", "0")],
+    );
+    let private = tempfile::tempdir().unwrap();
+    let s = kit::Stack::new("sh-web", 1).await;
+    let token = private.path().join("token");
+    std::fs::write(&token, "eyJhbGciOiJSUzI1NiJ9.e30.c2lnbmF0dXJl").unwrap();
+    let cfg = s.config("", &destination(&moto, "123456789012", "", ""));
+    let endpoint = moto.get("endpoint").to_string();
+    let mut herald = Herald::start_with_env(
+        &cfg,
+        &[
+            ("AWS_ENDPOINT_URL_STS", &endpoint),
+            ("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/herald-web"),
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", token.to_str().unwrap()),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ],
+    );
+    herald.wait_ready(Duration::from_secs(30)).await;
+    let id = kit::unique("sh-web");
+    let p = kit::producer();
+    kit::produce(
+        &p,
+        &s.topic,
+        Some(&id),
+        alert(&id, "ACTIVE", "2026-12-07T09:00:00Z").as_bytes(),
+    )
+    .await;
+    let got = wait_finding(&moto, &id, "ACTIVE").await;
+    assert_eq!(
+        got,
+        vec![expected(&id, "123456789012", "2026-12-07T09:00:00Z", false)]
+    );
+    let log = herald.log();
+    assert!(
+        log.contains("AWS credentials from the default AWS credential chain, expiring at"),
+        "{log}"
+    );
+    assert!(!log.contains("c2lnbmF0dXJl"), "the token is logged");
+    herald.signal(libc::SIGTERM);
+    herald.wait_exit(Duration::from_secs(20));
+}
