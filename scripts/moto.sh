@@ -13,8 +13,9 @@
 #             already running instance it does nothing
 #   stop      stop the server started by this script
 #   status    exit 0 iff our server runs and answers
-#   info      endpoint, region, access_key_id, secret_access_key, role_arn,
-#             account_id, python (key=value lines)
+#   info      endpoint, region, python, log (one line per request),
+#             access_key_id, secret_access_key, role_arn, account_id
+#             (key=value lines)
 #   findings ID...  the findings with these ids, as JSON (scripts/moto/findings.py)
 #
 # Environment:
@@ -128,6 +129,7 @@ print_info() {
   echo "endpoint=$ENDPOINT"
   echo "region=$REGION"
   echo "python=$VENV_PY"
+  echo "log=$LOG_FILE"
   [[ -f $INFO_FILE ]] && cat "$INFO_FILE"
   return 0
 }

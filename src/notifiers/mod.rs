@@ -19,6 +19,7 @@ macro_rules! debug_target_only {
 pub(crate) use debug_target_only;
 
 pub mod aws_security_hub;
+pub mod batch;
 pub mod chat_webhook;
 pub mod email;
 pub mod error;

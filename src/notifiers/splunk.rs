@@ -11,8 +11,8 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
 use serde::Deserialize;
-use tokio::sync::{mpsc, oneshot};
 
+use super::batch::{BatchLimits, Batcher, PostBatch};
 use super::http::{self, TlsSettings};
 use super::{BuildContext, Notifier, RenderContext, SendMeta, Target};
 use super::{FailureReason, SendError};
@@ -75,26 +75,10 @@ fn default_ack_timeout() -> Dur {
     Dur(Duration::from_secs(60))
 }
 
-struct Batch {
-    events: Vec<u8>,
-    waiters: Vec<oneshot::Sender<Result<(), SendError>>>,
-}
-
-type Waiter = oneshot::Sender<Result<(), SendError>>;
-
-/// Batch limits: events, bytes, linger.
-#[derive(Clone, Copy)]
-struct BatchLimits {
-    events: usize,
-    bytes: usize,
-    linger: Duration,
-}
-
 pub struct Splunk {
     inner: Arc<Inner>,
-    batch: Option<BatchLimits>,
-    /// Started on first use, inside the runtime (config is read outside it).
-    batcher: std::sync::OnceLock<mpsc::Sender<(Vec<u8>, Waiter)>>,
+    /// Concatenates concurrent events into one request.
+    batcher: Option<Batcher>,
     alert_type: String,
     audit_type: String,
     truncate: usize,
@@ -189,15 +173,26 @@ impl super::Settings for Settings {
             channel: self.indexer_ack.then(channel_id),
             ack_timeout: self.ack_timeout.0,
         });
-        let batch = (self.batch_max_events > 1).then_some(BatchLimits {
-            events: self.batch_max_events,
-            bytes: self.batch_max_bytes,
-            linger: self.batch_linger.0,
+        let batcher = (self.batch_max_events > 1).then(|| {
+            let limits = BatchLimits {
+                items: self.batch_max_events,
+                bytes: self.batch_max_bytes,
+                linger: self.batch_linger.0,
+            };
+            let inner = inner.clone();
+            let post: PostBatch = Arc::new(move |events: Vec<Vec<u8>>| {
+                let inner = inner.clone();
+                Box::pin(async move {
+                    let n = events.len();
+                    let result = inner.post(events.concat()).await;
+                    vec![result; n]
+                })
+            });
+            Batcher::new(limits, post)
         });
         Some(Arc::new(Splunk {
             inner,
-            batch,
-            batcher: std::sync::OnceLock::new(),
+            batcher,
             alert_type: types.alert,
             audit_type: types.audit,
             truncate: self.truncate,
@@ -212,43 +207,6 @@ fn channel_id() -> String {
         "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-4{:01x}{:02x}-{:01x}{:01x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
         b[0], b[1], b[2], b[3], b[4], b[5], b[6] & 0x0f, b[7], 8 | (b[8] & 0x3), b[8] >> 4, b[9], b[10], b[11], b[12], b[13], b[14], b[15]
     )
-}
-
-/// Collects concurrent events into one request: up to `max_events` or
-/// `max_bytes`, waiting at most `linger` after the first.
-async fn batch_loop(
-    inner: Arc<Inner>,
-    mut rx: mpsc::Receiver<(Vec<u8>, Waiter)>,
-    limits: BatchLimits,
-) {
-    let BatchLimits {
-        events: max_events,
-        bytes: max_bytes,
-        linger,
-    } = limits;
-    while let Some((first, tx)) = rx.recv().await {
-        let mut batch = Batch {
-            events: first,
-            waiters: vec![tx],
-        };
-        let deadline = tokio::time::Instant::now() + linger;
-        while batch.waiters.len() < max_events && batch.events.len() < max_bytes {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some((ev, tx))) => {
-                    batch.events.extend_from_slice(&ev);
-                    batch.waiters.push(tx);
-                }
-                _ => break,
-            }
-        }
-        let inner = inner.clone();
-        tokio::spawn(async move {
-            let result = inner.post(batch.events).await;
-            for w in batch.waiters {
-                let _ = w.send(result.clone());
-            }
-        });
-    }
 }
 
 #[derive(Deserialize)]
@@ -410,25 +368,9 @@ impl Notifier for Splunk {
         _meta: &'a SendMeta,
     ) -> BoxFuture<'a, Result<(), SendError>> {
         Box::pin(async move {
-            match self.batch {
+            match &self.batcher {
                 None => self.inner.post(payload.to_vec()).await,
-                Some(limits) => {
-                    let tx = self.batcher.get_or_init(|| {
-                        let (tx, rx) = mpsc::channel(limits.events * 4);
-                        tokio::spawn(batch_loop(self.inner.clone(), rx, limits));
-                        tx
-                    });
-                    let (done, wait) = oneshot::channel();
-                    tx.send((payload.to_vec(), done)).await.map_err(|_| {
-                        SendError::retryable(FailureReason::Connect, "batcher stopped")
-                    })?;
-                    wait.await.unwrap_or_else(|_| {
-                        Err(SendError::retryable(
-                            FailureReason::Connect,
-                            "batcher stopped",
-                        ))
-                    })
-                }
+                Some(b) => b.submit(payload.to_vec()).await,
             }
         })
     }

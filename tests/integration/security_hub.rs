@@ -345,3 +345,61 @@ async fn a_web_identity_token_file_is_exchanged_at_sts() {
     herald.signal(libc::SIGTERM);
     herald.wait_exit(Duration::from_secs(20));
 }
+
+/// Concurrent deliveries share `BatchImportFindings` calls: 60 alerts with
+/// 16 workers take far fewer calls than findings, and each finding is there
+/// once. A private moto (authentication off) so that its request log counts
+/// this test's calls only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_findings_share_calls_and_each_arrives_once() {
+    let moto = Service::private_in(
+        "moto.sh",
+        "MOTO_RUN_DIR",
+        &[("MOTO_PORT", "15030"), ("MOTO_AUTH", "0")],
+    );
+    let s = kit::Stack::new("sh-batch", 1).await;
+    let extra = "workers = 16\nbatch_linger = \"200ms\"\naccess_key_id = \"AKIDBATCH\"\nsecret_access_key = \"any\"";
+    let cfg = s.config("", &destination(&moto, "123456789012", "", extra));
+    let mut herald = Herald::start(&cfg);
+    herald.wait_ready(Duration::from_secs(30)).await;
+    let ids: Vec<String> = (0..60).map(|i| kit::unique(&format!("sh-b{i}"))).collect();
+    let p = kit::producer();
+    for id in &ids {
+        kit::produce(
+            &p,
+            &s.topic,
+            Some(id),
+            alert(id, "ACTIVE", "2026-12-07T09:00:00Z").as_bytes(),
+        )
+        .await;
+    }
+    let delivered = kit::eventually(Duration::from_secs(60), || async {
+        herald
+            .metric(r#"herald_deliveries_total{destination="sh",outcome="delivered"}"#)
+            .await
+            >= 60.0
+    })
+    .await;
+    assert!(delivered, "{}", herald.log());
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let got = findings(&moto, &refs);
+    for (id, f) in ids.iter().zip(&got) {
+        assert_eq!(f.len(), 1, "{id}: {f:?}");
+        assert_eq!(
+            f[0],
+            expected(id, "123456789012", "2026-12-07T09:00:00Z", false)
+        );
+    }
+    let log = std::fs::read_to_string(moto.get("log")).unwrap();
+    let calls = log.matches("POST /findings/import").count();
+    println!("security hub batching: 60 findings in {calls} BatchImportFindings calls");
+    assert!((1..=15).contains(&calls), "{calls} calls for 60 findings");
+    assert_eq!(
+        herald
+            .metric(r#"herald_deliveries_total{destination="sh",outcome="delivered"}"#)
+            .await,
+        60.0
+    );
+    herald.signal(libc::SIGTERM);
+    herald.wait_exit(Duration::from_secs(20));
+}

@@ -1,0 +1,147 @@
+//! Batches formed from concurrent deliveries: each delivery hands in its
+//! payload and waits for its own outcome; one request carries up to
+//! `items` payloads (or `bytes`), waiting at most `linger` after the first.
+//! Splunk HEC sends one result to every member of a batch; Security Hub one
+//! per finding.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{FailureReason, SendError};
+
+/// What one batch may hold.
+#[derive(Clone, Copy, Debug)]
+pub struct BatchLimits {
+    pub items: usize,
+    pub bytes: usize,
+    pub linger: Duration,
+}
+
+/// Sends one batch; answers one outcome per payload, in order.
+pub type PostBatch =
+    Arc<dyn Fn(Vec<Vec<u8>>) -> BoxFuture<'static, Vec<Result<(), SendError>>> + Send + Sync>;
+
+type Waiter = oneshot::Sender<Result<(), SendError>>;
+
+pub struct Batcher {
+    limits: BatchLimits,
+    post: PostBatch,
+    /// Started on first use, inside the runtime (config is read outside it).
+    tx: OnceLock<mpsc::Sender<(Vec<u8>, Waiter)>>,
+}
+
+fn stopped() -> SendError {
+    SendError::retryable(FailureReason::Connect, "batcher stopped")
+}
+
+impl Batcher {
+    pub fn new(limits: BatchLimits, post: PostBatch) -> Batcher {
+        Batcher {
+            limits,
+            post,
+            tx: OnceLock::new(),
+        }
+    }
+
+    /// Hands `payload` to the next batch and waits for its outcome.
+    pub async fn submit(&self, payload: Vec<u8>) -> Result<(), SendError> {
+        let tx = self.tx.get_or_init(|| {
+            let (tx, rx) = mpsc::channel(self.limits.items * 4);
+            tokio::spawn(batch_loop(self.post.clone(), rx, self.limits));
+            tx
+        });
+        let (done, wait) = oneshot::channel();
+        tx.send((payload, done)).await.map_err(|_| stopped())?;
+        wait.await.unwrap_or_else(|_| Err(stopped()))
+    }
+}
+
+async fn batch_loop(
+    post: PostBatch,
+    mut rx: mpsc::Receiver<(Vec<u8>, Waiter)>,
+    limits: BatchLimits,
+) {
+    while let Some((first, tx)) = rx.recv().await {
+        let mut bytes = first.len();
+        let (mut items, mut waiters) = (vec![first], vec![tx]);
+        let deadline = tokio::time::Instant::now() + limits.linger;
+        while items.len() < limits.items && bytes < limits.bytes {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some((item, tx))) => {
+                    bytes += item.len();
+                    items.push(item);
+                    waiters.push(tx);
+                }
+                _ => break,
+            }
+        }
+        let post = post.clone();
+        tokio::spawn(async move {
+            let n = waiters.len();
+            let mut results = post(items).await;
+            if results.len() != n {
+                let e = SendError::retryable(
+                    FailureReason::ServerError,
+                    format!("a batch of {n} gave {} outcomes", results.len()),
+                );
+                results = vec![Err(e); n];
+            }
+            for (w, r) in waiters.into_iter().zip(results) {
+                let _ = w.send(r);
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[tokio::test]
+    async fn concurrent_payloads_share_a_batch_and_each_gets_its_own_outcome() {
+        let seen: Arc<Mutex<Vec<usize>>> = Arc::default();
+        let s = seen.clone();
+        let post: PostBatch = Arc::new(move |items: Vec<Vec<u8>>| {
+            s.lock().unwrap().push(items.len());
+            Box::pin(async move {
+                items
+                    .iter()
+                    .map(|i| match i.as_slice() {
+                        b"bad" => Err(SendError::permanent(FailureReason::ClientError, "bad")),
+                        _ => Ok(()),
+                    })
+                    .collect()
+            })
+        });
+        let b = Arc::new(Batcher::new(
+            BatchLimits {
+                items: 3,
+                bytes: 1 << 20,
+                linger: Duration::from_millis(200),
+            },
+            post,
+        ));
+        let tasks: Vec<_> = ["a", "bad", "c", "d"]
+            .into_iter()
+            .map(|p| {
+                let b = b.clone();
+                tokio::spawn(async move { b.submit(p.as_bytes().to_vec()).await })
+            })
+            .collect();
+        let mut outcomes = Vec::new();
+        for t in tasks {
+            outcomes.push(t.await.unwrap().map_err(|e| e.message));
+        }
+        assert_eq!(
+            outcomes,
+            vec![Ok(()), Err("bad".to_string()), Ok(()), Ok(())]
+        );
+        let mut sizes = seen.lock().unwrap().clone();
+        sizes.sort();
+        assert_eq!(sizes, vec![1, 3]);
+    }
+}
