@@ -17,6 +17,8 @@
 #             access_key_id, secret_access_key, role_arn, account_id
 #             (key=value lines)
 #   findings ID...  the findings with these ids, as JSON (scripts/moto/findings.py)
+#   validate FILE...  check BatchImportFindings bodies against botocore's
+#             securityhub service model (scripts/moto/validate.py)
 #
 # Environment:
 #   HERALD_STACK_DIR   state root (default ~/.cache/herald-stack)
@@ -165,6 +167,10 @@ findings)
   # Without authentication any key will do.
   "$VENV_PY" "$SRC_DIR/findings.py" "$ENDPOINT" "$REGION" "${access_key_id:-anonymous}" \
     "${secret_access_key:-anonymous}" "$@"
+  ;;
+validate)
+  install_venv >&2
+  "$VENV_PY" "$SRC_DIR/validate.py" "$@"
   ;;
 *)
   sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' >&2

@@ -403,3 +403,89 @@ async fn concurrent_findings_share_calls_and_each_arrives_once() {
     herald.signal(libc::SIGTERM);
     herald.wait_exit(Duration::from_secs(20));
 }
+
+/// Every shape herald renders (deployment and resource alerts, each state,
+/// Central's 32-resource cap, the fixtures) passes the validation the AWS
+/// SDKs apply, from botocore's `securityhub` service model.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rendered_findings_are_valid_for_botocores_service_model() {
+    let moto = moto();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("herald.toml");
+    let cfg = kit::config(
+        "in",
+        "dlq",
+        "g",
+        "",
+        &destination(&moto, "123456789012", "", ""),
+    );
+    std::fs::write(
+        &config,
+        cfg.replace("{http}", "127.0.0.1:1")
+            .replace("{admin}", "127.0.0.1:2"),
+    )
+    .unwrap();
+    let containers: Vec<String> = (0..40)
+        .map(|i| {
+            format!(
+                r#"{{"name":"c{i}","image":{{"id":"sha256:{i}","name":{{"fullName":"r/i:{i}"}}}}}}"#
+            )
+        })
+        .collect();
+    let many = format!(
+        r#"{{"id":"many","policy":{{"name":"p"}},"deployment":{{"name":"d","containers":[{}]}},"violations":[{{"message":"v"}}]}}"#,
+        containers.join(",")
+    );
+    let mut inputs = vec![
+        ("active", alert("a-1", "ACTIVE", "2026-12-07T09:00:00Z")),
+        ("resolved", alert("a-1", "RESOLVED", "2026-12-07T09:00:00Z")),
+        (
+            "attempted",
+            alert("a-1", "ATTEMPTED", "2026-12-07T09:00:00Z"),
+        ),
+        (
+            "bare",
+            r#"{"id":"b","policy":{},"resource":{"resourceType":"SECRETS","name":"s"}}"#
+                .to_string(),
+        ),
+        ("many", many),
+    ];
+    for f in ["alert-deployment-runtime.json", "alert-resource.json"] {
+        inputs.push((f, kit::fixture_text(f)));
+    }
+    let mut bodies = Vec::new();
+    for (name, value) in &inputs {
+        let input = dir.path().join(format!("{name}.in"));
+        std::fs::write(&input, value).unwrap();
+        let out = kit::cli(
+            &[
+                "render",
+                "--destination",
+                "sh",
+                "--now",
+                "2026-12-07T10:00:00Z",
+                "--input",
+                input.to_str().unwrap(),
+            ],
+            &config,
+        );
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let body = dir.path().join(format!("{name}.json"));
+        std::fs::write(&body, &out.stdout).unwrap();
+        bodies.push(body.to_str().unwrap().to_string());
+    }
+    let mut args = vec!["validate"];
+    args.extend(bodies.iter().map(String::as_str));
+    let report = moto.output(&args);
+    assert_eq!(report.matches(": valid").count(), inputs.len(), "{report}");
+    let many: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("many.json")).unwrap()).unwrap();
+    assert_eq!(
+        many["Findings"][0]["Resources"].as_array().unwrap().len(),
+        32
+    );
+}
