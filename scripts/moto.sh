@@ -88,7 +88,7 @@ ready() {
 start_moto() {
   install_venv
   local pid
-  if pid=$(our_pid) && [[ -f $INFO_FILE ]]; then
+  if pid=$(our_pid) && [[ -f $INFO_FILE ]] && grep -qx "auth=$AUTH" "$INFO_FILE"; then
     log "server already running (pid $pid)"
     return 0
   fi
@@ -105,14 +105,16 @@ start_moto() {
   echo "$pid" >"$PID_FILE"
   wait_for "$START_TIMEOUT" 0.2 ready "$pid" ||
     die "moto (pid $pid) did not answer on $ENDPOINT within ${START_TIMEOUT}s (log: $LOG_FILE)"
-  if [[ $AUTH == 1 ]]; then
-    "$VENV_PY" "$SRC_DIR/setup.py" "$ENDPOINT" "$REGION" >"$INFO_FILE.tmp" ||
-      die "moto setup failed (log: $LOG_FILE)"
-  else
-    : >"$INFO_FILE.tmp"
-  fi
+  # The file holds a secret key.
+  (
+    umask 077
+    echo "auth=$AUTH" >"$INFO_FILE.tmp"
+    if [[ $AUTH == 1 ]]; then
+      "$VENV_PY" "$SRC_DIR/setup.py" "$ENDPOINT" "$REGION" >>"$INFO_FILE.tmp" ||
+        die "moto setup failed (log: $LOG_FILE)"
+    fi
+  )
   mv "$INFO_FILE.tmp" "$INFO_FILE"
-  chmod 600 "$INFO_FILE"
   log "moto $MOTO_VERSION up on $ENDPOINT after $((SECONDS - t0))s, authentication $([[ $AUTH == 1 ]] && echo on || echo off)"
 }
 
@@ -162,11 +164,12 @@ status)
   ;;
 info) print_info ;;
 findings)
-  # shellcheck disable=SC1090 # key=value lines written by setup.py
-  source "$INFO_FILE"
+  [[ -f $INFO_FILE ]] || die "moto is not running (no $INFO_FILE)"
+  key_id=$(sed -n 's/^access_key_id=//p' "$INFO_FILE")
+  secret=$(sed -n 's/^secret_access_key=//p' "$INFO_FILE")
   # Without authentication any key will do.
-  "$VENV_PY" "$SRC_DIR/findings.py" "$ENDPOINT" "$REGION" "${access_key_id:-anonymous}" \
-    "${secret_access_key:-anonymous}" "$@"
+  "$VENV_PY" "$SRC_DIR/findings.py" "$ENDPOINT" "$REGION" "${key_id:-anonymous}" \
+    "${secret:-anonymous}" "$@"
   ;;
 validate)
   install_venv >&2

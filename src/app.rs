@@ -84,6 +84,7 @@ pub async fn run(
             tracker: tracker.clone(),
             metrics: metrics.clone(),
             health: health.clone(),
+            retired: Default::default(),
         }
     };
     let consumer = Arc::new(source::consumer(k, ctx())?);
@@ -601,6 +602,9 @@ impl Dispatcher {
                     &mut *self.consumer.write().unwrap_or_else(|p| p.into_inner()),
                     Arc::new(c),
                 );
+                // Its callbacks, still running while it closes, must not
+                // touch what the new consumer now owns.
+                old.context().retire();
                 tokio::spawn(close_consumer(old));
                 true
             }
@@ -613,14 +617,24 @@ impl Dispatcher {
         }
     }
 
-    /// A consumer out of its group past `kafka.rejoin_timeout` while a broker
-    /// answers another client is replaced: after a broker restart librdkafka
-    /// can stay wedged (every broker "down" to it, its join request queued
-    /// and never sent) although the broker is back. False when herald must
-    /// stop.
+    /// A consumer out of its group past `kafka.rejoin_timeout`, with every
+    /// broker down to it, while a broker answers another client, is
+    /// replaced: after a broker restart librdkafka can stay wedged that way
+    /// (its join request queued on a connection that never comes up)
+    /// although the broker is back. A consumer that sees its brokers but
+    /// cannot join (a slow rebalance, a group it may not use) is left alone.
+    /// False when herald must stop.
     async fn check_group(&mut self) -> bool {
         let limit = self.running.kafka.rejoin_timeout.0;
-        let Some(out) = self.health.group_unjoined_for().filter(|out| *out >= limit) else {
+        let wedged = self
+            .health
+            .brokers_down
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let Some(out) = self
+            .health
+            .group_unjoined_for()
+            .filter(|out| *out >= limit && wedged)
+        else {
             return true;
         };
         // The next check is a whole rejoin_timeout away, whatever the answer.
@@ -628,7 +642,7 @@ impl Dispatcher {
         let out = humantime::format_duration(Duration::from_secs(out.as_secs()));
         if !self
             .dead_letters
-            .brokers_answer(Duration::from_secs(10))
+            .brokers_answer(Duration::from_secs(5))
             .await
         {
             tracing::warn!(group = %self.running.kafka.group_id, %out, "out of the consumer group, and no broker answers either: waiting");

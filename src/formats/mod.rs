@@ -8,6 +8,7 @@ pub mod jira;
 pub mod pagerduty;
 pub mod prune;
 pub mod securityhub;
+pub mod sentinel;
 pub mod slack;
 pub mod splunk;
 pub mod sumologic;

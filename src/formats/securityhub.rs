@@ -136,12 +136,22 @@ fn note() -> Value {
 /// Central's note last when violations were left out.
 pub fn resources(a: &AlertFields) -> Vec<Value> {
     let mut out = entity_resources(a);
-    if out.len() >= MAX_RESOURCES {
-        out.truncate(MAX_RESOURCES - 1);
-        out.push(note());
+    let n = a.violations.len();
+    // Central's loop below only stops at exactly 31; with 31 or more entity
+    // resources it would never stop.
+    if out.len() >= MAX_RESOURCES - 1 {
+        if out.len() == MAX_RESOURCES - 1 && n <= 1 {
+            out.extend(
+                a.violations
+                    .iter()
+                    .map(|v| other(format!("violation: {}", v.message), None)),
+            );
+        } else {
+            out.truncate(MAX_RESOURCES - 1);
+            out.push(note());
+        }
         return out;
     }
-    let n = a.violations.len();
     for (i, v) in a.violations.iter().enumerate() {
         out.push(other(format!("violation: {}", v.message), None));
         if out.len() == MAX_RESOURCES - 1 && i != n - 1 {
@@ -180,6 +190,7 @@ pub fn finding(a: &AlertFields, t: &Target<'_>, now: DateTime<Utc>) -> Value {
         "SourceUrl": alert_link(t.ui_endpoint, a),
         "Resources": resources(a),
     });
+    // Central's mapping.go treats SNOOZED as ACTIVE.
     let state = match a.state {
         AlertState::Active | AlertState::Snoozed => Some(("FAILED", "ACTIVE")),
         AlertState::Resolved => Some(("PASSED", "ARCHIVED")),
@@ -376,6 +387,19 @@ mod tests {
         let r = resources(&with_violations(0, 500));
         assert_eq!(r.len(), 32);
         assert_eq!(ids(&r)[31], note);
+        // 30 containers + the deployment = 31: one violation fits, two do not.
+        let r = resources(&with_violations(30, 1));
+        assert_eq!((r.len(), ids(&r)[31].as_str()), (32, "violation: v0"));
+        let r = resources(&with_violations(30, 2));
+        assert_eq!((r.len(), ids(&r)[31].as_str()), (32, note));
+        let r = resources(&with_violations(30, 0));
+        assert_eq!(r.len(), 31);
+        // 29 containers: 30 entity resources, then Central's loop.
+        let r = resources(&with_violations(29, 5));
+        assert_eq!(
+            (r.len(), ids(&r)[30].as_str(), ids(&r)[31].as_str()),
+            (32, "violation: v0", note)
+        );
         // 40 containers alone would pass the limit: cut to 31 and the note.
         let r = resources(&with_violations(40, 3));
         assert_eq!(r.len(), 32);

@@ -109,6 +109,8 @@ struct Hub {
 
 /// Credentials are renewed this long before they expire.
 const RENEW_AHEAD: Duration = Duration::from_secs(300);
+/// The longest wait for the credential chain (STS, instance metadata).
+const CREDENTIALS_TIMEOUT: Duration = Duration::from_secs(20);
 
 fn valid_region(r: &str) -> bool {
     !r.is_empty()
@@ -328,12 +330,20 @@ impl Hub {
         if let Some(c) = fresh {
             return Ok(c.clone());
         }
-        let c = self
-            .provider()
-            .await?
-            .provide_credentials()
-            .await
-            .map_err(|e| auth_error("no AWS credentials", aws_error_chain(&e)))?;
+        let c = tokio::time::timeout(CREDENTIALS_TIMEOUT, async {
+            self.provider()
+                .await?
+                .provide_credentials()
+                .await
+                .map_err(|e| auth_error("no AWS credentials", aws_error_chain(&e)))
+        })
+        .await
+        .map_err(|_| {
+            auth_error(
+                "no AWS credentials",
+                format!("the credential chain did not answer within {CREDENTIALS_TIMEOUT:?}"),
+            )
+        })??;
         *cached = Some(c.clone());
         Ok(c)
     }
@@ -439,11 +449,27 @@ impl Hub {
             let body =
                 securityhub::import_body(&call.iter().map(|(_, f)| f.clone()).collect::<Vec<_>>());
             let answer = self.send_body(&body).await;
-            for (i, f) in &call {
-                outcomes[*i] = Some(match &answer {
-                    Ok(r) => r.outcome_of(finding_id(f), &self.target),
-                    Err(e) => Err(e.clone()),
-                });
+            match answer {
+                // The call as a whole was refused for good (too large, one
+                // finding the service cannot parse): each finding alone, so
+                // only what is wrong fails.
+                Err(e) if !e.retryable && call.len() > 1 => {
+                    for (i, f) in &call {
+                        let body = securityhub::import_body(std::slice::from_ref(f));
+                        outcomes[*i] = Some(match self.send_body(&body).await {
+                            Ok(r) => r.outcome_of(finding_id(f), &self.target),
+                            Err(e) => Err(e),
+                        });
+                    }
+                }
+                answer => {
+                    for (i, f) in &call {
+                        outcomes[*i] = Some(match &answer {
+                            Ok(r) => r.outcome_of(finding_id(f), &self.target),
+                            Err(e) => Err(e.clone()),
+                        });
+                    }
+                }
             }
             findings = later;
         }
@@ -789,31 +815,31 @@ mod tests {
         };
         // a1 twice: its second version waits for a call of its own.
         let ids = ["a1", "bad2", "a3", "a1", "a4"];
-        let tasks: Vec<_> = ids
+        let events: Vec<_> = ids
             .iter()
             .enumerate()
             .map(|(i, id)| {
-                let n = n.clone();
                 let event = crate::model::test_event(&format!(
                     r#"{{"id":"{id}","policy":{{"name":"p"}},"deployment":{{"name":"d"}},"violations":[{{"message":"v{i}"}}]}}"#
                 ));
                 let body = n.render(&event, &Target::default(), &ctx).unwrap();
-                tokio::spawn(async move {
-                    // In order, so the batch sees them so.
-                    tokio::time::sleep(Duration::from_millis(20 * i as u64)).await;
-                    let meta = SendMeta {
-                        idempotency_key: String::new(),
-                    };
-                    n.send(&event, &Target::default(), &body, &meta)
-                        .await
-                        .map_err(|e| (e.reason, e.retryable, e.message))
-                })
+                (event, body)
             })
             .collect();
-        let mut outcomes = Vec::new();
-        for t in tasks {
-            outcomes.push(t.await.unwrap());
-        }
+        let meta = SendMeta {
+            idempotency_key: String::new(),
+        };
+        let target = Target::default();
+        // join_all polls in order, so the batch receives them in order.
+        let outcomes: Vec<_> = futures::future::join_all(
+            events
+                .iter()
+                .map(|(event, body)| n.send(event, &target, body, &meta)),
+        )
+        .await
+        .into_iter()
+        .map(|r| r.map_err(|e| (e.reason, e.retryable, e.message)))
+        .collect();
         let refused = Err((
             FailureReason::ClientError,
             false,

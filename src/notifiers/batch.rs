@@ -64,12 +64,24 @@ async fn batch_loop(
     mut rx: mpsc::Receiver<(Vec<u8>, Waiter)>,
     limits: BatchLimits,
 ) {
-    while let Some((first, tx)) = rx.recv().await {
+    // An item that would have made the last batch too large starts the next.
+    let mut carried: Option<(Vec<u8>, Waiter)> = None;
+    loop {
+        let Some((first, tx)) = (match carried.take() {
+            Some(c) => Some(c),
+            None => rx.recv().await,
+        }) else {
+            return;
+        };
         let mut bytes = first.len();
         let (mut items, mut waiters) = (vec![first], vec![tx]);
         let deadline = tokio::time::Instant::now() + limits.linger;
         while items.len() < limits.items && bytes < limits.bytes {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some((item, tx))) if bytes + item.len() > limits.bytes => {
+                    carried = Some((item, tx));
+                    break;
+                }
                 Ok(Some((item, tx))) => {
                     bytes += item.len();
                     items.push(item);
@@ -143,5 +155,34 @@ mod tests {
         let mut sizes = seen.lock().unwrap().clone();
         sizes.sort();
         assert_eq!(sizes, vec![1, 3]);
+    }
+
+    #[tokio::test]
+    async fn an_item_that_would_pass_the_byte_limit_starts_the_next_batch() {
+        let seen: Arc<Mutex<Vec<Vec<usize>>>> = Arc::default();
+        let s = seen.clone();
+        let post: PostBatch = Arc::new(move |items: Vec<Vec<u8>>| {
+            s.lock().unwrap().push(items.iter().map(Vec::len).collect());
+            let n = items.len();
+            Box::pin(async move { vec![Ok(()); n] })
+        });
+        let b = Batcher::new(
+            BatchLimits {
+                items: 10,
+                bytes: 100,
+                linger: Duration::from_millis(200),
+            },
+            post,
+        );
+        let sizes = [60, 30, 50, 120, 10];
+        let results =
+            futures::future::join_all(sizes.iter().map(|n| b.submit(vec![b'x'; *n]))).await;
+        assert!(results.iter().all(Result::is_ok));
+        // 60+30 fit, 50 would pass 100; 50 alone, then 120 (alone: too big
+        // for anything else), then 10.
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![vec![60, 30], vec![50], vec![120], vec![10]]
+        );
     }
 }

@@ -25,6 +25,7 @@ pub mod email;
 pub mod error;
 pub mod http;
 pub mod jira;
+pub mod microsoft_sentinel;
 pub mod pagerduty;
 pub mod splunk;
 pub mod sumologic;
@@ -218,6 +219,12 @@ pub static TYPES: &[NotifierType] = &[
         name: "jira",
         default_audit: false,
         parse: parse_as::<jira::Settings>,
+    },
+    NotifierType {
+        name: "microsoft_sentinel",
+        // Central sends audit messages when the audit data collection rule is set.
+        default_audit: true,
+        parse: parse_as::<microsoft_sentinel::Settings>,
     },
     NotifierType {
         name: "pagerduty",

@@ -25,12 +25,18 @@ pub struct SourceContext {
     pub tracker: Arc<Tracker>,
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
+    /// Set when a new consumer replaced this one: its late callbacks (it
+    /// may take a while to close) are ignored.
+    pub retired: std::sync::atomic::AtomicBool,
 }
 
 pub type KafkaConsumer = StreamConsumer<SourceContext>;
 
 impl ClientContext for SourceContext {
     fn stats(&self, stats: Statistics) {
+        if self.is_retired() {
+            return;
+        }
         let up = stats.brokers.values().any(|b| b.state == "UP");
         self.health.brokers_down.store(!up, Ordering::Relaxed);
         if let Some(g) = &stats.cgrp {
@@ -50,6 +56,9 @@ impl ClientContext for SourceContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        if self.is_retired() {
+            return;
+        }
         if matches!(error, KafkaError::Global(RDKafkaErrorCode::AllBrokersDown)) {
             self.health.brokers_down.store(true, Ordering::Relaxed);
         }
@@ -72,6 +81,9 @@ impl ClientContext for SourceContext {
 
 impl ConsumerContext for SourceContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if self.is_retired() {
+            return;
+        }
         if let Rebalance::Revoke(tpl) = rebalance {
             let tps = tps_of(tpl);
             // Commit what is final before the partitions go; in-flight work of
@@ -111,6 +123,9 @@ impl ConsumerContext for SourceContext {
     }
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if self.is_retired() {
+            return;
+        }
         match rebalance {
             Rebalance::Assign(tpl) => {
                 let tps = tps_of(tpl);
@@ -126,6 +141,14 @@ impl ConsumerContext for SourceContext {
 }
 
 impl SourceContext {
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::Relaxed);
+    }
+
+    fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Relaxed)
+    }
+
     fn update_assigned(&self, consumer: &BaseConsumer<Self>) {
         self.set_assigned(consumer.assignment().map(|a| a.count()).unwrap_or(0));
     }

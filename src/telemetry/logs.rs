@@ -16,7 +16,14 @@ pub fn init(level: &str, json: bool) {
     let filter = std::env::var("RUST_LOG")
         .ok()
         .and_then(|v| EnvFilter::try_new(v).ok())
-        .unwrap_or_else(|| EnvFilter::new(level));
+        .unwrap_or_else(|| EnvFilter::new(level))
+        // The AWS SDK traces whole requests, bodies with tokens included
+        // (AssumeRoleWithWebIdentity carries the web identity token).
+        .add_directive(quiet("aws_smithy_runtime"))
+        .add_directive(quiet("aws_smithy_runtime_api"))
+        .add_directive(quiet("aws_config"))
+        .add_directive(quiet("aws_sdk_sts"))
+        .add_directive(quiet("oauth2"));
     let ansi = std::io::stderr().is_terminal();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -30,6 +37,10 @@ pub fn init(level: &str, json: bool) {
     } else {
         builder.try_init()
     };
+}
+
+fn quiet(target: &str) -> tracing_subscriber::filter::Directive {
+    format!("{target}=info").parse().expect("a valid directive")
 }
 
 /// Wraps a writer of whole log lines (tracing writes each event with one

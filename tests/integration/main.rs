@@ -16,6 +16,7 @@ mod kit;
 mod prometheus;
 mod reload;
 mod security_hub;
+mod sentinel;
 mod source;
 mod splunk;
 mod syslog;

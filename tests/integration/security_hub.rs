@@ -304,7 +304,10 @@ async fn a_web_identity_token_file_is_exchanged_at_sts() {
     let moto = Service::private_in(
         "moto.sh",
         "MOTO_RUN_DIR",
-        &[("MOTO_PORT", "15020"), ("MOTO_AUTH", "0")],
+        &[
+            ("MOTO_PORT", &kit::free_port().to_string()),
+            ("MOTO_AUTH", "0"),
+        ],
     );
     let private = tempfile::tempdir().unwrap();
     let s = kit::Stack::new("sh-web", 1).await;
@@ -355,7 +358,10 @@ async fn concurrent_findings_share_calls_and_each_arrives_once() {
     let moto = Service::private_in(
         "moto.sh",
         "MOTO_RUN_DIR",
-        &[("MOTO_PORT", "15030"), ("MOTO_AUTH", "0")],
+        &[
+            ("MOTO_PORT", &kit::free_port().to_string()),
+            ("MOTO_AUTH", "0"),
+        ],
     );
     let s = kit::Stack::new("sh-batch", 1).await;
     let extra = "workers = 16\nbatch_linger = \"200ms\"\naccess_key_id = \"AKIDBATCH\"\nsecret_access_key = \"any\"";

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod azure;
 pub mod hec;
 pub mod jira;
 pub mod receiver;
