@@ -16,6 +16,24 @@ fn moto() -> Service {
     Service::shared_of("moto.sh")
 }
 
+/// A moto of the test's own, authentication off.
+fn private_moto() -> Service {
+    Service::private_in(
+        "moto.sh",
+        "MOTO_RUN_DIR",
+        &[
+            ("MOTO_PORT", &kit::free_port().to_string()),
+            ("MOTO_AUTH", "0"),
+        ],
+    )
+}
+
+/// Produces [`alert`] `id`, ACTIVE at 09:00.
+async fn produce_active(p: &rdkafka::producer::FutureProducer, topic: &str, id: &str) {
+    let value = alert(id, "ACTIVE", "2026-12-07T09:00:00Z");
+    kit::produce(p, topic, Some(id), value.as_bytes()).await;
+}
+
 /// The findings moto holds for each id (a list per id, so a duplicate shows).
 fn findings(moto: &Service, ids: &[&str]) -> Vec<Vec<Value>> {
     let mut args = vec!["findings"];
@@ -186,8 +204,6 @@ async fn alerts_become_centrals_findings_and_resolved_archives_them() {
     let secret = moto.get("secret_access_key");
     assert!(!herald.log().contains(secret), "the secret key is logged");
     assert!(!herald.metrics().await.contains(secret));
-    herald.signal(libc::SIGTERM);
-    herald.wait_exit(Duration::from_secs(20));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -211,13 +227,7 @@ async fn a_wrong_secret_is_refused_by_the_signature_check_and_parks_as_auth_erro
     herald.wait_ready(Duration::from_secs(30)).await;
     let id = kit::unique("sh-bad");
     let p = kit::producer();
-    kit::produce(
-        &p,
-        &s.topic,
-        Some(&id),
-        alert(&id, "ACTIVE", "2026-12-07T09:00:00Z").as_bytes(),
-    )
-    .await;
+    produce_active(&p, &s.topic, &id).await;
     let parked = kit::eventually(Duration::from_secs(30), || async {
         herald
             .metric(r#"herald_deliveries_total{destination="sh",outcome="parked"}"#)
@@ -240,8 +250,6 @@ async fn a_wrong_secret_is_refused_by_the_signature_check_and_parks_as_auth_erro
     assert_eq!(findings(&moto, &[&id]), vec![Vec::<Value>::new()]);
     assert!(!herald.log().contains(wrong));
     assert!(!herald.metrics().await.contains(wrong));
-    herald.signal(libc::SIGTERM);
-    herald.wait_exit(Duration::from_secs(20));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -267,13 +275,7 @@ async fn an_assumed_role_signs_with_sts_credentials() {
     herald.wait_ready(Duration::from_secs(30)).await;
     let id = kit::unique("sh-role");
     let p = kit::producer();
-    kit::produce(
-        &p,
-        &s.topic,
-        Some(&id),
-        alert(&id, "ACTIVE", "2026-12-07T09:00:00Z").as_bytes(),
-    )
-    .await;
+    produce_active(&p, &s.topic, &id).await;
     let got = wait_finding(&moto, &id, "ACTIVE").await;
     assert_eq!(
         got,
@@ -291,8 +293,6 @@ async fn an_assumed_role_signs_with_sts_credentials() {
         "{}",
         herald.log()
     );
-    herald.signal(libc::SIGTERM);
-    herald.wait_exit(Duration::from_secs(20));
 }
 
 /// The web identity chain (EKS, OpenShift with an OIDC provider): the token
@@ -301,14 +301,7 @@ async fn an_assumed_role_signs_with_sts_credentials() {
 /// AWS takes unsigned), so this runs against a private moto without it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_web_identity_token_file_is_exchanged_at_sts() {
-    let moto = Service::private_in(
-        "moto.sh",
-        "MOTO_RUN_DIR",
-        &[
-            ("MOTO_PORT", &kit::free_port().to_string()),
-            ("MOTO_AUTH", "0"),
-        ],
-    );
+    let moto = private_moto();
     let private = tempfile::tempdir().unwrap();
     let s = kit::Stack::new("sh-web", 1).await;
     let token = private.path().join("token");
@@ -327,13 +320,7 @@ async fn a_web_identity_token_file_is_exchanged_at_sts() {
     herald.wait_ready(Duration::from_secs(30)).await;
     let id = kit::unique("sh-web");
     let p = kit::producer();
-    kit::produce(
-        &p,
-        &s.topic,
-        Some(&id),
-        alert(&id, "ACTIVE", "2026-12-07T09:00:00Z").as_bytes(),
-    )
-    .await;
+    produce_active(&p, &s.topic, &id).await;
     let got = wait_finding(&moto, &id, "ACTIVE").await;
     assert_eq!(
         got,
@@ -345,8 +332,6 @@ async fn a_web_identity_token_file_is_exchanged_at_sts() {
         "{log}"
     );
     assert!(!log.contains("c2lnbmF0dXJl"), "the token is logged");
-    herald.signal(libc::SIGTERM);
-    herald.wait_exit(Duration::from_secs(20));
 }
 
 /// Concurrent deliveries share `BatchImportFindings` calls: 60 alerts with
@@ -355,14 +340,7 @@ async fn a_web_identity_token_file_is_exchanged_at_sts() {
 /// this test's calls only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_findings_share_calls_and_each_arrives_once() {
-    let moto = Service::private_in(
-        "moto.sh",
-        "MOTO_RUN_DIR",
-        &[
-            ("MOTO_PORT", &kit::free_port().to_string()),
-            ("MOTO_AUTH", "0"),
-        ],
-    );
+    let moto = private_moto();
     let s = kit::Stack::new("sh-batch", 1).await;
     let extra = "workers = 16\nbatch_linger = \"200ms\"\naccess_key_id = \"AKIDBATCH\"\nsecret_access_key = \"any\"";
     let cfg = s.config("", &destination(&moto, "123456789012", "", extra));
@@ -371,13 +349,7 @@ async fn concurrent_findings_share_calls_and_each_arrives_once() {
     let ids: Vec<String> = (0..60).map(|i| kit::unique(&format!("sh-b{i}"))).collect();
     let p = kit::producer();
     for id in &ids {
-        kit::produce(
-            &p,
-            &s.topic,
-            Some(id),
-            alert(id, "ACTIVE", "2026-12-07T09:00:00Z").as_bytes(),
-        )
-        .await;
+        produce_active(&p, &s.topic, id).await;
     }
     let delivered = kit::eventually(Duration::from_secs(60), || async {
         herald
@@ -406,8 +378,6 @@ async fn concurrent_findings_share_calls_and_each_arrives_once() {
             .await,
         60.0
     );
-    herald.signal(libc::SIGTERM);
-    herald.wait_exit(Duration::from_secs(20));
 }
 
 /// Every shape herald renders (deployment and resource alerts, each state,

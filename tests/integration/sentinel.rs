@@ -105,8 +105,6 @@ async fn alerts_and_audits_reach_their_streams_with_a_client_secret() {
         !log.contains("entra-token-") && !metrics.contains("entra-token-"),
         "a token leaks"
     );
-    herald.signal(libc::SIGTERM);
-    herald.wait_exit(Duration::from_secs(20));
 }
 
 fn openssl(dir: &Path, args: &[&str]) -> Vec<u8> {
@@ -177,8 +175,6 @@ async fn a_client_certificate_signs_an_assertion_entra_verifies() {
         "{}",
         herald.log()
     );
-    herald.signal(libc::SIGTERM);
-    herald.wait_exit(Duration::from_secs(20));
 }
 
 /// Workload identity: the projected token file is read for every exchange,
@@ -243,8 +239,6 @@ async fn a_rotated_token_file_and_a_revoked_token_lose_nothing() {
         !herald.log().contains("projected-token"),
         "the token file's content is logged"
     );
-    herald.signal(libc::SIGTERM);
-    herald.wait_exit(Duration::from_secs(20));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -303,6 +297,4 @@ async fn throttling_and_outages_are_retried_and_a_wrong_secret_parks() {
     assert!(log.contains("invalid_client"), "{log}");
     assert!(!log.contains(wrong) && !herald.metrics().await.contains(wrong));
     assert_eq!(az.records("Custom-StackRoxAlerts").len(), 1);
-    herald.signal(libc::SIGTERM);
-    herald.wait_exit(Duration::from_secs(20));
 }
