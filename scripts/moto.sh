@@ -57,9 +57,12 @@ REGION=us-east-1
 ENDPOINT="http://$HOST:$PORT"
 START_TIMEOUT=60
 
+# Cheap (tests call start and validate often; importing moto takes seconds
+# of CPU): the marker, the interpreter and the installed packages' files.
 installed() {
   venv_current && [[ -x $VENV_PY ]] || return 1
-  "$VENV_PY" -c 'import moto.server, boto3' >/dev/null 2>&1
+  compgen -G "$VENV/lib/python3*/site-packages/moto/server.py" >/dev/null &&
+    compgen -G "$VENV/lib/python3*/site-packages/boto3/__init__.py" >/dev/null
 }
 
 install_venv() {
@@ -86,12 +89,12 @@ ready() {
 }
 
 start_moto() {
-  install_venv
   local pid
   if pid=$(our_pid) && [[ -f $INFO_FILE ]] && grep -qx "auth=$AUTH" "$INFO_FILE"; then
     log "server already running (pid $pid)"
     return 0
   fi
+  install_venv
   [[ -n ${pid:-} ]] && stop_pid "$pid" moto 10
   rm -f "$PID_FILE" "$INFO_FILE"
   ports_free "$HOST" "$PORT"

@@ -594,6 +594,9 @@ impl Dispatcher {
         }
         self.recreated.push(now);
         tracing::error!(error = %why, attempt = self.recreated.len(), "fatal kafka consumer error: replacing the consumer");
+        // The old consumer's callbacks, still running while it closes, must
+        // not touch what the new consumer will own.
+        self.consumer().context().retire();
         self.tracker.revoke_all();
         self.metrics.consumers_recreated.inc();
         match (self.new_consumer)(&self.running.kafka) {
@@ -602,9 +605,6 @@ impl Dispatcher {
                     &mut *self.consumer.write().unwrap_or_else(|p| p.into_inner()),
                     Arc::new(c),
                 );
-                // Its callbacks, still running while it closes, must not
-                // touch what the new consumer now owns.
-                old.context().retire();
                 tokio::spawn(close_consumer(old));
                 true
             }
@@ -617,19 +617,18 @@ impl Dispatcher {
         }
     }
 
-    /// A consumer out of its group past `kafka.rejoin_timeout`, with every
-    /// broker down to it, while a broker answers another client, is
-    /// replaced: after a broker restart librdkafka can stay wedged that way
-    /// (its join request queued on a connection that never comes up)
-    /// although the broker is back. A consumer that sees its brokers but
-    /// cannot join (a slow rebalance, a group it may not use) is left alone.
-    /// False when herald must stop.
+    /// A consumer out of its group past `kafka.rejoin_timeout`, with its
+    /// group coordinator connection (or every broker) down to it, while a
+    /// broker answers another client, is replaced: after a broker restart
+    /// librdkafka can stay wedged that way (its join request queued on a
+    /// connection that never comes up) although the broker is back. A
+    /// consumer connected to its coordinator that still cannot join (a slow
+    /// rebalance) is left alone. False when herald must stop.
     async fn check_group(&mut self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
         let limit = self.running.kafka.rejoin_timeout.0;
-        let wedged = self
-            .health
-            .brokers_down
-            .load(std::sync::atomic::Ordering::Relaxed);
+        let wedged =
+            self.health.coordinator_down.load(Relaxed) || self.health.brokers_down.load(Relaxed);
         let Some(out) = self
             .health
             .group_unjoined_for()

@@ -4,7 +4,7 @@
 //! Go's `encoding/json` (keys sorted, `<>&` escaped, numbers as float64),
 //! wrapped as one record: `[{"msg": …}]`.
 
-use serde_json::{Number, Value};
+use serde_json::Value;
 
 use super::gojson;
 use crate::model::Event;
@@ -12,20 +12,73 @@ use crate::model::Event;
 /// The Logs Ingestion API's limit for one call.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 
-/// Numbers as Go prints a float64 read from JSON: `3.0` as `3`.
-fn as_go_floats(v: &mut Value) {
-    match v {
-        Value::Number(n) => {
-            if let Some(f) = n.as_f64().filter(|_| n.is_f64()) {
-                if f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0 {
-                    *n = Number::from(f as i64);
-                }
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(as_go_floats),
-        Value::Object(m) => m.values_mut().for_each(as_go_floats),
-        _ => {}
+/// A number as Go's `encoding/json` prints the float64 it decoded it into:
+/// fixed notation for 1e-6 <= |x| < 1e21, else the shortest exponent form
+/// (`1e+21`, `1.5e-7`).
+fn go_float(out: &mut String, f: f64) {
+    use std::fmt::Write;
+    let abs = f.abs();
+    if abs == 0.0 || (1e-6..1e21).contains(&abs) {
+        let _ = write!(out, "{f}");
+        return;
     }
+    let e = format!("{f:e}");
+    let (mantissa, exp) = e.split_once('e').unwrap_or((&e, "0"));
+    out.push_str(mantissa);
+    out.push('e');
+    match exp.strip_prefix('-') {
+        Some(neg) => {
+            out.push('-');
+            out.push_str(neg);
+        }
+        None => {
+            out.push('+');
+            out.push_str(exp);
+        }
+    }
+}
+
+/// Go's rendering of a decoded `interface{}`: map keys sorted by bytes,
+/// strings HTML-escaped, every number a float64.
+fn go_value(out: &mut String, v: &Value) {
+    match v {
+        Value::Number(n) => go_float(out, n.as_f64().unwrap_or(0.0)),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                go_value(out, item);
+            }
+            out.push(']');
+        }
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                gojson::write_string(out, k);
+                out.push(':');
+                go_value(out, &m[k]);
+            }
+            out.push('}');
+        }
+        other => gojson::write_value(out, other),
+    }
+}
+
+/// One record `[{"msg": …}]` of protojson text.
+pub fn record(raw: &str) -> Result<Vec<u8>, String> {
+    let v: Value = serde_json::from_str(raw).map_err(|e| e.to_string())?;
+    let mut out = String::with_capacity(raw.len() + 16);
+    out.push_str("[{\"msg\":");
+    go_value(&mut out, &v);
+    out.push_str("}]");
+    Ok(out.into_bytes())
 }
 
 /// `[{"msg": <event>}]` for one event.
@@ -34,16 +87,11 @@ pub fn body(event: &Event) -> Result<Vec<u8>, String> {
         Event::Alert(a) => a.raw.get(),
         Event::Audit(a) => a.raw.get(),
     };
-    let mut v: Value = serde_json::from_str(raw).map_err(|e| e.to_string())?;
-    as_go_floats(&mut v);
-    let mut out = String::with_capacity(raw.len() + 16);
-    out.push_str("[{\"msg\":");
-    gojson::write_value(&mut out, &v);
-    out.push_str("}]");
-    Ok(out.into_bytes())
+    record(raw)
 }
 
-/// Central's test records: an audit request and an alert of a test policy.
+/// Central's test records (protojson): an audit request and an alert of a
+/// test policy (Central's `getTestAlert`, with its dummy cluster id).
 pub fn test_audit() -> &'static str {
     r#"{"request":{"endpoint":"test-endpoint","method":"GET"}}"#
 }
@@ -69,6 +117,18 @@ mod tests {
                 r#""id":"a1","policy":{"name":"\u003cshell\u003e \u0026 co","severity":"HIGH_SEVERITY"},"#,
                 r#""processViolation":{"processes":[{"signal":{"pid":42,"time":"2026-12-07T10:00:00Z"}}]},"score":3}}]"#
             )
+        );
+    }
+
+    #[test]
+    fn numbers_print_as_go_prints_a_float64() {
+        let got = String::from_utf8(
+            record(r#"{"a":[0.000005,1e21,1.5e-7,9007199254740993,-0.0,3.0,7.25,1.5e300]}"#).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            got,
+            r#"[{"msg":{"a":[0.000005,1e+21,1.5e-7,9007199254740992,-0,3,7.25,1.5e+300]}}]"#
         );
     }
 

@@ -100,7 +100,10 @@ struct Token {
 }
 
 struct Auth {
+    /// To the data collection endpoint.
     client: reqwest::Client,
+    /// To Entra ID.
+    entra: reqwest::Client,
     token_url: String,
     client_id: String,
     credential: Credential,
@@ -283,11 +286,19 @@ impl super::Settings for Settings {
             skip_tls_verify: self.skip_tls_verify,
         };
         let client = http::client(tls, ctx.timeout, path, errs);
+        // Entra gets the long-lived credential: its certificate is always
+        // verified, whatever skip_tls_verify says for the endpoint.
+        let entra_tls = TlsSettings {
+            ca_file: &self.ca_file,
+            skip_tls_verify: false,
+        };
+        let entra = http::client(entra_tls, ctx.timeout, path, errs);
         if errs.list.len() > before {
             return None;
         }
         let client = client?;
         let auth = Arc::new(Auth {
+            entra: entra?,
             client: client.clone(),
             token_url: format!("{authority}/{}/oauth2/v2.0/token", tenant?),
             client_id: client_id?,
@@ -415,7 +426,7 @@ impl Auth {
         }
         let target = redact_url(&self.token_url);
         let answer = request
-            .request_async(&self.client)
+            .request_async(&self.entra)
             .await
             .map_err(|e| match e {
                 RequestTokenError::ServerResponse(r) => {
@@ -433,7 +444,10 @@ impl Auth {
                     auth_error(format!("token request to {target}: {e}"))
                 }
             })?;
-        let lifetime = answer.expires_in().unwrap_or(Duration::from_secs(3600));
+        let lifetime = answer
+            .expires_in()
+            .unwrap_or(Duration::from_secs(3600))
+            .min(Duration::from_secs(24 * 3600));
         let token = Token {
             value: Secret::new(answer.access_token().secret().clone()),
             renew_at: Instant::now() + lifetime.saturating_sub(RENEW_AHEAD),
@@ -476,12 +490,19 @@ impl Auth {
             ));
         }
         let (token, mut resp) = self.post(url, &body, None).await?;
-        if matches!(resp.status().as_u16(), 401 | 403) {
+        // 401: the token (expired, revoked); 403 is the role assignment,
+        // which a new token does not change.
+        if resp.status().as_u16() == 401 {
             resp = self.post(url, &body, Some(&token)).await?.1;
         }
+        let status = resp.status().as_u16();
         let mut outcome = http::status_outcome(resp.status(), resp.headers(), &target);
         if let Err(e) = &mut outcome {
-            if e.reason == FailureReason::AuthError {
+            // Credentials and a rule or stream not there yet (a new data
+            // collection rule takes minutes to reach the endpoint) can be
+            // fixed: park. herald's bodies are valid JSON, so a 400 is a
+            // rule whose schema does not fit, fixed the same way.
+            if e.reason == FailureReason::AuthError || matches!(status, 400 | 404) {
                 e.retryable = true;
             }
         }
@@ -551,8 +572,9 @@ impl Notifier for Sentinel {
                 (&self.alerts, sentinel::test_alert(), "alert"),
             ] {
                 if let Some(s) = stream {
-                    let body = format!("[{{\"msg\":{raw}}}]");
-                    self.auth.upload(&s.url, body.into_bytes()).await?;
+                    let body = sentinel::record(raw)
+                        .map_err(|e| SendError::permanent(FailureReason::Render, e))?;
+                    self.auth.upload(&s.url, body).await?;
                     sent.push(what);
                 }
             }

@@ -42,6 +42,13 @@ impl ClientContext for SourceContext {
         if let Some(g) = &stats.cgrp {
             self.health
                 .group_joined(g.state == "up" && g.join_state == "steady");
+            let coordinator_up = stats
+                .brokers
+                .values()
+                .any(|b| b.name.starts_with("GroupCoordinator") && b.state == "UP");
+            self.health
+                .coordinator_down
+                .store(!coordinator_up, Ordering::Relaxed);
         }
         for (topic, t) in &stats.topics {
             for (partition, p) in &t.partitions {

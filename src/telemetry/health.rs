@@ -11,6 +11,9 @@ pub struct Health {
     pub assigned_partitions: AtomicUsize,
     pub brokers_down: AtomicBool,
     pub store_failed: AtomicBool,
+    /// The consumer's connection to its group coordinator is not up (from
+    /// librdkafka's statistics: the logical `GroupCoordinator` broker).
+    pub coordinator_down: AtomicBool,
     /// Since when the consumer has not been a steady member of its group
     /// (from librdkafka's statistics); `None` while it is.
     group_unjoined_since: Mutex<Option<Instant>>,

@@ -129,6 +129,8 @@ fn expected(id: &str, account: &str, time: &str, resolved: bool) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alerts_become_centrals_findings_and_resolved_archives_them() {
+    // Python and moto start outside a herald: keep timing tests off.
+    let _busy = kit::busy();
     let moto = moto();
     let s = kit::Stack::new("sh", 1).await;
     let dir = tempfile::tempdir().unwrap();
@@ -208,6 +210,8 @@ async fn alerts_become_centrals_findings_and_resolved_archives_them() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_secret_is_refused_by_the_signature_check_and_parks_as_auth_error() {
+    // Python and moto start outside a herald: keep timing tests off.
+    let _busy = kit::busy();
     let moto = moto();
     let s = kit::Stack::new("sh-bad", 1).await;
     let dir = tempfile::tempdir().unwrap();
@@ -254,6 +258,8 @@ async fn a_wrong_secret_is_refused_by_the_signature_check_and_parks_as_auth_erro
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_assumed_role_signs_with_sts_credentials() {
+    // Python and moto start outside a herald: keep timing tests off.
+    let _busy = kit::busy();
     let moto = moto();
     let s = kit::Stack::new("sh-role", 1).await;
     let dir = tempfile::tempdir().unwrap();
@@ -301,6 +307,8 @@ async fn an_assumed_role_signs_with_sts_credentials() {
 /// AWS takes unsigned), so this runs against a private moto without it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_web_identity_token_file_is_exchanged_at_sts() {
+    // Python and moto start outside a herald: keep timing tests off.
+    let _busy = kit::busy();
     let moto = private_moto();
     let private = tempfile::tempdir().unwrap();
     let s = kit::Stack::new("sh-web", 1).await;
@@ -340,6 +348,8 @@ async fn a_web_identity_token_file_is_exchanged_at_sts() {
 /// this test's calls only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_findings_share_calls_and_each_arrives_once() {
+    // Python and moto start outside a herald: keep timing tests off.
+    let _busy = kit::busy();
     let moto = private_moto();
     let s = kit::Stack::new("sh-batch", 1).await;
     let extra = "workers = 16\nbatch_linger = \"200ms\"\naccess_key_id = \"AKIDBATCH\"\nsecret_access_key = \"any\"";
@@ -385,6 +395,8 @@ async fn concurrent_findings_share_calls_and_each_arrives_once() {
 /// SDKs apply, from botocore's `securityhub` service model.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rendered_findings_are_valid_for_botocores_service_model() {
+    // Python and moto start outside a herald: keep timing tests off.
+    let _busy = kit::busy();
     let moto = moto();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("herald.toml");

@@ -43,6 +43,8 @@ struct Inner {
     token_requests: usize,
     /// Records received per stream, in order.
     records: HashMap<String, Vec<Value>>,
+    /// Request bodies per stream, as received.
+    bodies: HashMap<String, Vec<Vec<u8>>>,
     uploads: usize,
     refused: Vec<u16>,
     fail_next: Vec<(u16, Option<String>)>,
@@ -105,6 +107,11 @@ impl Azure {
     pub fn records(&self, stream: &str) -> Vec<Value> {
         let inner = self.inner.lock().unwrap();
         inner.records.get(stream).cloned().unwrap_or_default()
+    }
+
+    pub fn bodies(&self, stream: &str) -> Vec<Vec<u8>> {
+        let inner = self.inner.lock().unwrap();
+        inner.bodies.get(stream).cloned().unwrap_or_default()
     }
 
     pub fn token_requests(&self) -> usize {
@@ -279,7 +286,7 @@ async fn upload(
         return refuse(413, "ContentLengthLimitExceeded");
     }
     let records = match serde_json::from_slice::<Value>(&body) {
-        Ok(Value::Array(items)) => items,
+        Ok(Value::Array(items)) if !items.is_empty() && items.iter().all(Value::is_object) => items,
         _ => return refuse(400, "InvalidJson"),
     };
     let injected = az.inner.lock().unwrap().fail_next.pop();
@@ -293,6 +300,11 @@ async fn upload(
     }
     let mut inner = az.inner.lock().unwrap();
     inner.uploads += 1;
+    inner
+        .bodies
+        .entry(stream.clone())
+        .or_default()
+        .push(body.to_vec());
     inner.records.entry(stream).or_default().extend(records);
     StatusCode::NO_CONTENT.into_response()
 }
