@@ -123,7 +123,8 @@ mod tests {
     #[test]
     fn numbers_print_as_go_prints_a_float64() {
         let got = String::from_utf8(
-            record(r#"{"a":[0.000005,1e21,1.5e-7,9007199254740993,-0.0,3.0,7.25,1.5e300]}"#).unwrap(),
+            record(r#"{"a":[0.000005,1e21,1.5e-7,9007199254740993,-0.0,3.0,7.25,1.5e300]}"#)
+                .unwrap(),
         )
         .unwrap();
         assert_eq!(
