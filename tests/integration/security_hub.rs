@@ -86,6 +86,24 @@ retry_max_attempts = 1
     )
 }
 
+/// A herald config for the shared moto with static keys (`secret` written to
+/// a file in `dir`) plus `extra` destination keys.
+fn static_keys_config(
+    moto: &Service,
+    s: &kit::Stack,
+    dir: &std::path::Path,
+    secret: &str,
+    extra: &str,
+) -> String {
+    let secret_file = dir.join("aws-secret");
+    std::fs::write(&secret_file, secret).unwrap();
+    let account = moto.get("account_id");
+    s.config(
+        "",
+        &destination(moto, account, secret_file.to_str().unwrap(), extra),
+    )
+}
+
 fn alert(id: &str, state: &str, time: &str) -> String {
     format!(
         r#"{{"id":"{id}","policy":{{"id":"p-sh","name":"No shells","description":"Shells in containers","categories":["Anomalous Activity","Privileges"],"severity":"CRITICAL_SEVERITY"}},"clusterName":"prod","namespace":"shop","deployment":{{"name":"web","namespace":"shop","clusterName":"prod","containers":[{{"name":"app","image":{{"id":"sha256:0123","name":{{"fullName":"quay.io/shop/web:1.2"}}}}}}]}},"violations":[{{"message":"bash ran in app"}}],"firstOccurred":"2026-12-07T08:00:00Z","time":"{time}","state":"{state}"}}"#
@@ -134,17 +152,7 @@ async fn alerts_become_centrals_findings_and_resolved_archives_them() {
     let moto = moto();
     let s = kit::Stack::new("sh", 1).await;
     let dir = tempfile::tempdir().unwrap();
-    let secret_file = dir.path().join("aws-secret");
-    std::fs::write(&secret_file, moto.get("secret_access_key")).unwrap();
-    let cfg = s.config(
-        "",
-        &destination(
-            &moto,
-            moto.get("account_id"),
-            secret_file.to_str().unwrap(),
-            "",
-        ),
-    );
+    let cfg = static_keys_config(&moto, &s, dir.path(), moto.get("secret_access_key"), "");
     let mut herald = Herald::start(&cfg);
     herald.wait_ready(Duration::from_secs(30)).await;
 
@@ -215,18 +223,8 @@ async fn a_wrong_secret_is_refused_by_the_signature_check_and_parks_as_auth_erro
     let moto = moto();
     let s = kit::Stack::new("sh-bad", 1).await;
     let dir = tempfile::tempdir().unwrap();
-    let secret_file = dir.path().join("aws-secret");
     let wrong = "wrong-secret-0123456789abcdefghijklmnopqrstu";
-    std::fs::write(&secret_file, wrong).unwrap();
-    let cfg = s.config(
-        "",
-        &destination(
-            &moto,
-            moto.get("account_id"),
-            secret_file.to_str().unwrap(),
-            "",
-        ),
-    );
+    let cfg = static_keys_config(&moto, &s, dir.path(), wrong, "");
     let mut herald = Herald::start(&cfg);
     herald.wait_ready(Duration::from_secs(30)).await;
     let id = kit::unique("sh-bad");
@@ -263,18 +261,8 @@ async fn an_assumed_role_signs_with_sts_credentials() {
     let moto = moto();
     let s = kit::Stack::new("sh-role", 1).await;
     let dir = tempfile::tempdir().unwrap();
-    let secret_file = dir.path().join("aws-secret");
-    std::fs::write(&secret_file, moto.get("secret_access_key")).unwrap();
     let role = format!("role_arn = \"{}\"", moto.get("role_arn"));
-    let cfg = s.config(
-        "",
-        &destination(
-            &moto,
-            moto.get("account_id"),
-            secret_file.to_str().unwrap(),
-            &role,
-        ),
-    );
+    let cfg = static_keys_config(&moto, &s, dir.path(), moto.get("secret_access_key"), &role);
     // The SDK's own setting for where STS is.
     let mut herald =
         Herald::start_with_env(&cfg, &[("AWS_ENDPOINT_URL_STS", moto.get("endpoint"))]);
