@@ -465,3 +465,68 @@ async fn rendered_findings_are_valid_for_botocores_service_model() {
         32
     );
 }
+
+/// kill -9 while batches are in flight, then a restart: every finding is in
+/// Security Hub (a finding sent again is the same finding: the API updates
+/// by id), none lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_batch_then_restart_loses_no_finding() {
+    // Python and moto start outside a herald: keep timing tests off.
+    let _busy = kit::busy();
+    let moto = moto();
+    let s = kit::Stack::new("sh-kill", 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let extra = "workers = 16\nbatch_linger = \"100ms\"";
+    let cfg = static_keys_config(&moto, &s, dir.path(), moto.get("secret_access_key"), extra);
+    // The backlog first, so that the kill finds batches in flight.
+    let ids: Vec<String> = (0..1000)
+        .map(|i| kit::unique(&format!("sh-k{i}")))
+        .collect();
+    let p = kit::producer();
+    for id in &ids {
+        produce_active(&p, &s.topic, id).await;
+    }
+    let mut herald = Herald::start(&cfg);
+    herald.wait_ready(Duration::from_secs(30)).await;
+    let started = kit::eventually(Duration::from_secs(30), || async {
+        herald
+            .metric(r#"herald_deliveries_total{destination="sh",outcome="delivered"}"#)
+            .await
+            >= 50.0
+    })
+    .await;
+    assert!(started, "{}", herald.log());
+    let at_kill = herald
+        .metric(r#"herald_deliveries_total{destination="sh",outcome="delivered"}"#)
+        .await;
+    herald.kill9();
+    println!(
+        "security hub kill -9: {at_kill} of {} delivered when killed",
+        ids.len()
+    );
+    herald.spawn();
+    herald.wait_ready(Duration::from_secs(60)).await;
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let mut missing = ids.len();
+    let all = kit::eventually(Duration::from_secs(60), || {
+        missing = findings(&moto, &refs)
+            .iter()
+            .filter(|f| f.is_empty())
+            .count();
+        async move { missing == 0 }
+    })
+    .await;
+    assert!(all, "{missing} of {} findings missing", ids.len());
+    for (id, f) in ids.iter().zip(findings(&moto, &refs)) {
+        assert_eq!(
+            f,
+            vec![expected(
+                id,
+                moto.get("account_id"),
+                "2026-12-07T09:00:00Z",
+                false
+            )]
+        );
+    }
+    assert!(s.committed_all(1, ids.len(), Duration::from_secs(30)).await);
+}
