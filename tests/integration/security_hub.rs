@@ -187,13 +187,8 @@ async fn alerts_become_centrals_findings_and_resolved_archives_them() {
     assert_eq!(findings(&moto, &[&image_id]), vec![Vec::<Value>::new()]);
     let input = dir.path().join("image.json");
     std::fs::write(&input, &image).unwrap();
-    let config = dir.path().join("herald.toml");
-    std::fs::write(
-        &config,
-        cfg.replace("{http}", "127.0.0.1:1")
-            .replace("{admin}", "127.0.0.1:2"),
-    )
-    .unwrap();
+    // The running herald's own config file.
+    let config = herald.config.clone();
     let out = kit::cli(&["explain", "--input", input.to_str().unwrap()], &config);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(

@@ -101,13 +101,8 @@ async fn alerts_and_audits_reach_their_streams_with_a_client_secret() {
     // encoding/json writes them).
     let input = dir.path().join("alert.json");
     std::fs::write(&input, &alert_text).unwrap();
-    let config = dir.path().join("herald.toml");
-    std::fs::write(
-        &config,
-        cfg.replace("{http}", "127.0.0.1:1")
-            .replace("{admin}", "127.0.0.1:2"),
-    )
-    .unwrap();
+    // The running herald's own config file.
+    let config = herald.config.clone();
     let out = kit::cli(
         &[
             "render",
