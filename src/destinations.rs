@@ -12,6 +12,7 @@ use serde::Deserialize;
 use crate::config::{self, field, join, Config, DestinationTables, Errors};
 use crate::delivery::policy::{Policy, RawPolicy, RETIRED};
 use crate::notifiers::{self, BuildContext, Notifier};
+use crate::routing::clusters::ClusterMetadata;
 use crate::routing::namespaces::NamespaceMetadata;
 use crate::routing::{RawRule, Rule};
 
@@ -53,6 +54,13 @@ struct Head {
     ui_endpoint: String,
 }
 
+/// The metadata files every destination shares, and their fingerprint.
+struct Metadata {
+    namespaces: Arc<NamespaceMetadata>,
+    clusters: Arc<ClusterMetadata>,
+    fingerprint: u64,
+}
+
 /// Every destination of `config`, or every problem found, by field path.
 pub fn build(config: &Config) -> Result<Vec<Destination>, Errors> {
     build_tables(&config.destinations)
@@ -71,12 +79,27 @@ pub fn build_tables(tables: &DestinationTables) -> Result<Vec<Destination>, Erro
             }
         },
     };
+    let (clusters, clusters_fingerprint) = match &tables.cluster_metadata {
+        None => (Arc::new(ClusterMetadata::default()), 0),
+        Some(p) => match ClusterMetadata::load(p) {
+            Ok(m) => (Arc::new(m), config::file_fingerprint(p)),
+            Err(e) => {
+                errs.push("cluster_metadata", e);
+                (Arc::new(ClusterMetadata::default()), 0)
+            }
+        },
+    };
+    let metadata = Metadata {
+        namespaces,
+        clusters,
+        fingerprint: namespaces_fingerprint ^ clusters_fingerprint.rotate_left(32),
+    };
     let mut out: Vec<Destination> = Vec::new();
     let mut names = HashSet::new();
     for (i, item) in tables.tables.iter().enumerate() {
         let path = format!("destinations[{i}]");
-        let fingerprint = config::destination_fingerprint(item, namespaces_fingerprint);
-        out.extend(one(item, &path, &namespaces, fingerprint, &mut errs));
+        let fingerprint = config::destination_fingerprint(item, metadata.fingerprint);
+        out.extend(one(item, &path, &metadata, fingerprint, &mut errs));
         if let Some(name) = item.get("name").and_then(toml::Value::as_str) {
             if !names.insert(name.to_string()) {
                 errs.push(
@@ -120,7 +143,7 @@ pub fn load(path: &Path) -> Result<(Config, Vec<Destination>), Errors> {
 fn one(
     item: &toml::Value,
     path: &str,
-    namespaces: &Arc<NamespaceMetadata>,
+    metadata: &Metadata,
     fingerprint: u64,
     errs: &mut Errors,
 ) -> Option<Destination> {
@@ -173,7 +196,8 @@ fn one(
         timeout: policy.timeout,
         ui_endpoint: head.value.ui_endpoint.clone(),
         audit: rule.audit,
-        namespaces: namespaces.clone(),
+        namespaces: metadata.namespaces.clone(),
+        clusters: metadata.clusters.clone(),
     };
     let (notifier, type_ignored) = (entry.parse)(item.clone(), path, &ctx, errs)?;
 

@@ -92,6 +92,8 @@ pub struct DestinationTables {
     pub tables: Vec<toml::Value>,
     /// Labels and annotations of namespaces (`namespace_metadata`).
     pub namespace_metadata: Option<PathBuf>,
+    /// Where each cluster runs (`cluster_metadata`: Central's `/v1/clusters`).
+    pub cluster_metadata: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -440,6 +442,7 @@ impl Config {
             let mut rest = root.clone();
             rest.remove("destinations");
             rest.remove("namespace_metadata");
+            rest.remove("cluster_metadata");
             let mut h = std::collections::hash_map::DefaultHasher::new();
             rest.to_string().hash(&mut h);
             h.finish()
@@ -518,6 +521,10 @@ impl Config {
             .remove("namespace_metadata")
             .and_then(|v| field::<PathBuf>(v, "namespace_metadata", &mut errs))
             .map(|p| p.value);
+        let cluster_metadata = root
+            .remove("cluster_metadata")
+            .and_then(|v| field::<PathBuf>(v, "cluster_metadata", &mut errs))
+            .map(|p| p.value);
         let destinations = DestinationTables {
             tables: match root.remove("destinations") {
                 None => Vec::new(),
@@ -531,6 +538,7 @@ impl Config {
                 }
             },
             namespace_metadata,
+            cluster_metadata,
         };
         for key in root.keys() {
             errs.push(key, "unknown key");

@@ -7,6 +7,7 @@ pub mod gojson;
 pub mod jira;
 pub mod pagerduty;
 pub mod prune;
+pub mod scc;
 pub mod securityhub;
 pub mod sentinel;
 pub mod slack;

@@ -150,6 +150,7 @@ pub struct AlertFields {
     pub first_occurred: Option<Timestamp>,
     pub resolved_at: Option<Timestamp>,
     pub state: AlertState,
+    pub enforcement: Option<Enforcement>,
 }
 
 impl AlertFields {
@@ -345,6 +346,92 @@ pub struct ProcessSignal {
 #[serde(rename_all = "camelCase", default)]
 pub struct ProcessViolation {
     pub message: String,
+}
+
+/// `storage.Alert.Enforcement`: what the admission controller or sensor did.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Enforcement {
+    /// The `storage.EnforcementAction` name. Numbers are mapped to names; a
+    /// value this herald does not know stays as written (a newer Central may
+    /// add actions), so it never fails the alert.
+    #[serde(deserialize_with = "enforcement_action")]
+    pub action: String,
+    pub message: String,
+}
+
+/// `storage.EnforcementAction` names by number.
+pub const ENFORCEMENT_ACTIONS: [&str; 8] = [
+    "UNSET_ENFORCEMENT",
+    "SCALE_TO_ZERO_ENFORCEMENT",
+    "UNSATISFIABLE_NODE_CONSTRAINT_ENFORCEMENT",
+    "KILL_POD_ENFORCEMENT",
+    "FAIL_BUILD_ENFORCEMENT",
+    "FAIL_KUBE_REQUEST_ENFORCEMENT",
+    "FAIL_DEPLOYMENT_CREATE_ENFORCEMENT",
+    "FAIL_DEPLOYMENT_UPDATE_ENFORCEMENT",
+];
+
+/// `storage.ClusterMetadata.Type` names by number.
+pub const CLUSTER_TYPES: [&str; 8] = [
+    "UNSPECIFIED",
+    "AKS",
+    "ARO",
+    "EKS",
+    "GKE",
+    "OCP",
+    "OSD",
+    "ROSA",
+];
+
+/// An enum field kept as its name: a number is looked up in `names`, an
+/// unknown one stays as written, anything else is empty.
+fn enum_name<'de, D: Deserializer<'de>>(d: D, names: &[&str]) -> Result<String, D::Error> {
+    Ok(match serde_json::Value::deserialize(d)? {
+        serde_json::Value::String(s) => s,
+        serde_json::Value::Number(n) => n
+            .as_u64()
+            .and_then(|i| names.get(usize::try_from(i).ok()?))
+            .map_or_else(|| n.to_string(), |s| (*s).to_string()),
+        _ => String::new(),
+    })
+}
+
+fn enforcement_action<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    enum_name(d, &ENFORCEMENT_ACTIONS)
+}
+
+fn cluster_type<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    enum_name(d, &CLUSTER_TYPES)
+}
+
+/// A cluster's `storage.ProviderMetadata` (Central's cluster status): where
+/// it runs. Unknown fields are ignored.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ProviderMetadata {
+    pub region: String,
+    pub zone: String,
+    pub google: Option<GoogleProviderMetadata>,
+    pub cluster: Option<ClusterProviderMetadata>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct GoogleProviderMetadata {
+    pub project: String,
+    pub cluster_name: String,
+}
+
+/// `storage.ClusterMetadata`: the type (`GKE`, `EKS`, `OCP`, …) and the name
+/// the provider knows the cluster by.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ClusterProviderMetadata {
+    #[serde(rename = "type", deserialize_with = "cluster_type")]
+    pub kind: String,
+    pub name: String,
+    pub id: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -208,6 +208,19 @@ pub async fn post_json(
     status_outcome(resp.status(), resp.headers(), target)
 }
 
+/// The first `max` bytes of a response body (less on a read error).
+pub async fn read_limited(mut resp: reqwest::Response, max: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        let room = max.saturating_sub(out.len());
+        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if out.len() >= max {
+            break;
+        }
+    }
+    out
+}
+
 /// Maps a response status to an outcome: 2xx delivered; 408, 429 and 5xx
 /// retryable (honouring `Retry-After`); 401/403 and other 4xx permanent; a
 /// redirect is refused (permanent), as herald follows none.

@@ -23,6 +23,7 @@ pub mod batch;
 pub mod chat_webhook;
 pub mod email;
 pub mod error;
+pub mod google_scc;
 pub mod http;
 pub mod jira;
 pub mod microsoft_sentinel;
@@ -44,6 +45,7 @@ use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
 
 use crate::config::{field, Errors};
+use crate::routing::clusters::ClusterMetadata;
 use crate::routing::namespaces::NamespaceMetadata;
 
 use crate::model::Event;
@@ -168,6 +170,8 @@ pub struct BuildContext {
     /// Namespace labels and annotations (syslog `nslabels`, the namespace
     /// step of annotation routing).
     pub namespaces: std::sync::Arc<NamespaceMetadata>,
+    /// Where each cluster runs (Google SCC's `resourceName`).
+    pub clusters: std::sync::Arc<ClusterMetadata>,
 }
 
 /// A type's own settings: deserialised from the destination's table and built
@@ -214,6 +218,11 @@ pub static TYPES: &[NotifierType] = &[
         name: "email",
         default_audit: false,
         parse: parse_as::<email::Settings>,
+    },
+    NotifierType {
+        name: "google_scc",
+        default_audit: false,
+        parse: parse_as::<google_scc::Settings>,
     },
     NotifierType {
         name: "jira",
@@ -285,6 +294,7 @@ pub(crate) fn parse_one(text: &str) -> Result<Arc<dyn Notifier>, Vec<String>> {
         ui_endpoint: String::new(),
         audit: entry.default_audit,
         namespaces: Default::default(),
+        clusters: Default::default(),
     };
     let mut errs = Errors::default();
     match (entry.parse)(item, "destinations[0]", &ctx, &mut errs) {

@@ -6,6 +6,7 @@
 //! A destination's [`Rule`] holds all of it.
 
 pub mod annotations;
+pub mod clusters;
 pub mod namespaces;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
