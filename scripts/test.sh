@@ -41,6 +41,8 @@ if ! scripts/moto.sh status >/dev/null 2>&1; then
   started_moto=1
 fi
 
+scripts/google-apis.sh install
+
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --locked --no-fail-fast 2>&1 | tee target/test-output.txt

@@ -15,6 +15,7 @@ mod jira;
 mod kit;
 mod prometheus;
 mod reload;
+mod scc;
 mod security_hub;
 mod sentinel;
 mod source;
