@@ -12,7 +12,7 @@ const LAYERS: &[&[&str]] = &[
     &["model", "files", "telemetry"],
     // The TOML file: settings, secrets, errors by field; builds nothing.
     &["config"],
-    // Pure formatting; routing rules and namespace metadata; TLS settings.
+    // Pure formatting; routing rules, namespace and cluster metadata; TLS settings.
     &["formats", "routing", "tls"],
     // One module per destination type and the registry table.
     &["notifiers"],

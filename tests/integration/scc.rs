@@ -169,6 +169,14 @@ fn render(herald: &Herald, dir: &Path, input: &str) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// Whether the command succeeded, and its stdout and stderr.
+fn output(out: std::process::Output) -> (bool, String) {
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
 fn assert_no_secrets(log: &str, metrics: &str, secrets: &[String]) {
     for s in secrets {
         assert!(
@@ -264,24 +272,44 @@ async fn a_service_account_key_creates_updates_and_resolves_findings() {
     // Every call was signed with the key: a JWT, verified.
     assert!(g.bearers().iter().all(|b| b.starts_with("eyJ")));
 
-    // `herald test` asks whether the credentials may write findings.
-    let out = kit::cli(&["test", "--destination", "scc"], &herald.config);
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{text}");
+    // `explain` says why the image alert went nowhere.
+    let image_file = dir.path().join("image.json");
+    std::fs::write(&image_file, &image).unwrap();
+    let text = output(kit::cli(
+        &["explain", "--input", image_file.to_str().unwrap()],
+        &herald.config,
+    ))
+    .1;
     assert!(
-        text.contains(&format!("create and update findings in {SOURCE}")),
+        text.contains("Cloud SCC takes alerts on deployments, resources and nodes, not on images"),
         "{text}"
     );
+
+    // `herald test` and `check-config --online` ask whether the credentials
+    // may write findings.
+    for args in [
+        &["test", "--destination", "scc"][..],
+        &["check-config", "--online"],
+    ] {
+        let (ok, text) = output(kit::cli(args, &herald.config));
+        assert!(ok, "{text}");
+        assert!(
+            text.contains(&format!("create and update findings in {SOURCE}")),
+            "{text}"
+        );
+    }
     g.grant(&[]);
-    let out = kit::cli(&["test", "--destination", "scc"], &herald.config);
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{text}");
-    assert!(
-        text.contains("lack securitycenter.findings.update on organizations/1234/sources/5678"),
-        "{text}"
-    );
+    for args in [
+        &["test", "--destination", "scc"][..],
+        &["check-config", "--online"],
+    ] {
+        let (ok, text) = output(kit::cli(args, &herald.config));
+        assert!(!ok, "{text}");
+        assert!(
+            text.contains("lack securitycenter.findings.update on organizations/1234/sources/5678"),
+            "{text}"
+        );
+    }
 
     let mut secrets: Vec<String> = private
         .lines()
@@ -453,4 +481,72 @@ async fn a_refused_subject_token_parks_until_it_is_fixed() {
         &herald.metrics().await,
         &["stale-subject-token".into(), "fresh-subject-token".into()],
     );
+}
+
+/// kill -9 with writes in flight, then a restart: every finding is in Cloud
+/// SCC once (a finding written again is an update of the same finding).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_with_writes_in_flight_then_restart_loses_no_finding() {
+    let _busy = kit::busy();
+    let dir = tempfile::tempdir().unwrap();
+    let (key_file, account, _) = service_account(dir.path());
+    let g = Google::start(&[SOURCE], Some(account), None, Duration::from_secs(3600)).await;
+    let s = kit::Stack::new("scc-kill", 1).await;
+    let cfg = config(
+        &s,
+        &g,
+        dir.path(),
+        &format!(
+            "credentials_file = \"{}\"\nworkers = 16",
+            key_file.display()
+        ),
+    );
+    let ids: Vec<String> = (0..600).map(uuid).collect();
+    let p = kit::producer();
+    for id in &ids {
+        kit::produce(
+            &p,
+            &s.topic,
+            Some(id),
+            deployment_alert(id, "ACTIVE").as_bytes(),
+        )
+        .await;
+    }
+    let mut herald = Herald::start(&cfg);
+    herald.wait_ready(Duration::from_secs(30)).await;
+    let started = kit::eventually(Duration::from_secs(30), || {
+        let n = g.findings().len();
+        async move { n >= 50 }
+    })
+    .await;
+    assert!(started, "{}", herald.log());
+    herald.kill9();
+    let at_kill = g.findings().len();
+    println!(
+        "cloud scc kill -9: {at_kill} of {} written when killed",
+        ids.len()
+    );
+    herald.spawn();
+    herald.wait_ready(Duration::from_secs(60)).await;
+    let want = ids.len();
+    let all = kit::eventually(Duration::from_secs(60), || {
+        let n = g.findings().len();
+        async move { n == want }
+    })
+    .await;
+    assert!(all, "{} of {} findings", g.findings().len(), ids.len());
+    assert!(s.committed_all(1, ids.len(), Duration::from_secs(30)).await);
+    let (creates, updates) = g.writes();
+    assert_eq!(creates, ids.len(), "each finding created once");
+    println!("cloud scc kill -9: {updates} written again after the restart");
+    let findings = g.findings();
+    for id in &ids {
+        let f = &findings[&name_of(id)];
+        assert_eq!(f["state"], "ACTIVE");
+        assert_eq!(
+            f["externalUri"],
+            format!("https://central.example.com/main/violations/{id}")
+        );
+    }
+    assert_eq!(g.invalid(), Vec::<String>::new());
 }
