@@ -550,3 +550,49 @@ async fn kill_9_with_writes_in_flight_then_restart_loses_no_finding() {
     }
     assert_eq!(g.invalid(), Vec::<String>::new());
 }
+
+/// Without a credentials file, on GKE: Application Default Credentials fall
+/// back to the metadata server (`GCE_METADATA_HOST` points at the stand-in).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_credentials_file_the_metadata_server_gives_the_token() {
+    let _busy = kit::busy();
+    assert!(
+        std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS").is_none(),
+        "this test needs GOOGLE_APPLICATION_CREDENTIALS unset"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let g = Google::start(&[SOURCE], None, None, Duration::from_secs(3600)).await;
+    let s = kit::Stack::new("scc-mds", 1).await;
+    let cfg = config(&s, &g, dir.path(), "");
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let mut herald = Herald::start_with_env(
+        &cfg,
+        &[
+            ("GCE_METADATA_HOST", &g.addr.to_string()),
+            ("HOME", home.to_str().unwrap()),
+        ],
+    );
+    herald.wait_ready(Duration::from_secs(30)).await;
+    let p = kit::producer();
+    let id = uuid(30);
+    kit::produce(
+        &p,
+        &s.topic,
+        Some(&id),
+        deployment_alert(&id, "ACTIVE").as_bytes(),
+    )
+    .await;
+    wait_finding(&g, &name_of(&id), "ACTIVE").await;
+    assert!(
+        g.bearers().iter().all(|b| b.starts_with("mds-token-")),
+        "{:?}",
+        g.bearers()
+    );
+    assert!(g.metadata_requests() >= 1);
+    assert_no_secrets(
+        &herald.log(),
+        &herald.metrics().await,
+        &g.bearers().into_iter().collect::<Vec<_>>(),
+    );
+}

@@ -325,6 +325,7 @@ struct Inner {
     /// Requests refused by the discovery documents, with why.
     invalid: Vec<String>,
     bearers: HashSet<String>,
+    metadata_requests: usize,
     /// Finding writes to apply and then answer 503, as if the answer was lost.
     lose_next: usize,
 }
@@ -506,6 +507,51 @@ impl Google {
             return Err("JWT lacks the cloud-platform scope".into());
         }
         Ok(())
+    }
+
+    /// The GKE/GCE metadata server's token of the node's (or the workload
+    /// identity's) service account: a GET with `Metadata-Flavor: Google`,
+    /// never through a proxy.
+    fn metadata_token(
+        &self,
+        method: &Method,
+        path: &str,
+        query: &[(String, String)],
+        headers: &HeaderMap,
+    ) -> Response {
+        self.inner.lock().unwrap().metadata_requests += 1;
+        if headers.get("metadata-flavor").and_then(|v| v.to_str().ok()) != Some("Google")
+            || headers.contains_key("x-forwarded-for")
+        {
+            return (
+                StatusCode::FORBIDDEN,
+                "Missing Metadata-Flavor:Google header.",
+            )
+                .into_response();
+        }
+        if method != Method::GET || path != "v1/instance/service-accounts/default/token" {
+            return (StatusCode::NOT_FOUND, "not found").into_response();
+        }
+        let scopes: Vec<&str> = query
+            .iter()
+            .filter(|(k, _)| k == "scopes")
+            .flat_map(|(_, v)| v.split(','))
+            .collect();
+        if !scopes.is_empty() && !scopes.contains(&CLOUD_PLATFORM) {
+            return (StatusCode::BAD_REQUEST, "scopes").into_response();
+        }
+        let token = self.issue("mds-token");
+        (
+            StatusCode::OK,
+            [("content-type", "application/json")],
+            json!({"access_token": token, "expires_in": self.lifetime.as_secs(), "token_type": "Bearer"}).to_string(),
+        )
+            .into_response()
+    }
+
+    /// Token requests the metadata server answered or refused.
+    pub fn metadata_requests(&self) -> usize {
+        self.inner.lock().unwrap().metadata_requests
     }
 
     fn sts_exchange(&self, body: &Value) -> Response {
@@ -828,6 +874,9 @@ async fn handle(
             &format!("content-type {content_type:?}"),
         );
     };
+    if api == "computeMetadata" {
+        return g.metadata_token(&method, path, &query, &headers);
+    }
     let doc = match api {
         "scc" => &g.scc,
         "sts" => &g.sts,
