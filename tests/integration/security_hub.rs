@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::kit::proxy::{Fault, Proxy};
 use crate::kit::service::Service;
 use crate::kit::{self, Herald};
 
@@ -524,4 +525,97 @@ async fn kill_9_mid_batch_then_restart_loses_no_finding() {
         );
     }
     assert!(s.committed_all(1, ids.len(), Duration::from_secs(30)).await);
+}
+
+/// `BatchImportFindings`, as the proxy labels it.
+const IMPORT: &str = "POST /findings/import";
+
+/// A bad day at AWS, through a proxy in front of moto: an expired session
+/// (403 `ExpiredTokenException`) renews the web identity credentials once
+/// and the call succeeds; a throttle (429 with `Retry-After`) and a 503 are
+/// retried without renewing; every finding arrives once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiry_throttling_and_503_are_retried_and_each_finding_arrives_once() {
+    // Python and moto start outside a herald: keep timing tests off.
+    let _busy = kit::busy();
+    let moto = private_moto();
+    let proxy = Proxy::start(moto.get("endpoint")).await;
+    let private = tempfile::tempdir().unwrap();
+    let s = kit::Stack::new("sh-faults", 1).await;
+    let token = private.path().join("token");
+    std::fs::write(&token, "eyJhbGciOiJSUzI1NiJ9.e30.c2lnbmF0dXJl").unwrap();
+    let cfg = s
+        .config("", &destination(&moto, "123456789012", "", ""))
+        .replace(moto.get("endpoint"), &proxy.url());
+    let aws_error = |status: u16, kind: &str, message: &str, retry_after: Option<&str>| Fault {
+        status,
+        headers: [("x-amzn-errortype".to_string(), kind.to_string())]
+            .into_iter()
+            .chain(retry_after.map(|r| ("retry-after".to_string(), r.to_string())))
+            .collect(),
+        body: serde_json::json!({"__type": kind, "message": message}).to_string(),
+    };
+    proxy.inject(
+        IMPORT,
+        aws_error(
+            403,
+            "ExpiredTokenException",
+            "The security token included in the request is expired",
+            None,
+        ),
+    );
+    let mut herald = Herald::start_with_env(
+        &cfg,
+        &[
+            ("AWS_ENDPOINT_URL_STS", &proxy.url()),
+            ("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/herald-web"),
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", token.to_str().unwrap()),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ],
+    );
+    herald.wait_ready(Duration::from_secs(30)).await;
+    let p = kit::producer();
+    let first = kit::unique("sh-exp");
+    produce_active(&p, &s.topic, &first).await;
+    wait_finding(&moto, &first, "ACTIVE").await;
+    assert_eq!(proxy.statuses(IMPORT), vec![403, 200]);
+    // The start-up check, then one renewal for the expired session.
+    let exchanges = proxy.statuses("AssumeRoleWithWebIdentity");
+    assert_eq!(exchanges.len(), 2, "{exchanges:?}");
+
+    proxy.inject(
+        IMPORT,
+        aws_error(429, "TooManyRequestsException", "Rate exceeded", Some("1")),
+    );
+    proxy.inject(
+        IMPORT,
+        aws_error(
+            503,
+            "ServiceUnavailableException",
+            "Service unavailable",
+            None,
+        ),
+    );
+    let ids: Vec<String> = (0..5).map(|i| kit::unique(&format!("sh-f{i}"))).collect();
+    for id in &ids {
+        produce_active(&p, &s.topic, id).await;
+    }
+    for id in &ids {
+        let got = wait_finding(&moto, id, "ACTIVE").await;
+        assert_eq!(
+            got,
+            vec![expected(id, "123456789012", "2026-12-07T09:00:00Z", false)]
+        );
+    }
+    let statuses = proxy.statuses(IMPORT);
+    assert_eq!(&statuses[..4], &[403, 200, 429, 503], "{statuses:?}");
+    assert!(statuses[4..].iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(
+        proxy.statuses("AssumeRoleWithWebIdentity").len(),
+        2,
+        "429 and 503 renew nothing"
+    );
+    assert!(s.committed_all(1, 6, Duration::from_secs(30)).await);
+    let log = herald.log();
+    assert!(!log.contains("c2lnbmF0dXJl"), "the token is logged");
 }

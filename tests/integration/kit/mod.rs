@@ -7,6 +7,7 @@ pub mod azure;
 pub mod google;
 pub mod hec;
 pub mod jira;
+pub mod proxy;
 pub mod receiver;
 pub mod service;
 pub mod tls;

@@ -1,0 +1,151 @@
+//! An HTTP proxy in front of a real service (moto) that answers chosen
+//! requests itself, as the service does on a bad day: an expired token, a
+//! throttle with `Retry-After`, a 503. Everything else is forwarded as it
+//! came, and every request is recorded by a label the test picks (for AWS,
+//! the `X-Amz-Target` operation or the query/form `Action`).
+
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+
+/// An answer the proxy gives instead of the service.
+#[derive(Clone)]
+pub struct Fault {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// (label the fault is for, the fault), in order.
+    faults: Vec<(String, Fault)>,
+    /// Label of each request and the status it got.
+    seen: Vec<(String, u16)>,
+}
+
+#[derive(Clone)]
+pub struct Proxy {
+    inner: Arc<Mutex<Inner>>,
+    upstream: String,
+    client: reqwest::Client,
+    pub addr: std::net::SocketAddr,
+}
+
+/// The AWS operation of a request: `X-Amz-Target`'s part after the dot
+/// (JSON protocols), else the `Action` of the query or form (query
+/// protocol), else the method and path (REST protocols: `POST
+/// /findings/import` is Security Hub's `BatchImportFindings`).
+pub fn aws_operation(method: &Method, headers: &HeaderMap, uri: &Uri, body: &[u8]) -> String {
+    if let Some(t) = headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
+        return t.rsplit('.').next().unwrap_or(t).to_string();
+    }
+    let query = uri.query().unwrap_or("").as_bytes();
+    url::form_urlencoded::parse(query)
+        .chain(url::form_urlencoded::parse(body))
+        .find(|(k, _)| k == "Action")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| format!("{method} {}", uri.path()))
+}
+
+impl Proxy {
+    pub async fn start(upstream: &str) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let p = Proxy {
+            inner: Arc::default(),
+            upstream: upstream.trim_end_matches('/').to_string(),
+            client: reqwest::Client::new(),
+            addr: listener.local_addr().unwrap(),
+        };
+        let app = Router::new().fallback(forward).with_state(p.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        p
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Answers the next request labelled `label` with `fault` (queued in order).
+    pub fn inject(&self, label: &str, fault: Fault) {
+        self.inner
+            .lock()
+            .unwrap()
+            .faults
+            .push((label.to_string(), fault));
+    }
+
+    /// Statuses of the requests labelled `label`, in order.
+    pub fn statuses(&self, label: &str) -> Vec<u16> {
+        let inner = self.inner.lock().unwrap();
+        inner
+            .seen
+            .iter()
+            .filter(|(l, _)| l == label)
+            .map(|(_, s)| *s)
+            .collect()
+    }
+}
+
+async fn forward(
+    State(p): State<Proxy>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let label = aws_operation(&method, &headers, &uri, &body);
+    let fault = {
+        let mut inner = p.inner.lock().unwrap();
+        let i = inner.faults.iter().position(|(l, _)| *l == label);
+        i.map(|i| inner.faults.remove(i).1)
+    };
+    let response = match fault {
+        Some(f) => {
+            let mut r = (StatusCode::from_u16(f.status).unwrap(), f.body).into_response();
+            for (k, v) in f.headers {
+                r.headers_mut().insert(
+                    axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    v.parse().unwrap(),
+                );
+            }
+            r
+        }
+        None => {
+            let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+            let mut req = p.client.request(method, format!("{}{path}", p.upstream));
+            for (k, v) in &headers {
+                if !matches!(k.as_str(), "host" | "content-length") {
+                    req = req.header(k, v);
+                }
+            }
+            match req.body(body.to_vec()).send().await {
+                Ok(resp) => {
+                    let status = resp.status();
+                    let mut out = HeaderMap::new();
+                    for (k, v) in resp.headers() {
+                        if !matches!(
+                            k.as_str(),
+                            "transfer-encoding" | "content-length" | "connection"
+                        ) {
+                            out.insert(k, v.clone());
+                        }
+                    }
+                    let bytes = resp.bytes().await.unwrap_or_default();
+                    (status, out, bytes).into_response()
+                }
+                Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+            }
+        }
+    };
+    p.inner
+        .lock()
+        .unwrap()
+        .seen
+        .push((label, response.status().as_u16()));
+    response
+}
