@@ -17,6 +17,8 @@ enum State {
 
 pub struct Breaker {
     state: Mutex<State>,
+    /// The last failed call that was counted (see [`Breaker::failure`]).
+    last_call: Mutex<Option<u64>>,
     threshold: u32,
     cooldown: Duration,
 }
@@ -25,6 +27,7 @@ impl Breaker {
     pub fn new(threshold: u32, cooldown: Duration) -> Breaker {
         Breaker {
             state: Mutex::new(State::Closed { failures: 0 }),
+            last_call: Mutex::new(None),
             threshold,
             cooldown,
         }
@@ -60,7 +63,26 @@ impl Breaker {
         *self.lock() = State::Closed { failures: 0 };
     }
 
-    pub fn failure(&self) {
+    /// A failure that does not count (a refusal, a throttle): the
+    /// destination answered, so a half-open probe closes the breaker; a
+    /// closed breaker's count of consecutive failures stays as it is.
+    pub fn answered(&self) {
+        let mut s = self.lock();
+        if matches!(*s, State::HalfOpen { .. }) {
+            *s = State::Closed { failures: 0 };
+        }
+    }
+
+    /// A failed attempt. `call` names the call when deliveries shared it:
+    /// the deliveries of one failed batch count as one failure.
+    pub fn failure(&self, call: Option<u64>) {
+        if let Some(c) = call {
+            let mut last = self.last_call.lock().unwrap_or_else(|p| p.into_inner());
+            if *last == Some(c) {
+                return;
+            }
+            *last = Some(c);
+        }
         let mut s = self.lock();
         *s = match *s {
             State::Closed { failures } if failures + 1 < self.threshold => State::Closed {
@@ -115,7 +137,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_absurd_cooldown_does_not_overflow() {
         let b = Breaker::new(1, Duration::MAX);
-        b.failure();
+        b.failure(None);
         assert!(b.holds_back().is_some() && !b.allow());
     }
 
@@ -124,10 +146,10 @@ mod tests {
         let b = Breaker::new(3, Duration::from_millis(30));
         for _ in 0..2 {
             assert!(b.allow());
-            b.failure();
+            b.failure(None);
         }
         assert_eq!(b.gauge(), 0);
-        b.failure();
+        b.failure(None);
         assert_eq!(b.gauge(), 1);
         assert!(b.holds_back().is_some_and(|d| !d.is_zero()));
         assert!(!b.allow());
@@ -142,12 +164,60 @@ mod tests {
         );
         assert!(!b.allow(), "only one");
         assert_eq!(b.gauge(), 2);
-        b.failure();
+        b.failure(None);
         assert!(!b.allow(), "failed probe reopens");
         std::thread::sleep(Duration::from_millis(40));
         assert!(b.allow());
         b.success();
         assert_eq!(b.gauge(), 0);
         assert!(b.allow() && b.allow());
+    }
+
+    #[test]
+    fn one_failed_batch_call_counts_once() {
+        let b = Breaker::new(2, Duration::from_secs(60));
+        for _ in 0..100 {
+            b.failure(Some(7));
+        }
+        assert_eq!(b.gauge(), 0, "a hundred deliveries, one call");
+        b.failure(Some(8));
+        assert_eq!(b.gauge(), 1, "a second failed call opens it");
+    }
+
+    #[test]
+    fn an_answer_closes_a_half_open_breaker_and_nothing_else() {
+        let b = Breaker::new(2, Duration::from_millis(20));
+        b.failure(None);
+        b.answered();
+        b.failure(None);
+        assert_eq!(
+            b.gauge(),
+            1,
+            "an answer between failures does not reset the count"
+        );
+        b.answered();
+        assert_eq!(b.gauge(), 1, "nor close an open breaker");
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(b.allow());
+        b.answered();
+        assert_eq!(b.gauge(), 0, "the probe got an answer (a 429, a 400)");
+    }
+
+    #[test]
+    fn only_an_unwell_destination_counts() {
+        use crate::notifiers::FailureReason as R;
+        let counted: Vec<R> = [
+            R::ClientError,
+            R::ServerError,
+            R::AuthError,
+            R::RateLimited,
+            R::Timeout,
+            R::Connect,
+            R::Render,
+        ]
+        .into_iter()
+        .filter(|r| r.counts_for_breaker())
+        .collect();
+        assert_eq!(counted, vec![R::ServerError, R::Timeout, R::Connect]);
     }
 }

@@ -108,7 +108,11 @@ pub async fn pass(
             Err(e) => m.classify(e),
         };
         m.record_failure(&err);
-        m.breaker.failure();
+        if err.reason.counts_for_breaker() {
+            m.breaker.failure(err.call);
+        } else {
+            m.breaker.answered();
+        }
         m.update_breaker_gauge();
         let first_err = first.get_or_insert_with(|| err.clone()).clone();
         if !err.retryable {

@@ -101,7 +101,12 @@ async fn batch_loop(
                 );
                 results = vec![Err(e); n];
             }
-            for (w, r) in waiters.into_iter().zip(results) {
+            // One call: its failures count once for the breaker.
+            let call = fastrand::u64(..);
+            for (w, mut r) in waiters.into_iter().zip(results) {
+                if let Err(e) = &mut r {
+                    e.call.get_or_insert(call);
+                }
                 let _ = w.send(r);
             }
         });

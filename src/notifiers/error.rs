@@ -50,6 +50,9 @@ pub struct SendError {
     /// The HTTP status, for per-destination overrides.
     pub status: Option<u16>,
     pub message: String,
+    /// The call that failed, when several deliveries shared it (a batch):
+    /// the circuit breaker counts one failed call once.
+    pub call: Option<u64>,
 }
 
 impl SendError {
@@ -60,6 +63,7 @@ impl SendError {
             retry_after: None,
             status: None,
             message: message.into(),
+            call: None,
         }
     }
 
@@ -78,6 +82,19 @@ impl SendError {
     pub fn with_status(mut self, status: u16) -> Self {
         self.status = Some(status);
         self
+    }
+}
+
+impl FailureReason {
+    /// Whether a failure says the destination itself is unwell (unreachable,
+    /// slow, failing), which is what the circuit breaker counts. A refused
+    /// message, refused credentials and a throttle (its `Retry-After` is
+    /// honoured) do not open it.
+    pub fn counts_for_breaker(self) -> bool {
+        matches!(
+            self,
+            FailureReason::Connect | FailureReason::Timeout | FailureReason::ServerError
+        )
     }
 }
 

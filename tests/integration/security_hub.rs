@@ -286,25 +286,29 @@ async fn an_assumed_role_signs_with_sts_credentials() {
 }
 
 /// The web identity chain (EKS, OpenShift with an OIDC provider): the token
-/// file and role from the environment, exchanged at STS. moto 5.2.6 with
-/// authentication on fails on the unsigned AssumeRoleWithWebIdentity (which
-/// AWS takes unsigned), so this runs against a private moto without it.
+/// file and role from the environment, exchanged at STS, and the temporary
+/// credentials verified by moto with authentication on. moto 5.2.6 fails
+/// on the unsigned AssumeRoleWithWebIdentity (which AWS takes unsigned), so
+/// STS calls pass a proxy that signs that one call for moto (kit::proxy).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_web_identity_token_file_is_exchanged_at_sts() {
     // Python and moto start outside a herald: keep timing tests off.
     let _busy = kit::busy();
-    let moto = private_moto();
+    let moto = moto();
+    let sts = Proxy::start(moto.get("endpoint")).await;
+    sts.sign_unsigned(moto.get("access_key_id"), moto.get("secret_access_key"));
     let private = tempfile::tempdir().unwrap();
     let s = kit::Stack::new("sh-web", 1).await;
     let token = private.path().join("token");
     std::fs::write(&token, "eyJhbGciOiJSUzI1NiJ9.e30.c2lnbmF0dXJl").unwrap();
-    let cfg = s.config("", &destination(&moto, "123456789012", "", ""));
-    let endpoint = moto.get("endpoint").to_string();
+    let account = moto.get("account_id");
+    let cfg = s.config("", &destination(&moto, account, "", ""));
+    let endpoint = sts.url();
     let mut herald = Herald::start_with_env(
         &cfg,
         &[
             ("AWS_ENDPOINT_URL_STS", &endpoint),
-            ("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/herald-web"),
+            ("AWS_ROLE_ARN", moto.get("role_arn")),
             ("AWS_WEB_IDENTITY_TOKEN_FILE", token.to_str().unwrap()),
             ("AWS_EC2_METADATA_DISABLED", "true"),
         ],
@@ -316,8 +320,11 @@ async fn a_web_identity_token_file_is_exchanged_at_sts() {
     let got = wait_finding(&moto, &id, "ACTIVE").await;
     assert_eq!(
         got,
-        vec![expected(&id, "123456789012", "2026-12-07T09:00:00Z", false)]
+        vec![expected(&id, account, "2026-12-07T09:00:00Z", false)]
     );
+    // The token was exchanged (the start-up check, then the first import
+    // reuses the cached credentials), and moto verified the signature.
+    assert_eq!(sts.statuses("AssumeRoleWithWebIdentity"), vec![200]);
     let log = herald.log();
     assert!(
         log.contains("AWS credentials from the default AWS credential chain, expiring at"),
@@ -530,7 +537,8 @@ async fn kill_9_mid_batch_then_restart_loses_no_finding() {
 /// `BatchImportFindings`, as the proxy labels it.
 const IMPORT: &str = "POST /findings/import";
 
-/// A bad day at AWS, through a proxy in front of moto: an expired session
+/// A bad day at AWS, through a proxy in front of moto (authentication on):
+/// an expired session
 /// (403 `ExpiredTokenException`) renews the web identity credentials once
 /// and the call succeeds; a throttle (429 with `Retry-After`) and a 503 are
 /// retried without renewing; every finding arrives once.
@@ -538,14 +546,16 @@ const IMPORT: &str = "POST /findings/import";
 async fn expiry_throttling_and_503_are_retried_and_each_finding_arrives_once() {
     // Python and moto start outside a herald: keep timing tests off.
     let _busy = kit::busy();
-    let moto = private_moto();
+    let moto = moto();
     let proxy = Proxy::start(moto.get("endpoint")).await;
+    proxy.sign_unsigned(moto.get("access_key_id"), moto.get("secret_access_key"));
+    let account = moto.get("account_id");
     let private = tempfile::tempdir().unwrap();
     let s = kit::Stack::new("sh-faults", 1).await;
     let token = private.path().join("token");
     std::fs::write(&token, "eyJhbGciOiJSUzI1NiJ9.e30.c2lnbmF0dXJl").unwrap();
     let cfg = s
-        .config("", &destination(&moto, "123456789012", "", ""))
+        .config("", &destination(&moto, account, "", ""))
         .replace(moto.get("endpoint"), &proxy.url());
     let aws_error = |status: u16, kind: &str, message: &str, retry_after: Option<&str>| Fault {
         status,
@@ -568,7 +578,7 @@ async fn expiry_throttling_and_503_are_retried_and_each_finding_arrives_once() {
         &cfg,
         &[
             ("AWS_ENDPOINT_URL_STS", &proxy.url()),
-            ("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/herald-web"),
+            ("AWS_ROLE_ARN", moto.get("role_arn")),
             ("AWS_WEB_IDENTITY_TOKEN_FILE", token.to_str().unwrap()),
             ("AWS_EC2_METADATA_DISABLED", "true"),
         ],
@@ -604,7 +614,7 @@ async fn expiry_throttling_and_503_are_retried_and_each_finding_arrives_once() {
         let got = wait_finding(&moto, id, "ACTIVE").await;
         assert_eq!(
             got,
-            vec![expected(id, "123456789012", "2026-12-07T09:00:00Z", false)]
+            vec![expected(id, account, "2026-12-07T09:00:00Z", false)]
         );
     }
     let statuses = proxy.statuses(IMPORT);

@@ -3,6 +3,12 @@
 //! throttle with `Retry-After`, a 503. Everything else is forwarded as it
 //! came, and every request is recorded by a label the test picks (for AWS,
 //! the `X-Amz-Target` operation or the query/form `Action`).
+//!
+//! [`Proxy::sign_unsigned`] works around one moto bug: with authentication
+//! on, moto 5.2.6 fails (500) on an unsigned `AssumeRoleWithWebIdentity`,
+//! which AWS takes unsigned (the web identity token is the proof). The proxy
+//! signs such a request with a key moto knows before forwarding it; what
+//! herald sends is unchanged, and every other call is verified by moto.
 
 use std::sync::{Arc, Mutex};
 
@@ -33,6 +39,8 @@ pub struct Proxy {
     inner: Arc<Mutex<Inner>>,
     upstream: String,
     client: reqwest::Client,
+    /// (access key id, secret) to sign unsigned requests with.
+    signer: Arc<Mutex<Option<(String, String)>>>,
     pub addr: std::net::SocketAddr,
 }
 
@@ -59,6 +67,7 @@ impl Proxy {
             inner: Arc::default(),
             upstream: upstream.trim_end_matches('/').to_string(),
             client: reqwest::Client::new(),
+            signer: Arc::default(),
             addr: listener.local_addr().unwrap(),
         };
         let app = Router::new().fallback(forward).with_state(p.clone());
@@ -68,6 +77,11 @@ impl Proxy {
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Signs requests that come unsigned (STS, us-east-1) with this key.
+    pub fn sign_unsigned(&self, access_key_id: &str, secret: &str) {
+        *self.signer.lock().unwrap() = Some((access_key_id.into(), secret.into()));
     }
 
     /// Answers the next request labelled `label` with `fault` (queued in order).
@@ -117,9 +131,23 @@ async fn forward(
         }
         None => {
             let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-            let mut req = p.client.request(method, format!("{}{path}", p.upstream));
+            let url = format!("{}{path}", p.upstream);
+            let mut req = p.client.request(method.clone(), &url);
+            // The Host header stays as signed: moto checks signatures
+            // against it.
             for (k, v) in &headers {
-                if !matches!(k.as_str(), "host" | "content-length") {
+                if k.as_str() != "content-length" {
+                    req = req.header(k, v);
+                }
+            }
+            let signer = p.signer.lock().unwrap().clone();
+            if let (Some((key, secret)), false) = (signer, headers.contains_key("authorization")) {
+                let host = headers
+                    .get("host")
+                    .and_then(|h| h.to_str().ok())
+                    .unwrap_or("");
+                let signed_url = format!("http://{host}{path}");
+                for (k, v) in sign(&method, &signed_url, &headers, &body, &key, &secret) {
                     req = req.header(k, v);
                 }
             }
@@ -148,4 +176,44 @@ async fn forward(
         .seen
         .push((label, response.status().as_u16()));
     response
+}
+
+/// SigV4 headers for a request to STS in us-east-1.
+fn sign(
+    method: &Method,
+    url: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    key: &str,
+    secret: &str,
+) -> Vec<(String, String)> {
+    use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+    let identity =
+        aws_credential_types::Credentials::new(key, secret, None, None, "test-proxy").into();
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region("us-east-1")
+        .name("sts")
+        .time(std::time::SystemTime::now())
+        .settings(SigningSettings::default())
+        .build()
+        .unwrap()
+        .into();
+    let pairs: Vec<(&str, &str)> = headers
+        .iter()
+        .filter(|(k, _)| k.as_str() == "content-type")
+        .map(|(k, v)| (k.as_str(), v.to_str().unwrap()))
+        .collect();
+    let signable = SignableRequest::new(
+        method.as_str(),
+        url,
+        pairs.into_iter(),
+        SignableBody::Bytes(body),
+    )
+    .unwrap();
+    let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+    instructions
+        .headers()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
