@@ -54,11 +54,12 @@ struct Head {
     ui_endpoint: String,
 }
 
-/// The metadata files every destination shares, and their fingerprint.
+/// The metadata files destinations share, and their fingerprints.
 struct Metadata {
     namespaces: Arc<NamespaceMetadata>,
     clusters: Arc<ClusterMetadata>,
-    fingerprint: u64,
+    namespaces_fingerprint: u64,
+    clusters_fingerprint: u64,
 }
 
 /// Every destination of `config`, or every problem found, by field path.
@@ -92,13 +93,21 @@ pub fn build_tables(tables: &DestinationTables) -> Result<Vec<Destination>, Erro
     let metadata = Metadata {
         namespaces,
         clusters,
-        fingerprint: namespaces_fingerprint ^ clusters_fingerprint.rotate_left(32),
+        namespaces_fingerprint,
+        clusters_fingerprint,
     };
     let mut out: Vec<Destination> = Vec::new();
     let mut names = HashSet::new();
     for (i, item) in tables.tables.iter().enumerate() {
         let path = format!("destinations[{i}]");
-        let fingerprint = config::destination_fingerprint(item, metadata.fingerprint);
+        // Only the types that read the cluster file are rebuilt when it changes.
+        let reads_clusters = item.get("type").and_then(toml::Value::as_str) == Some("google_scc");
+        let files = if reads_clusters {
+            metadata.namespaces_fingerprint ^ metadata.clusters_fingerprint.rotate_left(32)
+        } else {
+            metadata.namespaces_fingerprint
+        };
+        let fingerprint = config::destination_fingerprint(item, files);
         out.extend(one(item, &path, &metadata, fingerprint, &mut errs));
         if let Some(name) = item.get("name").and_then(toml::Value::as_str) {
             if !names.insert(name.to_string()) {

@@ -10,15 +10,25 @@ use tokio::time::Instant;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
-    Closed { failures: u32 },
-    Open { until: Instant },
-    HalfOpen { probing: bool },
+    Closed {
+        failures: u32,
+    },
+    /// A throttle's `Retry-After`: nothing goes out until then, then the
+    /// breaker is closed again with the failures it had (no probe).
+    Held {
+        until: Instant,
+        failures: u32,
+    },
+    Open {
+        until: Instant,
+    },
+    HalfOpen {
+        probing: bool,
+    },
 }
 
 pub struct Breaker {
     state: Mutex<State>,
-    /// The last failed call that was counted (see [`Breaker::failure`]).
-    last_call: Mutex<Option<u64>>,
     threshold: u32,
     cooldown: Duration,
 }
@@ -27,7 +37,6 @@ impl Breaker {
     pub fn new(threshold: u32, cooldown: Duration) -> Breaker {
         Breaker {
             state: Mutex::new(State::Closed { failures: 0 }),
-            last_call: Mutex::new(None),
             threshold,
             cooldown,
         }
@@ -43,6 +52,11 @@ impl Breaker {
         let mut s = self.lock();
         match *s {
             State::Closed { .. } => true,
+            State::Held { until, failures } if Instant::now() >= until => {
+                *s = State::Closed { failures };
+                true
+            }
+            State::Held { .. } => false,
             State::Open { until } if Instant::now() >= until => {
                 *s = State::HalfOpen { probing: true };
                 true
@@ -63,9 +77,9 @@ impl Breaker {
         *self.lock() = State::Closed { failures: 0 };
     }
 
-    /// A failure that does not count (a refusal, a throttle): the
-    /// destination answered, so a half-open probe closes the breaker; a
-    /// closed breaker's count of consecutive failures stays as it is.
+    /// The destination answered with a refusal that does not count (a
+    /// refused message): a half-open probe closes the breaker; a closed
+    /// breaker's count of consecutive failures stays as it is.
     pub fn answered(&self) {
         let mut s = self.lock();
         if matches!(*s, State::HalfOpen { .. }) {
@@ -73,24 +87,49 @@ impl Breaker {
         }
     }
 
-    /// A failed attempt. `call` names the call when deliveries shared it:
-    /// the deliveries of one failed batch count as one failure.
-    pub fn failure(&self, call: Option<u64>) {
-        if let Some(c) = call {
-            let mut last = self.last_call.lock().unwrap_or_else(|p| p.into_inner());
-            if *last == Some(c) {
-                return;
-            }
-            *last = Some(c);
-        }
+    /// An attempt that never reached the destination (it could not be
+    /// rendered, say): if it was the half-open probe, another may go.
+    pub fn unprobed(&self) {
         let mut s = self.lock();
+        if matches!(*s, State::HalfOpen { probing: true }) {
+            *s = State::HalfOpen { probing: false };
+        }
+    }
+
+    /// A throttle with `Retry-After`: nothing goes out for `d`. Not a
+    /// failure: afterwards the breaker is as it was (an open one stays open
+    /// at least as long; a probe that was throttled closes it: the
+    /// destination answered).
+    pub fn hold(&self, d: Duration) {
+        let until = later(d);
+        let mut s = self.lock();
+        *s = match *s {
+            State::Open { until: u } => State::Open {
+                until: u.max(until),
+            },
+            State::Closed { failures } => State::Held { until, failures },
+            State::Held { until: u, failures } => State::Held {
+                until: u.max(until),
+                failures,
+            },
+            State::HalfOpen { .. } => State::Held { until, failures: 0 },
+        };
+    }
+
+    pub fn failure(&self) {
+        let mut s = self.lock();
+        let open = State::Open {
+            until: later(self.cooldown),
+        };
         *s = match *s {
             State::Closed { failures } if failures + 1 < self.threshold => State::Closed {
                 failures: failures + 1,
             },
-            _ => State::Open {
-                until: later(self.cooldown),
+            State::Held { until, failures } if failures + 1 < self.threshold => State::Held {
+                until,
+                failures: failures + 1,
             },
+            _ => open,
         };
     }
 
@@ -99,7 +138,7 @@ impl Breaker {
     /// attempts may go.
     pub fn holds_back(&self) -> Option<Duration> {
         match *self.lock() {
-            State::Open { until } => {
+            State::Open { until } | State::Held { until, .. } => {
                 let left = until.saturating_duration_since(Instant::now());
                 (!left.is_zero()).then_some(left)
             }
@@ -113,11 +152,12 @@ impl Breaker {
         matches!(*self.lock(), State::Open { until } if Instant::now() >= until)
     }
 
-    /// 0 closed, 1 open, 2 half-open (the metric's encoding).
+    /// 0 closed, 1 open (or held by a throttle), 2 half-open (the metric's
+    /// encoding).
     pub fn gauge(&self) -> i64 {
         match *self.lock() {
             State::Closed { .. } => 0,
-            State::Open { .. } => 1,
+            State::Open { .. } | State::Held { .. } => 1,
             State::HalfOpen { .. } => 2,
         }
     }
@@ -137,7 +177,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_absurd_cooldown_does_not_overflow() {
         let b = Breaker::new(1, Duration::MAX);
-        b.failure(None);
+        b.failure();
         assert!(b.holds_back().is_some() && !b.allow());
     }
 
@@ -146,10 +186,10 @@ mod tests {
         let b = Breaker::new(3, Duration::from_millis(30));
         for _ in 0..2 {
             assert!(b.allow());
-            b.failure(None);
+            b.failure();
         }
         assert_eq!(b.gauge(), 0);
-        b.failure(None);
+        b.failure();
         assert_eq!(b.gauge(), 1);
         assert!(b.holds_back().is_some_and(|d| !d.is_zero()));
         assert!(!b.allow());
@@ -164,7 +204,7 @@ mod tests {
         );
         assert!(!b.allow(), "only one");
         assert_eq!(b.gauge(), 2);
-        b.failure(None);
+        b.failure();
         assert!(!b.allow(), "failed probe reopens");
         std::thread::sleep(Duration::from_millis(40));
         assert!(b.allow());
@@ -173,23 +213,47 @@ mod tests {
         assert!(b.allow() && b.allow());
     }
 
-    #[test]
-    fn one_failed_batch_call_counts_once() {
-        let b = Breaker::new(2, Duration::from_secs(60));
-        for _ in 0..100 {
-            b.failure(Some(7));
+    #[tokio::test(start_paused = true)]
+    async fn a_hold_keeps_everything_back_then_probes_once() {
+        let b = Breaker::new(5, Duration::from_secs(30));
+        b.failure();
+        b.hold(Duration::from_secs(2));
+        assert_eq!(b.holds_back(), Some(Duration::from_secs(2)));
+        b.hold(Duration::from_secs(1));
+        assert_eq!(
+            b.holds_back(),
+            Some(Duration::from_secs(2)),
+            "a shorter hold does not shorten it"
+        );
+        assert!(!b.allow());
+        assert_eq!(b.gauge(), 1);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(b.allow() && b.allow(), "closed again, no probe");
+        assert_eq!(b.gauge(), 0);
+        // It kept its one failure: four more open it.
+        for _ in 0..3 {
+            b.failure();
         }
-        assert_eq!(b.gauge(), 0, "a hundred deliveries, one call");
-        b.failure(Some(8));
-        assert_eq!(b.gauge(), 1, "a second failed call opens it");
+        assert_eq!(b.gauge(), 0);
+        b.failure();
+        assert_eq!(b.gauge(), 1);
+        // A throttled probe: the destination answered.
+        tokio::time::advance(Duration::from_secs(30)).await;
+        assert!(b.allow() && !b.allow(), "one probe");
+        b.unprobed();
+        assert!(b.allow(), "a probe that never went out lets another go");
+        b.hold(Duration::from_secs(1));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(b.allow() && b.allow());
+        assert_eq!(b.gauge(), 0);
     }
 
     #[test]
     fn an_answer_closes_a_half_open_breaker_and_nothing_else() {
         let b = Breaker::new(2, Duration::from_millis(20));
-        b.failure(None);
+        b.failure();
         b.answered();
-        b.failure(None);
+        b.failure();
         assert_eq!(
             b.gauge(),
             1,
@@ -204,7 +268,7 @@ mod tests {
     }
 
     #[test]
-    fn only_an_unwell_destination_counts() {
+    fn only_a_destination_that_cannot_take_anything_counts() {
         use crate::notifiers::FailureReason as R;
         let counted: Vec<R> = [
             R::ClientError,
@@ -218,6 +282,9 @@ mod tests {
         .into_iter()
         .filter(|r| r.counts_for_breaker())
         .collect();
-        assert_eq!(counted, vec![R::ServerError, R::Timeout, R::Connect]);
+        assert_eq!(
+            counted,
+            vec![R::ServerError, R::AuthError, R::Timeout, R::Connect]
+        );
     }
 }

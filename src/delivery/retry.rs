@@ -69,7 +69,9 @@ pub async fn pass(
                 attempts,
                 first,
                 last,
-                retry_after: Some(p.breaker_cooldown),
+                // What is left of the hold (the cool-down, or a throttle's
+                // Retry-After), not a whole new cool-down.
+                retry_after: Some(m.breaker.holds_back().unwrap_or(p.breaker_cooldown)),
             };
         }
         if let Some(limiter) = &m.limiter {
@@ -108,10 +110,20 @@ pub async fn pass(
             Err(e) => m.classify(e),
         };
         m.record_failure(&err);
-        if err.reason.counts_for_breaker() {
-            m.breaker.failure(err.call);
-        } else {
-            m.breaker.answered();
+        // A receiver's Retry-After is taken, but never beyond the longest
+        // park interval: `Retry-After: 18446744073709551615` parks for
+        // park_retry_max, it does not overflow or freeze the target.
+        let retry_after = err.retry_after.map(|a| p.bounded_retry_after(a));
+        match (err.reason, retry_after) {
+            (r, _) if r.counts_for_breaker() => {
+                if !err.shared {
+                    m.breaker.failure();
+                }
+            }
+            // A throttle holds the whole target, not only this delivery.
+            (FailureReason::RateLimited, Some(after)) => m.breaker.hold(after),
+            _ if err.status.is_some() => m.breaker.answered(),
+            _ => m.breaker.unprobed(),
         }
         m.update_breaker_gauge();
         let first_err = first.get_or_insert_with(|| err.clone()).clone();
@@ -122,10 +134,6 @@ pub async fn pass(
                 last: err,
             };
         }
-        // A receiver's Retry-After is taken, but never beyond the longest
-        // park interval: `Retry-After: 18446744073709551615` parks for
-        // park_retry_max, it does not overflow or freeze the target.
-        let retry_after = err.retry_after.map(|a| p.bounded_retry_after(a));
         let Some(planned) = schedule.next() else {
             return PassOutcome::Exhausted {
                 attempts,

@@ -381,6 +381,54 @@ async fn a_permanent_failure_or_a_render_error_is_dead_lettered() {
     assert_eq!(rig.watermark().await, 3);
 }
 
+/// A 429 with `Retry-After` holds the whole target for that long (a
+/// delivery behind it parks until then, without an attempt), counts no
+/// failure, and a 4xx refusal never opens the breaker.
+#[tokio::test]
+async fn a_throttle_holds_the_target_and_refusals_do_not_open_the_breaker() {
+    let rig = Rig::new();
+    let policy = Policy {
+        breaker_failures: 1,
+        retry_max_attempts: 1,
+        park_retry_max: Duration::from_secs(10),
+        ..fast_policy()
+    };
+    let throttle = SendError::retryable(FailureReason::RateLimited, "429")
+        .with_status(429)
+        .with_retry_after(Some(Duration::from_secs(2)));
+    let refusal = SendError::permanent(FailureReason::ClientError, "400").with_status(400);
+    let script = Script::answers(vec![
+        Answer::Fail(refusal.clone()),
+        Answer::Fail(refusal),
+        Answer::Fail(throttle),
+    ]);
+    let m = rig.machine(script.clone(), policy);
+    for id in ["a1", "a2"] {
+        assert_eq!(
+            m.run(rig.fresh(&alert(id, "ACTIVE"))).await,
+            Outcome::DeadLettered("client_error".into())
+        );
+    }
+    assert!(m.breaker_holds_back().is_none(), "refusals do not open it");
+    assert_eq!(
+        m.run(rig.fresh(&alert("a3", "ACTIVE"))).await,
+        Outcome::Parked(FailureReason::RateLimited)
+    );
+    let held = m.breaker_holds_back().expect("held");
+    assert!(held > Duration::from_millis(1900) && held <= Duration::from_secs(2));
+    assert_eq!(
+        m.run(rig.fresh(&alert("a4", "ACTIVE"))).await,
+        Outcome::Parked(FailureReason::BreakerOpen)
+    );
+    assert_eq!(script.sent().len(), 3, "no attempt while held");
+    let parked = rig.parked();
+    let wait = parked[1].1.next_attempt_ms - parked[1].1.parked_at_ms;
+    assert!(
+        (1900..=2000).contains(&wait),
+        "parked for the rest of the hold: {wait} ms"
+    );
+}
+
 #[tokio::test]
 async fn an_open_breaker_parks_without_an_attempt_until_its_cooldown() {
     let rig = Rig::new();
@@ -403,9 +451,12 @@ async fn an_open_breaker_parks_without_an_attempt_until_its_cooldown() {
     );
     assert_eq!(script.sent().len(), 1, "no attempt while open");
     let parked = rig.parked();
+    // Parked until the cool-down that began with the first failure ends
+    // (what is left of it, not a new one), give or take 20 ms of this test.
+    let end = parked[0].1.parked_at_ms + 300;
     assert!(
-        parked[1].1.next_attempt_ms - parked[1].1.parked_at_ms >= 300,
-        "not before the cool-down: {:?}",
+        (end - 20..=end + 20).contains(&parked[1].1.next_attempt_ms),
+        "not at the end of the cool-down ({end}): {:?}",
         parked[1].1
     );
     tokio::time::sleep(Duration::from_millis(320)).await;

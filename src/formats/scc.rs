@@ -10,6 +10,11 @@
 //!   (`UNSPECIFIED/prod` where Central would write `UNSPECIFIED/`).
 //! - The finding id is checked: Cloud SCC takes 1–32 letters and digits, and
 //!   the id lands in the request path.
+//! - Cloud SCC refuses what Central would send in two cases, so herald
+//!   sends neither: an `externalUri` that is not an absolute URL (no
+//!   `ui_endpoint`) is left out, and an `eventTime` in the future (Central's
+//!   clock ahead of herald's) is now. A RESOLVED finding's `eventTime` is
+//!   the resolution time when the alert has one.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
@@ -17,10 +22,10 @@ use serde_json::{json, Map, Value};
 use super::text::alert_link;
 use crate::model::{AlertFields, AlertState, ProviderMetadata, Severity};
 
-/// The fields herald sets, as the `updateMask` of the PATCH that creates or
-/// updates a finding. `resourceName` is left out: it cannot change once the
-/// finding exists.
-pub const UPDATE_MASK: &str = "category,eventTime,externalUri,severity,sourceProperties,state";
+/// The fields an update of an existing finding changes (its `updateMask`):
+/// the mutable ones herald sets (`category` and `resourceName` cannot
+/// change once the finding exists).
+pub const UPDATE_MASK: &str = "eventTime,externalUri,severity,sourceProperties,state";
 
 /// Whether `source_id` is a source's name (`organizations/<n>/sources/<n>`).
 pub fn valid_source_id(source_id: &str) -> bool {
@@ -44,21 +49,21 @@ pub fn finding_id(alert_id: &str) -> Result<String, String> {
     Ok(id)
 }
 
-/// What a finding can be built from: deployment and resource alerts, and
-/// node alerts; not image alerts (as in Central).
+/// What a finding can be built from: deployment and resource alerts. Not
+/// image alerts (Central refuses them) nor node alerts (Central's cluster
+/// lookup fails on them, and it has no properties for them).
 pub fn supported(a: &AlertFields) -> Result<(), &'static str> {
-    if a.deployment.is_none() && a.resource.is_none() && a.node.is_none() {
-        return Err("Cloud SCC takes alerts on deployments, resources and nodes, not on images");
+    if a.deployment.is_none() && a.resource.is_none() {
+        return Err("Cloud SCC takes alerts on deployments and resources, not on images or nodes");
     }
     Ok(())
 }
 
 /// The id of the cluster the alert's entity is in.
 pub fn cluster_id(a: &AlertFields) -> &str {
-    let from_entity = match (&a.deployment, &a.resource, &a.node) {
-        (Some(d), _, _) => d.cluster_id.as_str(),
-        (_, Some(r), _) => r.cluster_id.as_str(),
-        (_, _, Some(n)) => n.cluster_id.as_str(),
+    let from_entity = match (&a.deployment, &a.resource) {
+        (Some(d), _) => d.cluster_id.as_str(),
+        (_, Some(r)) => r.cluster_id.as_str(),
         _ => "",
     };
     if from_entity.is_empty() {
@@ -191,16 +196,25 @@ pub fn finding(
         AlertState::Attempted | AlertState::Resolved => "INACTIVE",
         AlertState::Active | AlertState::Snoozed => "ACTIVE",
     };
+    let time = match a.state {
+        AlertState::Resolved => a.resolved_at.or(a.time),
+        _ => a.time,
+    };
+    let link = alert_link(ui_endpoint, a);
+    let absolute = reqwest::Url::parse(&link).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
     let mut f = json!({
         "name": format!("{source_id}/findings/{id}"),
         "parent": source_id,
         "resourceName": resource_name(meta, a.cluster_name()),
         "state": state,
         "category": a.policy.name,
-        "externalUri": alert_link(ui_endpoint, a),
-        "eventTime": a.time.map(|t| t.0).unwrap_or(now).to_rfc3339_opts(SecondsFormat::AutoSi, true),
+        "externalUri": link,
+        "eventTime": time.map_or(now, |t| t.0.min(now)).to_rfc3339_opts(SecondsFormat::AutoSi, true),
         "severity": severity(a.policy.severity),
     });
+    if !absolute {
+        f.as_object_mut().map(|o| o.shift_remove("externalUri"));
+    }
     if let Some(p) = source_properties(a) {
         f["sourceProperties"] = Value::Object(p);
     }
@@ -285,7 +299,7 @@ mod tests {
                 concat!(
                     r#"{"name":"organizations/1234/sources/5678/findings/r1","parent":"organizations/1234/sources/5678","#,
                     r#""resourceName":"UNSPECIFIED/osd","state":"INACTIVE","category":"Secrets","#,
-                    r#""externalUri":"/main/violations/r1","eventTime":"2026-12-07T10:00:00Z","#,
+                    r#""eventTime":"2026-12-07T10:00:00Z","#,
                     r#""severity":"SEVERITY_UNSPECIFIED","#,
                     r#""sourceProperties":{"namespace":"n","service":"s1","resource_type":"SECRETS","#,
                     r#""enforcement_actions":[{"action":"Blocked kubernetes operation"}]}}"#
@@ -293,6 +307,35 @@ mod tests {
             );
             assert_eq!(cluster_id(&a), "c2");
         }
+    }
+
+    #[test]
+    fn event_time_is_never_ahead_and_resolved_takes_the_resolution_time() {
+        let at = |extra: &str| {
+            let a = test_alert(&format!(
+                r#"{{"id":"a","policy":{{}},"deployment":{{"name":"d"}}{extra}}}"#
+            ));
+            finding(&a, SOURCE, "https://c", None, now()).unwrap()["eventTime"].clone()
+        };
+        assert_eq!(
+            at(r#","time":"2031-01-01T00:00:00Z""#),
+            "2026-12-07T10:00:00Z"
+        );
+        assert_eq!(
+            at(r#","time":"2026-12-07T09:00:00.5Z""#),
+            "2026-12-07T09:00:00.500Z"
+        );
+        assert_eq!(
+            at(
+                r#","time":"2026-12-07T09:00:00Z","resolvedAt":"2026-12-07T09:30:00Z","state":"RESOLVED""#
+            ),
+            "2026-12-07T09:30:00Z"
+        );
+        assert_eq!(
+            at(r#","time":"2026-12-07T09:00:00Z","resolvedAt":"2026-12-07T09:30:00Z""#),
+            "2026-12-07T09:00:00Z",
+            "only a RESOLVED alert takes the resolution time"
+        );
     }
 
     #[test]
@@ -321,6 +364,13 @@ mod tests {
         ];
         for (action, text) in cases {
             assert_eq!(enforcement_text(action), text);
+        }
+        // A malformed enforcement is left out, not an invalid alert.
+        for bad in [r#""x""#, r#"{"message":5}"#, "true"] {
+            let a = test_alert(&format!(
+                r#"{{"id":"a","policy":{{}},"deployment":{{"name":"d"}},"enforcement":{bad}}}"#
+            ));
+            assert!(a.enforcement.is_none(), "{bad}");
         }
         let a = test_alert(
             r#"{"id":"a","policy":{},"deployment":{"name":"d"},"enforcement":{"action":"UNSET_ENFORCEMENT","message":"x"}}"#,
@@ -378,11 +428,13 @@ mod tests {
         assert!(finding(&a, SOURCE, "", None, now())
             .unwrap_err()
             .starts_with("alert id \"a/b\" cannot name a Cloud SCC finding"));
-        let img = test_alert(r#"{"id":"a","policy":{},"image":{"id":"sha256:x"}}"#);
-        assert_eq!(
-            finding(&img, SOURCE, "", None, now()).unwrap_err(),
-            "Cloud SCC takes alerts on deployments, resources and nodes, not on images"
-        );
+        for entity in [r#""image":{"id":"sha256:x"}"#, r#""node":{"name":"n1"}"#] {
+            let a = test_alert(&format!(r#"{{"id":"a","policy":{{}},{entity}}}"#));
+            assert_eq!(
+                finding(&a, SOURCE, "", None, now()).unwrap_err(),
+                "Cloud SCC takes alerts on deployments and resources, not on images or nodes"
+            );
+        }
         assert!(valid_source_id(SOURCE));
         for bad in [
             "organizations/x/sources/1",

@@ -150,7 +150,17 @@ pub struct AlertFields {
     pub first_occurred: Option<Timestamp>,
     pub resolved_at: Option<Timestamp>,
     pub state: AlertState,
+    /// Read for Cloud SCC only: a malformed one is left out rather than
+    /// failing the alert for every destination.
+    #[serde(deserialize_with = "lenient")]
     pub enforcement: Option<Enforcement>,
+}
+
+/// `Some` when the value has the expected shape, else `None`.
+fn lenient<'de, D: Deserializer<'de>, T: serde::de::DeserializeOwned>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    Ok(serde_json::from_value(serde_json::Value::deserialize(d)?).ok())
 }
 
 impl AlertFields {

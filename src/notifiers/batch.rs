@@ -102,10 +102,11 @@ async fn batch_loop(
                 results = vec![Err(e); n];
             }
             // One call: its failures count once for the breaker.
-            let call = fastrand::u64(..);
+            let mut counted = false;
             for (w, mut r) in waiters.into_iter().zip(results) {
                 if let Err(e) = &mut r {
-                    e.call.get_or_insert(call);
+                    e.shared = counted;
+                    counted = true;
                 }
                 let _ = w.send(r);
             }

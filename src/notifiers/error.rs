@@ -50,9 +50,9 @@ pub struct SendError {
     /// The HTTP status, for per-destination overrides.
     pub status: Option<u16>,
     pub message: String,
-    /// The call that failed, when several deliveries shared it (a batch):
-    /// the circuit breaker counts one failed call once.
-    pub call: Option<u64>,
+    /// Another delivery of the same failed call (a batch) carries this
+    /// failure to the circuit breaker, which counts one failed call once.
+    pub shared: bool,
 }
 
 impl SendError {
@@ -63,7 +63,7 @@ impl SendError {
             retry_after: None,
             status: None,
             message: message.into(),
-            call: None,
+            shared: false,
         }
     }
 
@@ -86,14 +86,17 @@ impl SendError {
 }
 
 impl FailureReason {
-    /// Whether a failure says the destination itself is unwell (unreachable,
-    /// slow, failing), which is what the circuit breaker counts. A refused
-    /// message, refused credentials and a throttle (its `Retry-After` is
-    /// honoured) do not open it.
+    /// Whether a failure says the destination cannot take anything now
+    /// (unreachable, slow, failing, refusing the credentials), which is
+    /// what the circuit breaker counts. A refused message does not open
+    /// it, nor does a throttle: its `Retry-After` holds the target instead.
     pub fn counts_for_breaker(self) -> bool {
         matches!(
             self,
-            FailureReason::Connect | FailureReason::Timeout | FailureReason::ServerError
+            FailureReason::Connect
+                | FailureReason::Timeout
+                | FailureReason::ServerError
+                | FailureReason::AuthError
         )
     }
 }

@@ -1,7 +1,9 @@
 //! Google Cloud Security Command Center (central-compat §2.11): each alert
-//! as a finding of the configured source, created or updated with one
-//! `PATCH v1/{source}/findings/{id}?updateMask=…`, so a re-send after a crash
-//! is an update, not an error, and RESOLVED sets the finding `INACTIVE`.
+//! as a finding of the configured source. A finding is created as Central
+//! creates it (`POST v1/{source}/findings?findingId=…`); when it exists
+//! already (a re-send after a crash, an update, RESOLVED) the same finding
+//! is updated with `PATCH …/findings/{id}?updateMask=…`, so a re-send is an
+//! update, not an error, and RESOLVED sets the finding `INACTIVE`.
 //!
 //! Credentials come from Google's own auth crate (`google-cloud-auth`):
 //! `credentials_file` is a service-account key (a JWT signed with its key
@@ -9,13 +11,22 @@
 //! federation: the subject token file, read again for every exchange, then
 //! Google's STS, then optional service-account impersonation); without it,
 //! Application Default Credentials (`GOOGLE_APPLICATION_CREDENTIALS`, then
-//! the GKE/GCE metadata server). The crate caches tokens and renews them
-//! ahead of expiry; a 401 rebuilds the credentials (a new exchange) and
-//! tries once more, then the delivery parks as `auth_error`.
+//! gcloud's own file, then the GKE/GCE metadata server). The crate caches
+//! tokens and renews them ahead of expiry. A 401 builds new credentials (a
+//! new exchange, once for all the deliveries refused with that token) and
+//! tries once more; a token that does not come within 20 s, or a failed
+//! one, drops the credentials so that the next attempt starts afresh, and a
+//! failure is remembered for 5 s so that a broken credential does not cause
+//! an exchange per delivery.
+//!
+//! The crate's own HTTP clients (STS, IAM, metadata server) verify TLS with
+//! the system's roots, not with `ca_file`/`skip_tls_verify`, which apply to
+//! the Security Command Center endpoint.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use google_cloud_auth::credentials::{
@@ -33,13 +44,17 @@ use crate::routing::clusters::ClusterMetadata;
 
 const SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 const DEFAULT_ENDPOINT: &str = "https://securitycenter.googleapis.com";
-/// The permission a finding's PATCH needs (create or update).
+/// The permission creating and updating findings needs.
 const PERMISSION: &str = "securitycenter.findings.update";
 /// A token exchange (STS, impersonation, metadata server) that takes longer
 /// fails the attempt; the crate's own HTTP clients have no timeout.
 const TOKEN_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a failed token fetch answers for the credentials.
+const FAIL_HOLD: Duration = Duration::from_secs(5);
 /// The most of a response body herald reads.
 const MAX_RESPONSE: usize = 64 * 1024;
+/// Keys of a credential file whose values are secrets.
+const SECRET_KEYS: &[&str] = &["private_key", "private_key_id", "client_secret", "headers"];
 
 #[derive(Deserialize)]
 pub struct Settings {
@@ -68,6 +83,17 @@ enum Source {
     Default,
 }
 
+/// Whether a URL may carry a token: https, or http to this host (tests).
+fn token_url_ok(url: &str) -> bool {
+    match reqwest::Url::parse(url) {
+        Ok(u) if u.scheme() == "https" => true,
+        Ok(u) if u.scheme() == "http" => {
+            matches!(u.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"))
+        }
+        _ => false,
+    }
+}
+
 impl Source {
     fn describe(&self) -> &'static str {
         match self {
@@ -77,18 +103,20 @@ impl Source {
     }
 
     /// Checks what can be checked before the first token: the file is
-    /// readable, JSON, of a supported type, with the fields that type needs.
-    fn check(&self) -> Result<(), String> {
+    /// readable, JSON, of a supported type, with the fields that type needs
+    /// (as the crate reads them), and the URLs that get tokens are https.
+    fn check(&self) -> Result<Value, String> {
         let Source::File(path) = self else {
             return match std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS") {
                 Some(p) if std::fs::metadata(&p).is_err() => Err(format!(
                     "not set, and GOOGLE_APPLICATION_CREDENTIALS names {}, which cannot be read",
                     PathBuf::from(p).display()
                 )),
-                _ => Ok(()),
+                _ => Ok(Value::Null),
             };
         };
         let json = read_file(path)?;
+        let at = path.display();
         let needs: &[&str] = match json.get("type").and_then(Value::as_str) {
             Some("service_account") => {
                 use rustls::pki_types::{pem::PemObject, PrivateKeyDer};
@@ -96,47 +124,62 @@ impl Source {
                     .get("private_key")
                     .and_then(Value::as_str)
                     .unwrap_or("");
-                if PrivateKeyDer::from_pem_slice(pem.as_bytes()).is_err() {
+                if !matches!(
+                    PrivateKeyDer::from_pem_slice(pem.as_bytes()),
+                    Ok(PrivateKeyDer::Pkcs8(_))
+                ) {
                     return Err(format!(
-                        "{}: private_key is not a PEM private key",
-                        path.display()
+                        "{at}: private_key is not a PKCS#8 PEM private key (BEGIN PRIVATE KEY)"
                     ));
                 }
-                &["client_email"]
+                &["client_email", "private_key_id", "project_id"]
             }
-            Some("external_account") => &[
-                "audience",
-                "subject_token_type",
-                "token_url",
-                "credential_source",
-            ],
+            Some("external_account") => {
+                for key in ["token_url", "service_account_impersonation_url"] {
+                    if let Some(url) = json.get(key).and_then(Value::as_str) {
+                        if !token_url_ok(url) {
+                            return Err(format!("{at}: {key} must be an https URL"));
+                        }
+                    }
+                }
+                &[
+                    "audience",
+                    "subject_token_type",
+                    "token_url",
+                    "credential_source",
+                ]
+            }
             other => {
                 return Err(format!(
-                    "{}: type {} is not supported (service_account or external_account)",
-                    path.display(),
+                    "{at}: type {} is not supported (service_account or external_account)",
                     other.map_or_else(|| "(none)".to_string(), |t| format!("{t:?}"))
                 ))
             }
         };
         for field in needs {
-            if json.get(field).is_none_or(Value::is_null) {
-                return Err(format!("{}: {field} is missing", path.display()));
+            if json.get(field).is_none_or(|v| v.is_null() || v == "") {
+                return Err(format!("{at}: {field} is missing"));
             }
         }
-        Ok(())
+        Ok(json)
     }
 
-    /// New credentials, with an empty token cache (whose refresh task needs
-    /// the runtime: built at the first token, not with the config).
+    /// New credentials, with an empty token cache. Blocking (it reads
+    /// files), and it needs the runtime (the cache's refresh task): called
+    /// on a blocking thread, at the first token, not with the config.
     fn credentials(&self) -> Result<AccessTokenCredentials, String> {
         let Source::File(path) = self else {
             return AdcBuilder::default()
                 .with_scopes([SCOPE])
                 .build_access_token_credentials()
-                .map_err(|e| format!("Application Default Credentials: {}", chain(&e)));
+                .map_err(|e| {
+                    format!(
+                        "Application Default Credentials: {}",
+                        safe_error(&e, &Value::Null)
+                    )
+                });
         };
-        self.check()?;
-        let json = read_file(path)?;
+        let json = self.check()?;
         let built = if json["type"] == "service_account" {
             service_account::Builder::new(json.clone())
                 .with_access_specifier(service_account::AccessSpecifier::from_scopes([SCOPE]))
@@ -146,7 +189,7 @@ impl Source {
                 .with_scopes([SCOPE])
                 .build_access_token_credentials()
         };
-        built.map_err(|e| format!("{}: {}", path.display(), withhold(&chain(&e), &json)))
+        built.map_err(|e| format!("{}: {}", path.display(), safe_error(&e, &json)))
     }
 }
 
@@ -157,8 +200,12 @@ fn read_file(path: &PathBuf) -> Result<Value, String> {
         .map_err(|_| format!("{} is not a JSON credential file", path.display()))
 }
 
-/// An error and its sources, as one line.
-fn chain(e: &dyn std::error::Error) -> String {
+/// An error and its sources as one line, safe to log: the crate quotes
+/// response bodies (`body=<…>`, which can hold a subject token) and an
+/// executable's `stderr=<…>`, so the text stops before them; the secret
+/// values of the credential file `file` are withheld; at most 300
+/// characters.
+fn safe_error(e: &dyn std::error::Error, file: &Value) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
@@ -169,22 +216,29 @@ fn chain(e: &dyn std::error::Error) -> String {
         }
         source = s.source();
     }
-    out.chars().take(300).collect()
+    for quote in ["body=", "stderr=", "stdout="] {
+        if let Some(i) = out.find(quote) {
+            out.truncate(i);
+            out.push_str("(response withheld)");
+        }
+    }
+    withhold(&out, file).chars().take(300).collect()
 }
 
-/// `message` without any string of the credential file that could be a
-/// secret (every value of 8 characters or more).
+/// `message` without the secret values of a credential file.
 fn withhold(message: &str, file: &Value) -> String {
-    fn strings<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+    fn secrets<'a>(v: &'a Value, secret: bool, out: &mut Vec<&'a str>) {
         match v {
-            Value::String(s) if s.len() >= 8 => out.push(s),
-            Value::Array(a) => a.iter().for_each(|v| strings(v, out)),
-            Value::Object(o) => o.values().for_each(|v| strings(v, out)),
+            Value::String(s) if secret && !s.is_empty() => out.push(s),
+            Value::Array(a) => a.iter().for_each(|v| secrets(v, secret, out)),
+            Value::Object(o) => o
+                .iter()
+                .for_each(|(k, v)| secrets(v, secret || SECRET_KEYS.contains(&k.as_str()), out)),
             _ => {}
         }
     }
     let mut found = Vec::new();
-    strings(file, &mut found);
+    secrets(file, false, &mut found);
     let mut out = message.to_string();
     for s in found {
         out = out.replace(s, "(withheld)");
@@ -196,49 +250,128 @@ fn withhold(message: &str, file: &Value) -> String {
     out
 }
 
+/// Credentials as built, with the last token they gave.
 struct Current {
+    generation: u64,
     credentials: AccessTokenCredentials,
-    /// The last token they gave: a 401 with it rebuilds them.
     last: Option<Secret>,
 }
 
 struct Auth {
     source: Source,
-    /// Built at the first token; dropped after a failed one, so that the
-    /// next attempt starts afresh (the crate's cache gives up for good on an
-    /// error it deems permanent).
     current: std::sync::Mutex<Option<Current>>,
+    /// One build at a time.
+    building: tokio::sync::Mutex<()>,
+    generations: AtomicU64,
+    /// The last failed fetch: it answers for [`FAIL_HOLD`].
+    failed: std::sync::Mutex<Option<(Instant, SendError)>>,
 }
 
 fn auth_error(message: String) -> SendError {
     SendError::retryable(FailureReason::AuthError, message)
 }
 
-impl Auth {
-    /// A token; `refused` is one the API refused, and when the credentials
-    /// still hand it out they are rebuilt first (once for all concurrent
-    /// deliveries refused with it).
-    async fn token(&self, refused: Option<&Secret>) -> Result<Secret, SendError> {
-        let credentials = {
-            let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
-            let stale = |c: &Current| matches!((refused, &c.last), (Some(r), Some(l)) if r.expose() == l.expose());
-            match current.as_ref().filter(|c| !stale(c)) {
-                Some(c) => c.credentials.clone(),
-                None => {
-                    let credentials = self.source.credentials().map_err(auth_error)?;
-                    *current = Some(Current {
-                        credentials: credentials.clone(),
-                        last: None,
-                    });
-                    credentials
-                }
+/// Drops the credentials of `generation` unless disarmed: a token fetch
+/// that timed out, failed or was cancelled may have wedged their cache.
+struct Forget<'a> {
+    auth: &'a Auth,
+    generation: u64,
+    armed: bool,
+}
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let mut current = self.auth.lock();
+            if current
+                .as_ref()
+                .is_some_and(|c| c.generation == self.generation)
+            {
+                *current = None;
             }
-        };
-        let answer = tokio::time::timeout(TOKEN_TIMEOUT, credentials.access_token()).await;
-        if !matches!(answer, Ok(Ok(_))) {
-            *self.current.lock().unwrap_or_else(|p| p.into_inner()) = None;
         }
-        let token = match answer {
+    }
+}
+
+impl Auth {
+    fn new(source: Source) -> Auth {
+        Auth {
+            source,
+            current: std::sync::Mutex::new(None),
+            building: tokio::sync::Mutex::new(()),
+            generations: AtomicU64::new(0),
+            failed: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Current>> {
+        self.current.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The current credentials, unless they handed out `refused`; else new
+    /// ones, built off the async workers, one build at a time.
+    async fn credentials(
+        &self,
+        refused: Option<&Secret>,
+    ) -> Result<(u64, AccessTokenCredentials), SendError> {
+        let usable = |c: &Current| !matches!((refused, &c.last), (Some(r), Some(l)) if r.expose() == l.expose());
+        let now = |auth: &Auth| {
+            auth.lock()
+                .as_ref()
+                .filter(|c| usable(c))
+                .map(|c| (c.generation, c.credentials.clone()))
+        };
+        if let Some(c) = now(self) {
+            return Ok(c);
+        }
+        let _one = self.building.lock().await;
+        // Another delivery may have built them while this one waited.
+        if let Some(c) = now(self) {
+            return Ok(c);
+        }
+        let source = self.source.clone();
+        let built = tokio::task::spawn_blocking(move || source.credentials())
+            .await
+            .map_err(|_| auth_error("building the Google credentials failed".into()))?
+            .map_err(auth_error)?;
+        let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
+        *self.lock() = Some(Current {
+            generation,
+            credentials: built.clone(),
+            last: None,
+        });
+        Ok((generation, built))
+    }
+
+    /// A token; `refused` is one the API refused (see [`Auth::credentials`]).
+    async fn token(&self, refused: Option<&Secret>) -> Result<Secret, SendError> {
+        if refused.is_none() {
+            let failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((at, e)) = failed.as_ref().filter(|(at, _)| at.elapsed() < FAIL_HOLD) {
+                let mut e = e.clone();
+                e.message = format!(
+                    "{} ({}s ago; tried again after {}s)",
+                    e.message,
+                    at.elapsed().as_secs(),
+                    FAIL_HOLD.as_secs()
+                );
+                return Err(e);
+            }
+        }
+        let result = self.fetch(refused).await;
+        *self.failed.lock().unwrap_or_else(|p| p.into_inner()) =
+            result.as_ref().err().map(|e| (Instant::now(), e.clone()));
+        result
+    }
+
+    async fn fetch(&self, refused: Option<&Secret>) -> Result<Secret, SendError> {
+        let (generation, credentials) = self.credentials(refused).await?;
+        let mut forget = Forget {
+            auth: self,
+            generation,
+            armed: true,
+        };
+        let token = match tokio::time::timeout(TOKEN_TIMEOUT, credentials.access_token()).await {
             Err(_) => {
                 return Err(SendError::retryable(
                     FailureReason::Timeout,
@@ -260,18 +393,14 @@ impl Auth {
                     format!(
                         "no Google access token from {}: {}",
                         self.source.describe(),
-                        chain(&e)
+                        safe_error(&e, &Value::Null)
                     ),
                 ));
             }
             Ok(Ok(t)) => Secret::new(t.token),
         };
-        if let Some(c) = self
-            .current
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_mut()
-        {
+        forget.armed = false;
+        if let Some(c) = self.lock().as_mut().filter(|c| c.generation == generation) {
             c.last = Some(token.clone());
         }
         Ok(token)
@@ -334,12 +463,25 @@ impl super::Settings for Settings {
             ui_endpoint: ctx.ui_endpoint.clone(),
             clusters: ctx.clusters.clone(),
             client: client?,
-            auth: Auth {
-                source,
-                current: std::sync::Mutex::new(None),
-            },
+            auth: Auth::new(source),
         }))
     }
+}
+
+/// Google's error (`{"error": {"status": …, "message": …}}`): its status
+/// name and its message, cut short.
+async fn google_error(resp: reqwest::Response) -> (String, String) {
+    let body = http::read_limited(resp, MAX_RESPONSE).await;
+    let v: Value = serde_json::from_slice(&body).unwrap_or_default();
+    let text = |v: &Value| -> String {
+        v.as_str()
+            .unwrap_or_default()
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(200)
+            .collect()
+    };
+    (text(&v["error"]["status"]), text(&v["error"]["message"]))
 }
 
 impl GoogleScc {
@@ -373,6 +515,7 @@ impl GoogleScc {
                 .await
                 .map_err(|e| http::transport_error(&e, &target))?;
             if resp.status().as_u16() == 401 && refused.is_none() {
+                drop(http::read_limited(resp, MAX_RESPONSE).await);
                 refused = Some(token);
                 continue;
             }
@@ -380,29 +523,55 @@ impl GoogleScc {
         }
     }
 
-    /// Creates or updates the finding.
-    async fn patch(&self, name: &str, body: &[u8]) -> Result<(), SendError> {
-        let url = format!(
-            "{}/v1/{name}?updateMask={}",
+    /// The outcome of an answer, its body read (so the connection is kept).
+    async fn outcome(&self, resp: reqwest::Response) -> Result<(), SendError> {
+        if resp.status().is_success() {
+            drop(http::read_limited(resp, MAX_RESPONSE).await);
+            return Ok(());
+        }
+        let status = resp.status().as_u16();
+        let mut e = match http::status_outcome(resp.status(), resp.headers(), &self.target) {
+            Err(e) => e,
+            Ok(()) => unreachable!("not a success"),
+        };
+        let (kind, message) = google_error(resp).await;
+        // Credentials, permissions, a source not there (yet), Security
+        // Command Center not ready and a conflict can be fixed without
+        // changing the finding: park. An invalid finding is dead-lettered.
+        if e.reason == FailureReason::AuthError
+            || status == 404
+            || matches!(
+                kind.as_str(),
+                "FAILED_PRECONDITION" | "ABORTED" | "NOT_FOUND"
+            )
+        {
+            e.retryable = true;
+        }
+        if !kind.is_empty() || !message.is_empty() {
+            e.message = format!("{}: {kind} {message}", e.message);
+        }
+        Err(e)
+    }
+
+    /// Creates the finding as Central does; if it exists, updates it.
+    async fn write(&self, id: &str, body: &[u8]) -> Result<(), SendError> {
+        let create = format!(
+            "{}/v1/{}/findings?findingId={id}",
+            self.endpoint, self.source_id
+        );
+        let resp = self.call(reqwest::Method::POST, &create, body).await?;
+        if resp.status().as_u16() != 409 {
+            return self.outcome(resp).await;
+        }
+        drop(http::read_limited(resp, MAX_RESPONSE).await);
+        let update = format!(
+            "{}/v1/{}/findings/{id}?updateMask={}",
             self.endpoint,
+            self.source_id,
             scc::UPDATE_MASK
         );
-        let resp = self.call(reqwest::Method::PATCH, &url, body).await?;
-        let status = resp.status().as_u16();
-        let mut outcome = http::status_outcome(resp.status(), resp.headers(), &self.target);
-        if let Err(e) = &mut outcome {
-            // Credentials, permissions and a source not there (yet) can be
-            // fixed without changing the finding: park. A 400 is this
-            // finding: dead-letter it.
-            if e.reason == FailureReason::AuthError || status == 404 {
-                e.retryable = true;
-            }
-            let detail = google_error(resp).await;
-            if !detail.is_empty() {
-                e.message = format!("{}: {detail}", e.message);
-            }
-        }
-        outcome
+        let resp = self.call(reqwest::Method::PATCH, &update, body).await?;
+        self.outcome(resp).await
     }
 
     /// Whether the credentials may create and update findings in the source.
@@ -412,17 +581,15 @@ impl GoogleScc {
             .unwrap_or_default();
         let resp = self.call(reqwest::Method::POST, &url, &body).await?;
         if !resp.status().is_success() {
-            let mut e = http::status_outcome(resp.status(), resp.headers(), &self.target)
-                .err()
-                .unwrap_or_else(|| SendError::permanent(FailureReason::ClientError, "?"));
-            let detail = google_error(resp).await;
-            if !detail.is_empty() {
-                e.message = format!("{}: {detail}", e.message);
-            }
-            return Err(e);
+            return self.outcome(resp).await.map(|()| String::new());
         }
         let answer: Value = serde_json::from_slice(&http::read_limited(resp, MAX_RESPONSE).await)
-            .unwrap_or_default();
+            .map_err(|_| {
+            SendError::retryable(
+                FailureReason::ServerError,
+                format!("{} answered testIamPermissions with no JSON", self.target),
+            )
+        })?;
         let granted = answer["permissions"]
             .as_array()
             .is_some_and(|p| p.iter().any(|p| p == PERMISSION));
@@ -436,26 +603,18 @@ impl GoogleScc {
                 ),
             ));
         }
+        let clusters = if self.clusters.is_empty() {
+            "; cluster_metadata is not set or lists no cluster, so resourceName is UNSPECIFIED/<cluster name>"
+        } else {
+            ""
+        };
         Ok(format!(
-            "{} lets these credentials ({}) create and update findings in {}",
+            "{} lets these credentials ({}) create and update findings in {}{clusters}",
             self.target,
             self.auth.source.describe(),
             self.source_id
         ))
     }
-}
-
-/// Google's error message (`{"error": {"message": …}}`), cut short.
-async fn google_error(resp: reqwest::Response) -> String {
-    let body = http::read_limited(resp, MAX_RESPONSE).await;
-    let v: Value = serde_json::from_slice(&body).unwrap_or_default();
-    v["error"]["message"]
-        .as_str()
-        .unwrap_or_default()
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(200)
-        .collect()
 }
 
 impl Notifier for GoogleScc {
@@ -496,9 +655,14 @@ impl Notifier for GoogleScc {
             };
             let id = scc::finding_id(&a.fields.id)
                 .map_err(|e| SendError::permanent(FailureReason::Render, e))?;
-            self.patch(&format!("{}/findings/{id}", self.source_id), payload)
-                .await
+            self.write(&id, payload).await
         })
+    }
+
+    /// An attempt may wait for a token exchange ([`TOKEN_TIMEOUT`]) before
+    /// its calls.
+    fn attempt_timeout(&self, timeout: Duration) -> Duration {
+        timeout.saturating_mul(2).saturating_add(TOKEN_TIMEOUT)
     }
 
     fn cleartext_credentials(&self) -> Option<String> {
@@ -578,11 +742,30 @@ mod tests {
     }
 
     #[test]
-    fn withheld_strings_of_the_credential_file_never_reach_a_message() {
-        let file = serde_json::json!({"private_key": "-----BEGIN PRIVATE KEY-----\nAAAABBBBCCCCDDDDEEEE\n-----END PRIVATE KEY-----", "n": 5, "short": "abc"});
+    fn secrets_of_the_credential_file_and_quoted_bodies_never_reach_a_message() {
+        let file = serde_json::json!({
+            "private_key": "-----BEGIN PRIVATE KEY-----\nAAAABBBBCCCCDDDDEEEE\n-----END PRIVATE KEY-----",
+            "client_email": "a@b.iam.gserviceaccount.com",
+            "credential_source": {"url": "http://x", "headers": {"Authorization": "Bearer s3cr3t"}},
+        });
         assert_eq!(
-            withhold("bad key AAAABBBBCCCCDDDDEEEE and abc", &file),
-            "bad key (withheld) and abc"
+            withhold(
+                "bad key AAAABBBBCCCCDDDDEEEE of a@b.iam.gserviceaccount.com, Bearer s3cr3t",
+                &file
+            ),
+            "bad key (withheld) of a@b.iam.gserviceaccount.com, (withheld)"
+        );
+        #[derive(Debug)]
+        struct E(&'static str);
+        impl std::fmt::Display for E {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+        impl std::error::Error for E {}
+        assert_eq!(
+            safe_error(&E("failed to read subject token field id_token, body=<{\"id_token\":\"eyJsecret\"}>"), &Value::Null),
+            "failed to read subject token field id_token, (response withheld)"
         );
     }
 }

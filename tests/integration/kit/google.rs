@@ -18,9 +18,12 @@
 //! - STS exchanges only the expected subject token for the expected
 //!   audience (else 400 `invalid_grant`); IAM impersonates only the
 //!   expected account, with an STS token.
-//! - A finding PATCH creates the finding when its source exists (else 404)
-//!   and the id is 1–32 letters and digits; on an existing one it changes
-//!   only the fields in `updateMask`, which may name only mutable fields.
+//! - `create` makes a finding when its source exists (else 404), the id is
+//!   1–32 letters and digits and it has a category; an existing one is 409
+//!   `ALREADY_EXISTS`. A PATCH with an `updateMask` changes only those
+//!   fields of an existing finding (404 when there is none); the mask may
+//!   name only fields of `Finding` that can change. `eventTime` may not be
+//!   in the future, and `externalUri` must be an absolute URL.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -41,6 +44,7 @@ const IMMUTABLE: &[&str] = &[
     "name",
     "parent",
     "resourceName",
+    "category",
     "createTime",
     "canonicalName",
 ];
@@ -211,6 +215,14 @@ impl Discovery {
             (None, Some(_)) => bad("takes no request body".into()),
             (None, None) => Ok(&m.id),
         }
+    }
+
+    /// The property names of a schema.
+    pub fn properties(&self, schema: &str) -> Vec<String> {
+        self.schemas[schema]["properties"]
+            .as_object()
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// `v` against a discovery schema (query values arrive as strings).
@@ -402,13 +414,13 @@ impl Google {
         (i.sts_exchanges, i.impersonations)
     }
 
-    /// Statuses of finding writes (PATCH), in order.
+    /// Statuses of finding writes (create and PATCH), in order.
     pub fn statuses(&self) -> Vec<u16> {
         let inner = self.inner.lock().unwrap();
         inner
             .calls
             .iter()
-            .filter(|c| c.0.ends_with(".findings.patch"))
+            .filter(|c| c.0.contains(".findings."))
             .map(|c| c.1)
             .collect()
     }
@@ -675,6 +687,115 @@ impl Google {
         answer
     }
 
+    /// Creates (`mask` None: `create`) or creates-or-updates (`patch`) the
+    /// finding `name`.
+    fn write_finding(&self, name: &str, mask: Option<Vec<String>>, body: Value) -> Response {
+        let injected = self.inner.lock().unwrap().fail_next.pop();
+        if let Some((status, retry_after)) = injected {
+            let mut r = google_error(status, status_name(status), "injected");
+            if let Some(ra) = retry_after {
+                r.headers_mut().insert("retry-after", ra.parse().unwrap());
+            }
+            return r;
+        }
+        let bad = |m: &str| google_error(400, "INVALID_ARGUMENT", m);
+        let (source, id) = name.split_once("/findings/").unwrap_or((name, ""));
+        if !self.sources.iter().any(|s| s == source) {
+            return google_error(404, "NOT_FOUND", "Requested entity was not found.");
+        }
+        if id.is_empty() || id.len() > 32 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return bad("Invalid finding id");
+        }
+        if body.get("name").is_some_and(|n| n != name) {
+            return bad("name does not match the path");
+        }
+        if let Some(t) = body["eventTime"].as_str() {
+            let t = chrono::DateTime::parse_from_rfc3339(t).unwrap();
+            if t > chrono::Utc::now() {
+                return bad("event_time must not be later than the current time");
+            }
+        }
+        if let Some(u) = body.get("externalUri") {
+            let absolute = u
+                .as_str()
+                .and_then(|u| reqwest::Url::parse(u).ok())
+                .is_some_and(|u| matches!(u.scheme(), "http" | "https"));
+            if !absolute {
+                return bad("external_uri must be empty or a well formed URL");
+            }
+        }
+        let fields = self.scc.properties("Finding");
+        for p in mask.iter().flatten() {
+            if !fields.contains(p) {
+                return bad(&format!("Invalid field mask path {p:?}"));
+            }
+            if IMMUTABLE.contains(&p.as_str()) {
+                return bad(&format!("{p} cannot be updated"));
+            }
+        }
+        let mut inner = self.inner.lock().unwrap();
+        let stored = match (inner.findings.get(name).cloned(), &mask) {
+            (Some(_), None) => {
+                return google_error(409, "ALREADY_EXISTS", "Requested entity already exists")
+            }
+            // An update mask on a finding that does not exist: nothing to update.
+            (None, Some(m)) if !m.is_empty() => {
+                return google_error(404, "NOT_FOUND", "Requested entity was not found.")
+            }
+            (None, _) => {
+                if body["category"].as_str().unwrap_or("").is_empty() {
+                    return bad("category is required");
+                }
+                let mut f = body.as_object().cloned().unwrap_or_default();
+                f.insert("name".into(), name.into());
+                f.insert("parent".into(), source.into());
+                f.insert(
+                    "createTime".into(),
+                    chrono::Utc::now()
+                        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+                        .into(),
+                );
+                inner.creates += 1;
+                Value::Object(f)
+            }
+            (Some(mut f), Some(mask)) => {
+                let fields: Vec<String> = if mask.is_empty() {
+                    body.as_object()
+                        .map(|o| {
+                            o.keys()
+                                .filter(|k| !IMMUTABLE.contains(&k.as_str()))
+                                .cloned()
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                } else {
+                    mask.clone()
+                };
+                for k in fields {
+                    match body.get(&k) {
+                        Some(v) => f[k.as_str()] = v.clone(),
+                        None => {
+                            f.as_object_mut().unwrap().remove(&k);
+                        }
+                    }
+                }
+                inner.updates += 1;
+                f
+            }
+        };
+        inner.findings.insert(name.to_string(), stored.clone());
+        if inner.lose_next > 0 {
+            inner.lose_next -= 1;
+            return google_error(503, "UNAVAILABLE", "The service is currently unavailable.");
+        }
+        (
+            StatusCode::OK,
+            [("content-type", "application/json")],
+            stored.to_string(),
+        )
+            .into_response()
+    }
+
     fn scc_method(
         &self,
         id: &str,
@@ -705,96 +826,23 @@ impl Google {
                 )
                     .into_response()
             }
+            "securitycenter.organizations.sources.findings.create" => {
+                let parent = name.trim_end_matches("/findings");
+                let id = query
+                    .iter()
+                    .find(|(k, _)| k == "findingId")
+                    .map(|(_, v)| v.as_str())
+                    .unwrap_or("");
+                self.write_finding(&format!("{parent}/findings/{id}"), None, body)
+            }
             "securitycenter.organizations.sources.findings.patch" => {
-                let injected = self.inner.lock().unwrap().fail_next.pop();
-                if let Some((status, retry_after)) = injected {
-                    let mut r = google_error(status, status_name(status), "injected");
-                    if let Some(ra) = retry_after {
-                        r.headers_mut().insert("retry-after", ra.parse().unwrap());
-                    }
-                    return r;
-                }
-                let (source, id) = name.split_once("/findings/").unwrap();
-                if !self.sources.iter().any(|s| s == source) {
-                    return google_error(404, "NOT_FOUND", "Requested entity was not found.");
-                }
-                if id.is_empty() || id.len() > 32 || !id.bytes().all(|b| b.is_ascii_alphanumeric())
-                {
-                    return google_error(400, "INVALID_ARGUMENT", "Invalid finding id");
-                }
-                if body.get("name").is_some_and(|n| n != name) {
-                    return google_error(400, "INVALID_ARGUMENT", "name does not match the path");
-                }
                 let mask: Vec<String> = query
                     .iter()
                     .filter(|(k, _)| k == "updateMask")
                     .flat_map(|(_, v)| v.split(',').map(str::to_string).collect::<Vec<_>>())
                     .filter(|p| !p.is_empty())
                     .collect();
-                if let Some(p) = mask.iter().find(|p| IMMUTABLE.contains(&p.as_str())) {
-                    return google_error(
-                        400,
-                        "INVALID_ARGUMENT",
-                        &format!("{p} cannot be updated"),
-                    );
-                }
-                let mut inner = self.inner.lock().unwrap();
-                let stored = match inner.findings.get(name).cloned() {
-                    None => {
-                        let mut f = body.as_object().cloned().unwrap_or_default();
-                        f.insert("name".into(), name.into());
-                        f.insert("parent".into(), source.into());
-                        f.insert(
-                            "createTime".into(),
-                            chrono::Utc::now()
-                                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-                                .into(),
-                        );
-                        inner.creates += 1;
-                        Value::Object(f)
-                    }
-                    Some(mut f) => {
-                        let fields: Vec<String> = if mask.is_empty() {
-                            body.as_object()
-                                .map(|o| {
-                                    o.keys()
-                                        .filter(|k| !IMMUTABLE.contains(&k.as_str()))
-                                        .cloned()
-                                        .collect()
-                                })
-                                .unwrap_or_default()
-                        } else {
-                            mask
-                        };
-                        for k in fields {
-                            match body.get(&k) {
-                                Some(v) => {
-                                    f[k.as_str()] = v.clone();
-                                }
-                                None => {
-                                    f.as_object_mut().unwrap().remove(&k);
-                                }
-                            }
-                        }
-                        inner.updates += 1;
-                        f
-                    }
-                };
-                inner.findings.insert(name.to_string(), stored.clone());
-                if inner.lose_next > 0 {
-                    inner.lose_next -= 1;
-                    return google_error(
-                        503,
-                        "UNAVAILABLE",
-                        "The service is currently unavailable.",
-                    );
-                }
-                (
-                    StatusCode::OK,
-                    [("content-type", "application/json")],
-                    stored.to_string(),
-                )
-                    .into_response()
+                self.write_finding(name, Some(mask), body)
             }
             other => google_error(501, "UNIMPLEMENTED", &format!("{other} is not served here")),
         }

@@ -79,7 +79,8 @@ impl Proxy {
         format!("http://{}", self.addr)
     }
 
-    /// Signs requests that come unsigned (STS, us-east-1) with this key.
+    /// Signs an `AssumeRoleWithWebIdentity` that comes unsigned (STS,
+    /// us-east-1) with this key; any other unsigned request is refused.
     pub fn sign_unsigned(&self, access_key_id: &str, secret: &str) {
         *self.signer.lock().unwrap() = Some((access_key_id.into(), secret.into()));
     }
@@ -141,7 +142,14 @@ async fn forward(
                 }
             }
             let signer = p.signer.lock().unwrap().clone();
-            if let (Some((key, secret)), false) = (signer, headers.contains_key("authorization")) {
+            let unsigned = !headers.contains_key("authorization");
+            if signer.is_some() && unsigned && label != "AssumeRoleWithWebIdentity" {
+                // Only the call AWS takes unsigned is signed here.
+                let r = (StatusCode::FORBIDDEN, "unsigned request").into_response();
+                p.inner.lock().unwrap().seen.push((label, 403));
+                return r;
+            }
+            if let (Some((key, secret)), true) = (signer, unsigned) {
                 let host = headers
                     .get("host")
                     .and_then(|h| h.to_str().ok())
