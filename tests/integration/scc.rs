@@ -419,8 +419,9 @@ async fn workload_identity_exchanges_impersonates_and_survives_revocation_and_ro
     assert_no_secrets(&herald.log(), &herald.metrics().await, &secrets);
 }
 
-/// A subject token STS refuses parks the deliveries as `auth_error`; once
-/// the file holds a good token, they are delivered, none lost.
+/// An exchange that hangs times out and starts afresh; a subject token STS
+/// refuses parks the deliveries as `auth_error`; once the file holds a good
+/// token, they are delivered, none lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_subject_token_parks_until_it_is_fixed() {
     let _busy = kit::busy();
@@ -458,6 +459,9 @@ async fn a_refused_subject_token_parks_until_it_is_fixed() {
     herald.wait_ready(Duration::from_secs(30)).await;
     let p = kit::producer();
     let id = uuid(20);
+    // The first exchange hangs (STS takes the connection and never
+    // answers): after 20 s the credentials are dropped, not waited on.
+    g.hang_exchanges(1);
     kit::produce(
         &p,
         &s.topic,
@@ -465,6 +469,17 @@ async fn a_refused_subject_token_parks_until_it_is_fixed() {
         deployment_alert(&id, "ACTIVE").as_bytes(),
     )
     .await;
+    let timed_out = kit::eventually(Duration::from_secs(40), || async {
+        herald
+            .metric(r#"herald_delivery_failures_total{destination="scc",reason="timeout"}"#)
+            .await
+            >= 1.0
+    })
+    .await;
+    assert!(timed_out, "{}", herald.log());
+    assert!(herald
+        .log()
+        .contains("no Google access token from credentials_file within 20s"));
     let parked = kit::eventually(Duration::from_secs(30), || async {
         herald
             .metric(r#"herald_delivery_failures_total{destination="scc",reason="auth_error"}"#)

@@ -338,6 +338,8 @@ struct Inner {
     invalid: Vec<String>,
     bearers: HashSet<String>,
     metadata_requests: usize,
+    /// STS requests to leave unanswered.
+    hang_sts: usize,
     /// Finding writes to apply and then answer 503, as if the answer was lost.
     lose_next: usize,
 }
@@ -559,6 +561,11 @@ impl Google {
             json!({"access_token": token, "expires_in": self.lifetime.as_secs(), "token_type": "Bearer"}).to_string(),
         )
             .into_response()
+    }
+
+    /// Leaves the next `n` token exchanges unanswered (the connection open).
+    pub fn hang_exchanges(&self, n: usize) {
+        self.inner.lock().unwrap().hang_sts = n;
     }
 
     /// Token requests the metadata server answered or refused.
@@ -944,6 +951,17 @@ async fn handle(
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("")
         .to_string();
+    if api == "sts" {
+        let hang = {
+            let mut inner = g.inner.lock().unwrap();
+            let hang = inner.hang_sts > 0;
+            inner.hang_sts = inner.hang_sts.saturating_sub(1);
+            hang
+        };
+        if hang {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        }
+    }
     match api {
         "sts" => g.sts_exchange(parsed.as_ref().unwrap_or(&Value::Null)),
         "iam" => g.impersonate(path, &bearer, parsed.as_ref().unwrap_or(&Value::Null)),
