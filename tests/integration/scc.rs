@@ -8,7 +8,6 @@
 //! in the log or `/metrics`.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -21,22 +20,9 @@ const ACCOUNT: &str = "herald@acme-sec.iam.gserviceaccount.com";
 const AUDIENCE: &str =
     "//iam.googleapis.com/projects/42/locations/global/workloadIdentityPools/rhacs/providers/ocp";
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// A service-account key file and the account as the stand-in knows it.
 fn service_account(dir: &Path) -> (std::path::PathBuf, ServiceAccount, String) {
-    openssl(
+    kit::openssl(
         dir,
         &[
             "genpkey",
@@ -48,7 +34,7 @@ fn service_account(dir: &Path) -> (std::path::PathBuf, ServiceAccount, String) {
             "sa.pem",
         ],
     );
-    openssl(dir, &["pkey", "-in", "sa.pem", "-pubout", "-out", "sa.pub"]);
+    kit::openssl(dir, &["pkey", "-in", "sa.pem", "-pubout", "-out", "sa.pub"]);
     let private = std::fs::read_to_string(dir.join("sa.pem")).unwrap();
     let key = serde_json::json!({
         "type": "service_account",
@@ -178,6 +164,87 @@ fn output(out: std::process::Output) -> (bool, String) {
     )
 }
 
+/// A service-account key set up: the stand-in knowing the account, a
+/// stack, herald's config with `extra` destination keys, the directory
+/// with the key, and the private key's PEM.
+async fn with_key(
+    prefix: &str,
+    extra: &str,
+) -> (Google, kit::Stack, String, tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let (key_file, account, private) = service_account(dir.path());
+    let g = Google::start(&[SOURCE], Some(account), None, Duration::from_secs(3600)).await;
+    let s = kit::Stack::new(prefix, 1).await;
+    let cfg = config(
+        &s,
+        &g,
+        dir.path(),
+        &format!("credentials_file = \"{}\"\n{extra}", key_file.display()),
+    );
+    (g, s, cfg, dir, private)
+}
+
+/// Workload identity federation set up: the stand-in expecting `expected`
+/// as the subject token, the token file holding `in_file`, the
+/// `external_account` file (impersonating [`ACCOUNT`] or not), and herald
+/// on it, ready.
+struct Wif {
+    g: Google,
+    s: kit::Stack,
+    herald: Herald,
+    token_file: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+async fn wif(prefix: &str, in_file: &str, expected: &str, impersonate: bool) -> Wif {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, in_file).unwrap();
+    let g = Google::start(
+        &[SOURCE],
+        None,
+        Some(Federation {
+            audience: AUDIENCE.into(),
+            subject_token: expected.into(),
+            impersonate: impersonate.then(|| ACCOUNT.to_string()),
+        }),
+        Duration::from_secs(3600),
+    )
+    .await;
+    let mut external = serde_json::json!({
+        "type": "external_account",
+        "audience": AUDIENCE,
+        "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+        "token_url": format!("{}/sts/v1/token", g.url()),
+        "credential_source": {"file": token_file},
+    });
+    if impersonate {
+        external["service_account_impersonation_url"] = format!(
+            "{}/iam/v1/projects/-/serviceAccounts/{ACCOUNT}:generateAccessToken",
+            g.url()
+        )
+        .into();
+    }
+    let cred = dir.path().join("wif.json");
+    std::fs::write(&cred, external.to_string()).unwrap();
+    let s = kit::Stack::new(prefix, 1).await;
+    let cfg = config(
+        &s,
+        &g,
+        dir.path(),
+        &format!("credentials_file = \"{}\"", cred.display()),
+    );
+    let mut herald = Herald::start(&cfg);
+    herald.wait_ready(Duration::from_secs(30)).await;
+    Wif {
+        g,
+        s,
+        herald,
+        token_file,
+        _dir: dir,
+    }
+}
+
 fn assert_no_secrets(log: &str, metrics: &str, secrets: &[String]) {
     for s in secrets {
         assert!(
@@ -195,16 +262,7 @@ fn assert_no_secrets(log: &str, metrics: &str, secrets: &[String]) {
 async fn a_service_account_key_creates_updates_and_resolves_findings() {
     // openssl and the stand-in work outside a herald: keep timing tests off.
     let _busy = kit::busy();
-    let dir = tempfile::tempdir().unwrap();
-    let (key_file, account, private) = service_account(dir.path());
-    let g = Google::start(&[SOURCE], Some(account), None, Duration::from_secs(3600)).await;
-    let s = kit::Stack::new("scc-sa", 1).await;
-    let cfg = config(
-        &s,
-        &g,
-        dir.path(),
-        &format!("credentials_file = \"{}\"", key_file.display()),
-    );
+    let (g, s, cfg, dir, private) = with_key("scc-sa", "").await;
     let mut herald = Herald::start(&cfg);
     herald.wait_ready(Duration::from_secs(30)).await;
 
@@ -326,40 +384,13 @@ async fn a_service_account_key_creates_updates_and_resolves_findings() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workload_identity_exchanges_impersonates_and_survives_revocation_and_rotation() {
     let _busy = kit::busy();
-    let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, "subject-token-one").unwrap();
-    let g = Google::start(
-        &[SOURCE],
-        None,
-        Some(Federation {
-            audience: AUDIENCE.into(),
-            subject_token: "subject-token-one".into(),
-            impersonate: Some(ACCOUNT.into()),
-        }),
-        Duration::from_secs(3600),
-    )
-    .await;
-    let external = serde_json::json!({
-        "type": "external_account",
-        "audience": AUDIENCE,
-        "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
-        "token_url": format!("{}/sts/v1/token", g.url()),
-        "service_account_impersonation_url": format!(
-            "{}/iam/v1/projects/-/serviceAccounts/{ACCOUNT}:generateAccessToken", g.url()),
-        "credential_source": {"file": token_file},
-    });
-    let cred = dir.path().join("wif.json");
-    std::fs::write(&cred, external.to_string()).unwrap();
-    let s = kit::Stack::new("scc-wif", 1).await;
-    let cfg = config(
-        &s,
-        &g,
-        dir.path(),
-        &format!("credentials_file = \"{}\"", cred.display()),
-    );
-    let mut herald = Herald::start(&cfg);
-    herald.wait_ready(Duration::from_secs(30)).await;
+    let Wif {
+        g,
+        s,
+        herald,
+        token_file,
+        _dir,
+    } = wif("scc-wif", "subject-token-one", "subject-token-one", true).await;
     let p = kit::producer();
     let first = uuid(10);
     kit::produce(
@@ -425,38 +456,19 @@ async fn workload_identity_exchanges_impersonates_and_survives_revocation_and_ro
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_subject_token_parks_until_it_is_fixed() {
     let _busy = kit::busy();
-    let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, "stale-subject-token").unwrap();
-    let g = Google::start(
-        &[SOURCE],
-        None,
-        Some(Federation {
-            audience: AUDIENCE.into(),
-            subject_token: "fresh-subject-token".into(),
-            impersonate: None,
-        }),
-        Duration::from_secs(3600),
+    let Wif {
+        g,
+        s,
+        herald,
+        token_file,
+        _dir,
+    } = wif(
+        "scc-park",
+        "stale-subject-token",
+        "fresh-subject-token",
+        false,
     )
     .await;
-    let external = serde_json::json!({
-        "type": "external_account",
-        "audience": AUDIENCE,
-        "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
-        "token_url": format!("{}/sts/v1/token", g.url()),
-        "credential_source": {"file": token_file},
-    });
-    let cred = dir.path().join("wif.json");
-    std::fs::write(&cred, external.to_string()).unwrap();
-    let s = kit::Stack::new("scc-park", 1).await;
-    let cfg = config(
-        &s,
-        &g,
-        dir.path(),
-        &format!("credentials_file = \"{}\"", cred.display()),
-    );
-    let mut herald = Herald::start(&cfg);
-    herald.wait_ready(Duration::from_secs(30)).await;
     let p = kit::producer();
     let id = uuid(20);
     // The first exchange hangs (STS takes the connection and never
@@ -506,19 +518,7 @@ async fn a_refused_subject_token_parks_until_it_is_fixed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_with_writes_in_flight_then_restart_loses_no_finding() {
     let _busy = kit::busy();
-    let dir = tempfile::tempdir().unwrap();
-    let (key_file, account, _) = service_account(dir.path());
-    let g = Google::start(&[SOURCE], Some(account), None, Duration::from_secs(3600)).await;
-    let s = kit::Stack::new("scc-kill", 1).await;
-    let cfg = config(
-        &s,
-        &g,
-        dir.path(),
-        &format!(
-            "credentials_file = \"{}\"\nworkers = 16",
-            key_file.display()
-        ),
-    );
+    let (g, s, cfg, _dir, _) = with_key("scc-kill", "workers = 16").await;
     let ids: Vec<String> = (0..600).map(uuid).collect();
     let p = kit::producer();
     for id in &ids {

@@ -5,8 +5,6 @@
 //! file), a token revoked mid-stream and a rotated token file, 429 and 503,
 //! a wrong secret parking as `auth_error`, and no secret or token logged.
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -54,6 +52,18 @@ async fn wait_records(az: &Azure, stream: &str, n: usize) -> Vec<Value> {
     az.records(stream)
 }
 
+/// The stand-ins, for a client secret and hour-long tokens.
+async fn with_secret(secret: &str) -> Azure {
+    Azure::start(
+        TENANT,
+        CLIENT,
+        Proof::Secret(secret.into()),
+        Duration::from_secs(3600),
+        STREAMS,
+    )
+    .await
+}
+
 fn msg(v: &Value) -> Value {
     serde_json::json!({ "msg": v })
 }
@@ -63,14 +73,7 @@ async fn alerts_and_audits_reach_their_streams_with_a_client_secret() {
     // openssl and the stand-ins work outside a herald: keep timing tests off.
     let _busy = kit::busy();
     let secret = "entra-client-secret-0123456789";
-    let az = Azure::start(
-        TENANT,
-        CLIENT,
-        Proof::Secret(secret.into()),
-        Duration::from_secs(3600),
-        STREAMS,
-    )
-    .await;
+    let az = with_secret(secret).await;
     let s = kit::Stack::new("sentinel", 1).await;
     let dir = tempfile::tempdir().unwrap();
     let secret_file = dir.path().join("secret");
@@ -131,20 +134,6 @@ async fn alerts_and_audits_reach_their_streams_with_a_client_secret() {
     );
 }
 
-fn openssl(dir: &Path, args: &[&str]) -> Vec<u8> {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_certificate_signs_an_assertion_entra_verifies() {
     // openssl and the stand-ins work outside a herald: keep timing tests off.
@@ -152,7 +141,7 @@ async fn a_client_certificate_signs_an_assertion_entra_verifies() {
     use base64::Engine;
     use sha1::Digest;
     let dir = tempfile::tempdir().unwrap();
-    openssl(
+    kit::openssl(
         dir.path(),
         &[
             "req",
@@ -170,11 +159,11 @@ async fn a_client_certificate_signs_an_assertion_entra_verifies() {
             "1",
         ],
     );
-    let public_pem = openssl(
+    let public_pem = kit::openssl(
         dir.path(),
         &["x509", "-in", "cert.pem", "-pubkey", "-noout"],
     );
-    let der = openssl(dir.path(), &["x509", "-in", "cert.pem", "-outform", "DER"]);
+    let der = kit::openssl(dir.path(), &["x509", "-in", "cert.pem", "-outform", "DER"]);
     let x5t = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha1::Sha1::digest(&der));
     let az = Azure::start(
         TENANT,
@@ -337,14 +326,7 @@ async fn throttling_and_outages_are_retried_and_a_wrong_secret_parks() {
 async fn kill_9_with_uploads_in_flight_then_restart_loses_no_record() {
     let _busy = kit::busy();
     let secret = "entra-client-secret-kill";
-    let az = Azure::start(
-        TENANT,
-        CLIENT,
-        Proof::Secret(secret.into()),
-        Duration::from_secs(3600),
-        STREAMS,
-    )
-    .await;
+    let az = with_secret(secret).await;
     let s = kit::Stack::new("sentinel-kill", 1).await;
     let cfg = s.config(
         "",

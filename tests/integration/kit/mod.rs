@@ -610,6 +610,21 @@ impl Stack {
     }
 }
 
+/// Runs `openssl <args>` in `dir` (it must succeed) and returns its stdout.
+pub fn openssl(dir: &Path, args: &[&str]) -> Vec<u8> {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// Runs `herald <args> --config <config>` and returns its output.
 pub fn cli(args: &[&str], config: &Path) -> std::process::Output {
     Command::new(herald_bin())
