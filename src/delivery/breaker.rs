@@ -73,8 +73,16 @@ impl Breaker {
         }
     }
 
+    /// A delivered attempt: closed, except that a throttle's hold lasts
+    /// (an answer to a request sent before the 429 does not cancel it).
     pub fn success(&self) {
-        *self.lock() = State::Closed { failures: 0 };
+        let mut s = self.lock();
+        *s = match *s {
+            State::Held { until, .. } if Instant::now() < until => {
+                State::Held { until, failures: 0 }
+            }
+            _ => State::Closed { failures: 0 },
+        };
     }
 
     /// The destination answered with a refusal that does not count (a
@@ -118,9 +126,12 @@ impl Breaker {
 
     pub fn failure(&self) {
         let mut s = self.lock();
-        let open = State::Open {
-            until: later(self.cooldown),
+        // Never shorter than a hold or cool-down already running.
+        let until = match *s {
+            State::Open { until } | State::Held { until, .. } => until.max(later(self.cooldown)),
+            _ => later(self.cooldown),
         };
+        let open = State::Open { until };
         *s = match *s {
             State::Closed { failures } if failures + 1 < self.threshold => State::Closed {
                 failures: failures + 1,
@@ -157,6 +168,7 @@ impl Breaker {
     pub fn gauge(&self) -> i64 {
         match *self.lock() {
             State::Closed { .. } => 0,
+            State::Held { until, .. } if Instant::now() >= until => 0,
             State::Open { .. } | State::Held { .. } => 1,
             State::HalfOpen { .. } => 2,
         }
@@ -246,6 +258,31 @@ mod tests {
         tokio::time::advance(Duration::from_secs(1)).await;
         assert!(b.allow() && b.allow());
         assert_eq!(b.gauge(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn late_answers_neither_cancel_nor_shorten_a_hold() {
+        let b = Breaker::new(1, Duration::from_secs(30));
+        b.hold(Duration::from_secs(120));
+        b.success();
+        assert_eq!(
+            b.holds_back(),
+            Some(Duration::from_secs(120)),
+            "a 200 sent before the 429"
+        );
+        b.failure();
+        assert_eq!(
+            b.holds_back(),
+            Some(Duration::from_secs(120)),
+            "a 503 sent before it"
+        );
+        assert_eq!(b.gauge(), 1);
+        tokio::time::advance(Duration::from_secs(120)).await;
+        assert!(b.allow(), "then the probe");
+        let held = Breaker::new(5, Duration::from_secs(30));
+        held.hold(Duration::from_secs(1));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(held.gauge(), 0, "a lapsed hold reads as closed");
     }
 
     #[test]

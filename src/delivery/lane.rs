@@ -54,8 +54,12 @@ impl Lane {
         self.machine.policy.queue_size.saturating_sub(self.depth())
     }
 
-    /// Nothing queued or running, and not since `idle_for`.
+    /// Nothing queued or running, and not since `idle_for`; a lane whose
+    /// breaker holds it back is not idle (evicting it would forget that).
     pub fn idle(&self, idle_for: std::time::Duration) -> bool {
+        if self.machine.breaker_holds_back().is_some() {
+            return false;
+        }
         let s = self.lock();
         s.queue.is_empty()
             && s.running == 0

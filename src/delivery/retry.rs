@@ -71,7 +71,7 @@ pub async fn pass(
                 last,
                 // What is left of the hold (the cool-down, or a throttle's
                 // Retry-After), not a whole new cool-down.
-                retry_after: Some(m.breaker.holds_back().unwrap_or(p.breaker_cooldown)),
+                retry_after: Some(m.breaker.holds_back().unwrap_or(Duration::ZERO)),
             };
         }
         if let Some(limiter) = &m.limiter {
@@ -120,8 +120,11 @@ pub async fn pass(
                     m.breaker.failure();
                 }
             }
-            // A throttle holds the whole target, not only this delivery.
-            (FailureReason::RateLimited, Some(after)) => m.breaker.hold(after),
+            // A throttle holds the whole target, not only this delivery,
+            // for its Retry-After or, without one, the shortest park.
+            (FailureReason::RateLimited, after) => {
+                m.breaker.hold(after.unwrap_or(p.park_retry_min))
+            }
             _ if err.status.is_some() => m.breaker.answered(),
             _ => m.breaker.unprobed(),
         }

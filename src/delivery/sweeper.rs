@@ -169,6 +169,8 @@ async fn retry_due(pool: &Pool, l: &Ledger, now: i64) -> Swept {
         let Some(lane) = pool.lane(&target) else {
             continue; // max_targets busy lanes: later
         };
+        // A hold or cool-down may have lapsed with no attempt since.
+        lane.machine.update_breaker_gauge();
         if let Some(d) = lane.machine.breaker_holds_back() {
             soon(d);
             continue;

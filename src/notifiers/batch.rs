@@ -101,12 +101,14 @@ async fn batch_loop(
                 );
                 results = vec![Err(e); n];
             }
-            // One call: its failures count once for the breaker.
+            // One call: its failures that count for the breaker count once.
             let mut counted = false;
             for (w, mut r) in waiters.into_iter().zip(results) {
                 if let Err(e) = &mut r {
-                    e.shared = counted;
-                    counted = true;
+                    if e.reason.counts_for_breaker() {
+                        e.shared = counted;
+                        counted = true;
+                    }
                 }
                 let _ = w.send(r);
             }
@@ -161,6 +163,55 @@ mod tests {
         let mut sizes = seen.lock().unwrap().clone();
         sizes.sort();
         assert_eq!(sizes, vec![1, 3]);
+    }
+
+    /// Of one call's failures, the first that counts for the breaker counts;
+    /// the others of that kind are marked shared, and refusals are left as
+    /// they are (a refused finding first must not hide a failing service).
+    #[tokio::test]
+    async fn one_failed_call_counts_once_whatever_fails_first() {
+        let post: PostBatch = Arc::new(move |items: Vec<Vec<u8>>| {
+            Box::pin(async move {
+                items
+                    .iter()
+                    .map(|i| match i.as_slice() {
+                        b"bad" => Err(SendError::permanent(FailureReason::ClientError, "bad")),
+                        _ => Err(SendError::retryable(FailureReason::ServerError, "503")),
+                    })
+                    .collect()
+            })
+        });
+        let b = Arc::new(Batcher::new(
+            BatchLimits {
+                items: 4,
+                bytes: 1 << 20,
+                linger: Duration::from_millis(200),
+            },
+            post,
+        ));
+        let mut tasks = Vec::new();
+        for p in ["bad", "a", "b", "c"] {
+            let b = b.clone();
+            tasks.push(tokio::spawn(async move {
+                b.submit(p.as_bytes().to_vec()).await
+            }));
+            // In this order within the one batch.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let mut got = Vec::new();
+        for t in tasks {
+            let e = t.await.unwrap().unwrap_err();
+            got.push((e.reason, e.shared));
+        }
+        assert_eq!(
+            got,
+            vec![
+                (FailureReason::ClientError, false),
+                (FailureReason::ServerError, false),
+                (FailureReason::ServerError, true),
+                (FailureReason::ServerError, true),
+            ]
+        );
     }
 
     #[tokio::test]

@@ -54,7 +54,13 @@ const FAIL_HOLD: Duration = Duration::from_secs(5);
 /// The most of a response body herald reads.
 const MAX_RESPONSE: usize = 64 * 1024;
 /// Keys of a credential file whose values are secrets.
-const SECRET_KEYS: &[&str] = &["private_key", "private_key_id", "client_secret", "headers"];
+const SECRET_KEYS: &[&str] = &[
+    "private_key",
+    "private_key_id",
+    "client_secret",
+    "refresh_token",
+    "headers",
+];
 
 #[derive(Deserialize)]
 pub struct Settings {
@@ -105,81 +111,35 @@ impl Source {
     /// Checks what can be checked before the first token: the file is
     /// readable, JSON, of a supported type, with the fields that type needs
     /// (as the crate reads them), and the URLs that get tokens are https.
+    /// For Application Default Credentials, the file that
+    /// `GOOGLE_APPLICATION_CREDENTIALS` names, if any, is checked the same
+    /// way (other types that ADC takes are let through).
     fn check(&self) -> Result<Value, String> {
-        let Source::File(path) = self else {
-            return match std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS") {
-                Some(p) if std::fs::metadata(&p).is_err() => Err(format!(
-                    "not set, and GOOGLE_APPLICATION_CREDENTIALS names {}, which cannot be read",
-                    PathBuf::from(p).display()
-                )),
-                _ => Ok(Value::Null),
-            };
-        };
-        let json = read_file(path)?;
-        let at = path.display();
-        let needs: &[&str] = match json.get("type").and_then(Value::as_str) {
-            Some("service_account") => {
-                use rustls::pki_types::{pem::PemObject, PrivateKeyDer};
-                let pem = json
-                    .get("private_key")
-                    .and_then(Value::as_str)
-                    .unwrap_or("");
-                if !matches!(
-                    PrivateKeyDer::from_pem_slice(pem.as_bytes()),
-                    Ok(PrivateKeyDer::Pkcs8(_))
-                ) {
-                    return Err(format!(
-                        "{at}: private_key is not a PKCS#8 PEM private key (BEGIN PRIVATE KEY)"
-                    ));
-                }
-                &["client_email", "private_key_id", "project_id"]
-            }
-            Some("external_account") => {
-                for key in ["token_url", "service_account_impersonation_url"] {
-                    if let Some(url) = json.get(key).and_then(Value::as_str) {
-                        if !token_url_ok(url) {
-                            return Err(format!("{at}: {key} must be an https URL"));
-                        }
-                    }
-                }
-                &[
-                    "audience",
-                    "subject_token_type",
-                    "token_url",
-                    "credential_source",
-                ]
-            }
-            other => {
-                return Err(format!(
-                    "{at}: type {} is not supported (service_account or external_account)",
-                    other.map_or_else(|| "(none)".to_string(), |t| format!("{t:?}"))
-                ))
-            }
-        };
-        for field in needs {
-            if json.get(field).is_none_or(|v| v.is_null() || v == "") {
-                return Err(format!("{at}: {field} is missing"));
-            }
+        match self {
+            Source::File(path) => check_file(path, false),
+            Source::Default => match std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS") {
+                Some(p) => check_file(&PathBuf::from(p), true).map_err(|e| {
+                    format!("not set, and GOOGLE_APPLICATION_CREDENTIALS names a file that will not do: {e}")
+                }),
+                None => Ok(Value::Null),
+            },
         }
-        Ok(json)
     }
 
     /// New credentials, with an empty token cache. Blocking (it reads
     /// files), and it needs the runtime (the cache's refresh task): called
     /// on a blocking thread, at the first token, not with the config.
-    fn credentials(&self) -> Result<AccessTokenCredentials, String> {
+    fn credentials(&self) -> Result<(AccessTokenCredentials, Value), String> {
+        let json = self.check()?;
         let Source::File(path) = self else {
             return AdcBuilder::default()
                 .with_scopes([SCOPE])
                 .build_access_token_credentials()
+                .map(|c| (c, json.clone()))
                 .map_err(|e| {
-                    format!(
-                        "Application Default Credentials: {}",
-                        safe_error(&e, &Value::Null)
-                    )
+                    format!("Application Default Credentials: {}", safe_error(&e, &json))
                 });
         };
-        let json = self.check()?;
         let built = if json["type"] == "service_account" {
             service_account::Builder::new(json.clone())
                 .with_access_specifier(service_account::AccessSpecifier::from_scopes([SCOPE]))
@@ -189,8 +149,83 @@ impl Source {
                 .with_scopes([SCOPE])
                 .build_access_token_credentials()
         };
-        built.map_err(|e| format!("{}: {}", path.display(), safe_error(&e, &json)))
+        built
+            .map(|c| (c, json.clone()))
+            .map_err(|e| format!("{}: {}", path.display(), safe_error(&e, &json)))
     }
+}
+
+/// One credential file's checks (see [`Source::check`]); `adc`: other
+/// types than the two herald names are let through.
+fn check_file(path: &PathBuf, adc: bool) -> Result<Value, String> {
+    let json = read_file(path)?;
+    let at = path.display();
+    let needs: &[&str] = match json.get("type").and_then(Value::as_str) {
+        Some("service_account") => {
+            use rustls::pki_types::{pem::PemObject, PrivateKeyDer};
+            let pem = json
+                .get("private_key")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            if !matches!(
+                PrivateKeyDer::from_pem_slice(pem.as_bytes()),
+                Ok(PrivateKeyDer::Pkcs8(_))
+            ) {
+                return Err(format!(
+                    "{at}: private_key is not a PKCS#8 PEM private key (BEGIN PRIVATE KEY)"
+                ));
+            }
+            &["client_email", "private_key_id", "project_id"]
+        }
+        Some("external_account") => {
+            for key in ["token_url", "service_account_impersonation_url"] {
+                if let Some(url) = json.get(key).and_then(Value::as_str) {
+                    if !token_url_ok(url) {
+                        return Err(format!("{at}: {key} must be an https URL"));
+                    }
+                }
+            }
+            let source = &json["credential_source"];
+            let kind = ["file", "url", "executable", "environment_id"]
+                .into_iter()
+                .find(|k| source.get(k).is_some());
+            match kind {
+                None => {
+                    return Err(format!(
+                        "{at}: credential_source names no file, url, executable or environment_id"
+                    ))
+                }
+                Some("executable")
+                    if std::env::var("GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES").as_deref()
+                        != Ok("1") =>
+                {
+                    return Err(format!(
+                        "{at}: an executable credential_source runs only with GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES=1"
+                    ))
+                }
+                _ => {}
+            }
+            &[
+                "audience",
+                "subject_token_type",
+                "token_url",
+                "credential_source",
+            ]
+        }
+        _ if adc => &[],
+        other => {
+            return Err(format!(
+                "{at}: type {} is not supported (service_account or external_account)",
+                other.map_or_else(|| "(none)".to_string(), |t| format!("{t:?}"))
+            ))
+        }
+    };
+    for field in needs {
+        if json.get(field).is_none_or(|v| v.is_null() || v == "") {
+            return Err(format!("{at}: {field} is missing"));
+        }
+    }
+    Ok(json)
 }
 
 fn read_file(path: &PathBuf) -> Result<Value, String> {
@@ -222,7 +257,34 @@ fn safe_error(e: &dyn std::error::Error, file: &Value) -> String {
             out.push_str("(response withheld)");
         }
     }
-    withhold(&out, file).chars().take(300).collect()
+    without_queries(&withhold(&out, file))
+        .chars()
+        .take(300)
+        .collect()
+}
+
+/// `text` with the query of every URL in it cut (`?…` up to a space,
+/// quote or parenthesis): a URL the crate quotes can carry a token.
+fn without_queries(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_query = false;
+    let mut in_url = false;
+    for (i, c) in text.char_indices() {
+        if c.is_whitespace() || matches!(c, ')' | '(' | '"' | '\'' | '<' | '>' | ',') {
+            in_url = false;
+            in_query = false;
+        } else if !in_url && (text[i..].starts_with("http://") || text[i..].starts_with("https://"))
+        {
+            in_url = true;
+        } else if in_url && c == '?' {
+            in_query = true;
+            out.push_str("?…");
+        }
+        if !in_query {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// `message` without the secret values of a credential file.
@@ -257,40 +319,27 @@ struct Current {
     last: Option<Secret>,
 }
 
+/// A failed token fetch.
+struct Failure {
+    at: Instant,
+    error: SendError,
+}
+
 struct Auth {
     source: Source,
     current: std::sync::Mutex<Option<Current>>,
+    /// The credential file as last read: its secret values are withheld
+    /// from error messages.
+    file: std::sync::Mutex<Value>,
     /// One build at a time.
     building: tokio::sync::Mutex<()>,
     generations: AtomicU64,
     /// The last failed fetch: it answers for [`FAIL_HOLD`].
-    failed: std::sync::Mutex<Option<(Instant, SendError)>>,
+    failed: std::sync::Mutex<Option<Failure>>,
 }
 
 fn auth_error(message: String) -> SendError {
     SendError::retryable(FailureReason::AuthError, message)
-}
-
-/// Drops the credentials of `generation` unless disarmed: a token fetch
-/// that timed out, failed or was cancelled may have wedged their cache.
-struct Forget<'a> {
-    auth: &'a Auth,
-    generation: u64,
-    armed: bool,
-}
-
-impl Drop for Forget<'_> {
-    fn drop(&mut self) {
-        if self.armed {
-            let mut current = self.auth.lock();
-            if current
-                .as_ref()
-                .is_some_and(|c| c.generation == self.generation)
-            {
-                *current = None;
-            }
-        }
-    }
 }
 
 impl Auth {
@@ -298,6 +347,7 @@ impl Auth {
         Auth {
             source,
             current: std::sync::Mutex::new(None),
+            file: std::sync::Mutex::new(Value::Null),
             building: tokio::sync::Mutex::new(()),
             generations: AtomicU64::new(0),
             failed: std::sync::Mutex::new(None),
@@ -306,6 +356,14 @@ impl Auth {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Current>> {
         self.current.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn failed(&self) -> std::sync::MutexGuard<'_, Option<Failure>> {
+        self.failed.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn current_generation(&self) -> Option<u64> {
+        self.lock().as_ref().map(|c| c.generation)
     }
 
     /// The current credentials, unless they handed out `refused`; else new
@@ -330,10 +388,11 @@ impl Auth {
             return Ok(c);
         }
         let source = self.source.clone();
-        let built = tokio::task::spawn_blocking(move || source.credentials())
+        let (built, file) = tokio::task::spawn_blocking(move || source.credentials())
             .await
             .map_err(|_| auth_error("building the Google credentials failed".into()))?
             .map_err(auth_error)?;
+        *self.file.lock().unwrap_or_else(|p| p.into_inner()) = file;
         let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
         *self.lock() = Some(Current {
             generation,
@@ -344,66 +403,82 @@ impl Auth {
     }
 
     /// A token; `refused` is one the API refused (see [`Auth::credentials`]).
+    /// A failure is remembered for [`FAIL_HOLD`], renewals included, so a
+    /// broken credential costs one exchange per 5 s, not one per delivery;
+    /// the replay is marked shared (the failure counted once for the
+    /// breaker) and asks to wait out the rest of the 5 s.
     async fn token(&self, refused: Option<&Secret>) -> Result<Secret, SendError> {
-        if refused.is_none() {
-            let failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((at, e)) = failed.as_ref().filter(|(at, _)| at.elapsed() < FAIL_HOLD) {
-                let mut e = e.clone();
-                e.message = format!(
-                    "{} ({}s ago; tried again after {}s)",
-                    e.message,
-                    at.elapsed().as_secs(),
-                    FAIL_HOLD.as_secs()
-                );
+        if let Some(f) = self.failed().as_ref() {
+            let left = FAIL_HOLD.saturating_sub(f.at.elapsed());
+            if !left.is_zero() {
+                let mut e = f.error.clone();
+                e.shared = true;
+                e.retry_after = Some(left);
+                e.message = format!("{} (again within {}s)", e.message, FAIL_HOLD.as_secs());
                 return Err(e);
             }
         }
-        let result = self.fetch(refused).await;
-        *self.failed.lock().unwrap_or_else(|p| p.into_inner()) =
-            result.as_ref().err().map(|e| (Instant::now(), e.clone()));
+        let (generation, result) = self.fetch(refused).await;
+        let mut failed = self.failed();
+        match &result {
+            Ok(_) if generation == self.current_generation() => *failed = None,
+            Ok(_) => {}
+            // Not when newer credentials were built meanwhile: this failure
+            // is theirs no longer.
+            Err(e) if generation.is_none() || self.current_generation().is_none() => {
+                *failed = Some(Failure {
+                    at: Instant::now(),
+                    error: e.clone(),
+                })
+            }
+            Err(_) => {}
+        }
         result
     }
 
-    async fn fetch(&self, refused: Option<&Secret>) -> Result<Secret, SendError> {
-        let (generation, credentials) = self.credentials(refused).await?;
-        let mut forget = Forget {
-            auth: self,
-            generation,
-            armed: true,
+    /// A token from the current credentials; on failure or after
+    /// [`TOKEN_TIMEOUT`] they are dropped (the crate's cache may be wedged:
+    /// its clients have no timeout), so the next fetch builds new ones.
+    async fn fetch(&self, refused: Option<&Secret>) -> (Option<u64>, Result<Secret, SendError>) {
+        let (generation, credentials) = match self.credentials(refused).await {
+            Ok(c) => c,
+            Err(e) => return (None, Err(e)),
         };
-        let token = match tokio::time::timeout(TOKEN_TIMEOUT, credentials.access_token()).await {
-            Err(_) => {
-                return Err(SendError::retryable(
-                    FailureReason::Timeout,
-                    format!(
-                        "no Google access token from {} within {}s",
-                        self.source.describe(),
-                        TOKEN_TIMEOUT.as_secs()
-                    ),
-                ))
-            }
+        let answer = tokio::time::timeout(TOKEN_TIMEOUT, credentials.access_token()).await;
+        let result = match answer {
+            Err(_) => Err(SendError::retryable(
+                FailureReason::Timeout,
+                format!(
+                    "no Google access token from {} within {}s",
+                    self.source.describe(),
+                    TOKEN_TIMEOUT.as_secs()
+                ),
+            )),
             Ok(Err(e)) => {
                 let reason = if e.is_transient() {
                     FailureReason::Connect
                 } else {
                     FailureReason::AuthError
                 };
-                return Err(SendError::retryable(
+                let file = self.file.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                Err(SendError::retryable(
                     reason,
                     format!(
                         "no Google access token from {}: {}",
                         self.source.describe(),
-                        safe_error(&e, &Value::Null)
+                        safe_error(&e, &file)
                     ),
-                ));
+                ))
             }
-            Ok(Ok(t)) => Secret::new(t.token),
+            Ok(Ok(t)) => Ok(Secret::new(t.token)),
         };
-        forget.armed = false;
-        if let Some(c) = self.lock().as_mut().filter(|c| c.generation == generation) {
-            c.last = Some(token.clone());
+        let mut current = self.lock();
+        match (&result, current.as_mut()) {
+            (Ok(token), Some(c)) if c.generation == generation => c.last = Some(token.clone()),
+            (Err(_), Some(c)) if c.generation == generation => *current = None,
+            _ => {}
         }
-        Ok(token)
+        (Some(generation), result)
     }
 }
 
@@ -447,6 +522,16 @@ impl super::Settings for Settings {
         };
         if let Err(e) = source.check() {
             errs.push(&join(path, "credentials_file"), e);
+        }
+        // The finding's externalUri: Cloud SCC takes an absolute URL only.
+        if !ctx.ui_endpoint.is_empty()
+            && !reqwest::Url::parse(&ctx.ui_endpoint)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
+        {
+            errs.push(
+                &join(path, "ui_endpoint"),
+                "must be an absolute http(s) URL (Cloud SCC refuses a relative externalUri)",
+            );
         }
         let tls = TlsSettings {
             ca_file: &self.ca_file,
@@ -529,28 +614,39 @@ impl GoogleScc {
             drop(http::read_limited(resp, MAX_RESPONSE).await);
             return Ok(());
         }
-        let status = resp.status().as_u16();
-        let mut e = match http::status_outcome(resp.status(), resp.headers(), &self.target) {
-            Err(e) => e,
-            Ok(()) => unreachable!("not a success"),
-        };
+        let (status, headers) = (resp.status(), resp.headers().clone());
         let (kind, message) = google_error(resp).await;
-        // Credentials, permissions, a source not there (yet), Security
-        // Command Center not ready and a conflict can be fixed without
-        // changing the finding: park. An invalid finding is dead-lettered.
+        Err(self.refusal(status, &headers, &kind, &message))
+    }
+
+    /// A refusal as a failure. Credentials, permissions, a source not there
+    /// (yet), Security Command Center not ready, a conflict and an
+    /// `eventTime` refused for a clock ahead of Google's can be fixed
+    /// without changing the finding: park. Another invalid finding is
+    /// dead-lettered.
+    fn refusal(
+        &self,
+        status: reqwest::StatusCode,
+        headers: &reqwest::header::HeaderMap,
+        kind: &str,
+        message: &str,
+    ) -> SendError {
+        let mut e = match http::status_outcome(status, headers, &self.target) {
+            Err(e) => e,
+            Ok(()) => SendError::retryable(FailureReason::ServerError, "?"),
+        };
         if e.reason == FailureReason::AuthError
-            || status == 404
-            || matches!(
-                kind.as_str(),
-                "FAILED_PRECONDITION" | "ABORTED" | "NOT_FOUND"
-            )
+            || status.as_u16() == 404
+            || matches!(kind, "FAILED_PRECONDITION" | "ABORTED" | "NOT_FOUND")
+            || message.contains("event_time")
+            || message.contains("eventTime")
         {
             e.retryable = true;
         }
         if !kind.is_empty() || !message.is_empty() {
             e.message = format!("{}: {kind} {message}", e.message);
         }
-        Err(e)
+        e
     }
 
     /// Creates the finding as Central does; if it exists, updates it.
@@ -563,7 +659,12 @@ impl GoogleScc {
         if resp.status().as_u16() != 409 {
             return self.outcome(resp).await;
         }
-        drop(http::read_limited(resp, MAX_RESPONSE).await);
+        let headers = resp.headers().clone();
+        let (kind, message) = google_error(resp).await;
+        // 409 is also ABORTED (a concurrent change): that one is retried.
+        if !matches!(kind.as_str(), "ALREADY_EXISTS" | "") {
+            return Err(self.refusal(reqwest::StatusCode::CONFLICT, &headers, &kind, &message));
+        }
         let update = format!(
             "{}/v1/{}/findings/{id}?updateMask={}",
             self.endpoint,
@@ -659,10 +760,13 @@ impl Notifier for GoogleScc {
         })
     }
 
-    /// An attempt may wait for a token exchange ([`TOKEN_TIMEOUT`]) before
-    /// its calls.
+    /// The longest attempt: a token, the create refused with 401, a new
+    /// token, the create again (409), the update ([`TOKEN_TIMEOUT`] for
+    /// each token, the destination's timeout for each call).
     fn attempt_timeout(&self, timeout: Duration) -> Duration {
-        timeout.saturating_mul(2).saturating_add(TOKEN_TIMEOUT)
+        timeout
+            .saturating_mul(4)
+            .saturating_add(TOKEN_TIMEOUT.saturating_mul(2))
     }
 
     fn cleartext_credentials(&self) -> Option<String> {
@@ -711,6 +815,19 @@ mod tests {
                 "source_id = \"organizations/12/sources/34\"\ncredentials_file = \"{wif}\"\n"
             )),
             Vec::<String>::new()
+        );
+        let empty_source = write(
+            "empty.json",
+            r#"{"type":"external_account","audience":"a","subject_token_type":"t","token_url":"https://sts.googleapis.com/v1/token","credential_source":{}}"#,
+        );
+        assert_eq!(
+            errors(&format!(
+                "source_id = \"organizations/1/sources/2\"\nui_endpoint = \"central:443\"\ncredentials_file = \"{empty_source}\"\n"
+            )),
+            vec![
+                format!("destinations[0].credentials_file: {empty_source}: credential_source names no file, url, executable or environment_id"),
+                "destinations[0].ui_endpoint: must be an absolute http(s) URL (Cloud SCC refuses a relative externalUri)".to_string(),
+            ]
         );
         let user = write(
             "user.json",
@@ -766,6 +883,10 @@ mod tests {
         assert_eq!(
             safe_error(&E("failed to read subject token field id_token, body=<{\"id_token\":\"eyJsecret\"}>"), &Value::Null),
             "failed to read subject token field id_token, (response withheld)"
+        );
+        assert_eq!(
+            safe_error(&E("error sending request for url (https://idp.example/token?key=s3cr3t&x=1): refused"), &Value::Null),
+            "error sending request for url (https://idp.example/token?…): refused"
         );
     }
 }

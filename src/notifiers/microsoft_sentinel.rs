@@ -558,6 +558,12 @@ impl Notifier for Sentinel {
         })
     }
 
+    /// A delivery waits for its batch's linger, a token and the call: its
+    /// own timeout must not fire before the call's, which counts once.
+    fn attempt_timeout(&self, timeout: Duration) -> Duration {
+        timeout.saturating_mul(3)
+    }
+
     fn cleartext_credentials(&self) -> Option<String> {
         http::cleartext_warning(&self.target, "the Entra ID token")
             .or_else(|| http::cleartext_warning(&self.auth.token_url, "the client credential"))

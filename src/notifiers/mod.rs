@@ -291,7 +291,11 @@ pub(crate) fn parse_one(text: &str) -> Result<Arc<dyn Notifier>, Vec<String>> {
     let entry = lookup(kind).ok_or_else(|| vec![format!("unknown type {kind:?}")])?;
     let ctx = BuildContext {
         timeout: std::time::Duration::from_secs(5),
-        ui_endpoint: String::new(),
+        ui_endpoint: item
+            .get("ui_endpoint")
+            .and_then(toml::Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
         audit: entry.default_audit,
         namespaces: Default::default(),
         clusters: Default::default(),

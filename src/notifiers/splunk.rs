@@ -383,12 +383,14 @@ impl Notifier for Splunk {
         http::cleartext_warning(&self.inner.events_url, "the HEC token")
     }
 
-    /// With indexer acknowledgement an attempt also waits for the ack, up
-    /// to `ack_timeout`: the request itself keeps the destination's timeout.
+    /// A delivery waits for its batch's linger and the call (which has the
+    /// destination's timeout, and counts once when it fails), and with
+    /// indexer acknowledgement for the ack, up to `ack_timeout`.
     fn attempt_timeout(&self, timeout: Duration) -> Duration {
+        let call = timeout.saturating_mul(2);
         match self.inner.ack_url {
-            Some(_) => timeout.saturating_add(self.inner.ack_timeout),
-            None => timeout,
+            Some(_) => call.saturating_add(self.inner.ack_timeout),
+            None => call,
         }
     }
 }

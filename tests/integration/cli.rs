@@ -78,7 +78,7 @@ fn names_the_field_for_missing_mistyped_out_of_range_and_unknown_keys() {
             VALID.replace("timeout = \"5s\"", "timeout = \"soon\""),
             vec!["destinations[0].timeout: invalid duration \"soon\"; write it like \"250ms\", \"5s\" or \"24h\""],
         ),
-        (VALID.replace("type = \"webhook\"", "type = \"pigeon\""), vec!["destinations[0].type: unknown type \"pigeon\" (expected one of: webhook, aws_security_hub, email, jira, microsoft_sentinel, pagerduty, slack, splunk, sumologic, syslog, teams)"]),
+        (VALID.replace("type = \"webhook\"", "type = \"pigeon\""), vec!["destinations[0].type: unknown type \"pigeon\" (expected one of: webhook, aws_security_hub, email, google_scc, jira, microsoft_sentinel, pagerduty, slack, splunk, sumologic, syslog, teams)"]),
         (VALID.replace("url = \"https://receiver.example.com/rhacs\"\n", ""), vec!["destinations[0].url: is required"]),
         (format!("{VALID}\n[surprise]\nx = 1\n"), vec!["surprise: unknown key"]),
         (VALID.replace("name = \"soc-webhook\"", "name = \"SOC Webhook\""), vec!["destinations[0].name: must be non-empty and use only a-z, 0-9, _ and -"]),

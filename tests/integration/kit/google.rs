@@ -722,7 +722,7 @@ impl Google {
                 return bad("event_time must not be later than the current time");
             }
         }
-        if let Some(u) = body.get("externalUri") {
+        if let Some(u) = body.get("externalUri").filter(|u| *u != "") {
             let absolute = u
                 .as_str()
                 .and_then(|u| reqwest::Url::parse(u).ok())
@@ -954,6 +954,10 @@ async fn handle(
     if api == "sts" {
         let hang = {
             let mut inner = g.inner.lock().unwrap();
+            // A hung exchange is an exchange too.
+            if inner.hang_sts > 0 {
+                inner.sts_exchanges += 1;
+            }
             let hang = inner.hang_sts > 0;
             inner.hang_sts = inner.hang_sts.saturating_sub(1);
             hang
