@@ -101,7 +101,11 @@ pub fn build_tables(tables: &DestinationTables) -> Result<Vec<Destination>, Erro
     for (i, item) in tables.tables.iter().enumerate() {
         let path = format!("destinations[{i}]");
         // Only the types that read the cluster file are rebuilt when it changes.
-        let reads_clusters = item.get("type").and_then(toml::Value::as_str) == Some("google_scc");
+        let reads_clusters = item
+            .get("type")
+            .and_then(toml::Value::as_str)
+            .and_then(notifiers::lookup)
+            .is_some_and(|t| t.cluster_metadata);
         let files = if reads_clusters {
             metadata.namespaces_fingerprint ^ metadata.clusters_fingerprint.rotate_left(32)
         } else {

@@ -59,20 +59,6 @@ pub fn supported(a: &AlertFields) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// The id of the cluster the alert's entity is in.
-pub fn cluster_id(a: &AlertFields) -> &str {
-    let from_entity = match (&a.deployment, &a.resource) {
-        (Some(d), _) => d.cluster_id.as_str(),
-        (_, Some(r)) => r.cluster_id.as_str(),
-        _ => "",
-    };
-    if from_entity.is_empty() {
-        &a.cluster_id
-    } else {
-        from_entity
-    }
-}
-
 /// `resourceName`: the GKE cluster, the Google project of another cluster
 /// on Google Cloud, or `<type>/<name>` for a cluster elsewhere.
 pub fn resource_name(meta: Option<&ProviderMetadata>, cluster_name: &str) -> String {
@@ -305,7 +291,7 @@ mod tests {
                     r#""enforcement_actions":[{"action":"Blocked kubernetes operation"}]}}"#
                 )
             );
-            assert_eq!(cluster_id(&a), "c2");
+            assert_eq!(a.cluster_id(), "c2");
         }
     }
 

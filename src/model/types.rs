@@ -179,6 +179,21 @@ impl AlertFields {
         }
     }
 
+    /// The cluster id from the entity, falling back to the top-level copy.
+    pub fn cluster_id(&self) -> &str {
+        let from_entity = match (&self.deployment, &self.resource, &self.node) {
+            (Some(d), _, _) => d.cluster_id.as_str(),
+            (_, Some(r), _) => r.cluster_id.as_str(),
+            (_, _, Some(n)) => n.cluster_id.as_str(),
+            _ => "",
+        };
+        if from_entity.is_empty() {
+            &self.cluster_id
+        } else {
+            from_entity
+        }
+    }
+
     /// The namespace from the entity, falling back to the top-level copy.
     pub fn namespace(&self) -> &str {
         let from_entity = match (&self.deployment, &self.resource) {

@@ -335,7 +335,7 @@ impl Hub {
                 .await?
                 .provide_credentials()
                 .await
-                .map_err(|e| auth_error("no AWS credentials", aws_error_chain(&e)))
+                .map_err(|e| auth_error("no AWS credentials", super::error_chain(&e)))
         })
         .await
         .map_err(|_| {
@@ -541,17 +541,6 @@ fn aws_error_type(headers: &reqwest::header::HeaderMap, body: &str) -> String {
         .filter(|c| c.is_ascii_alphanumeric())
         .take(64)
         .collect()
-}
-
-/// The sources of an SDK error, joined (the top one alone says little).
-fn aws_error_chain(e: &dyn std::error::Error) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut source = e.source();
-    while let Some(s) = source {
-        parts.push(s.to_string());
-        source = s.source();
-    }
-    parts.join(": ")
 }
 
 #[derive(Deserialize)]

@@ -85,6 +85,22 @@ impl SendError {
     }
 }
 
+/// An error and its sources as one line (the top one alone often says
+/// little); a source whose text the line already holds is not repeated.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
 impl FailureReason {
     /// Whether a failure says the destination cannot take anything now
     /// (unreachable, slow, failing, refusing the credentials), which is

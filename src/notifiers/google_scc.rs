@@ -241,16 +241,7 @@ fn read_file(path: &PathBuf) -> Result<Value, String> {
 /// values of the credential file `file` are withheld; at most 300
 /// characters.
 fn safe_error(e: &dyn std::error::Error, file: &Value) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !out.contains(&s_text) {
-            out.push_str(": ");
-            out.push_str(&s_text);
-        }
-        source = s.source();
-    }
+    let mut out = super::error_chain(e);
     for quote in ["body=", "stderr=", "stdout="] {
         if let Some(i) = out.find(quote) {
             out.truncate(i);
@@ -575,7 +566,7 @@ impl GoogleScc {
             return Err("Cloud SCC takes no audit messages".into());
         };
         let a = &a.fields;
-        let meta = self.clusters.get(scc::cluster_id(a), a.cluster_name());
+        let meta = self.clusters.get(a.cluster_id(), a.cluster_name());
         scc::finding(a, &self.source_id, &self.ui_endpoint, meta, now)
     }
 

@@ -34,7 +34,7 @@ pub mod syslog;
 pub mod target;
 pub mod webhook;
 
-pub use error::{FailureReason, SendError};
+pub use error::{error_chain, FailureReason, SendError};
 pub use target::{Annotation, Target};
 
 use std::fmt;
@@ -188,6 +188,8 @@ pub struct NotifierType {
     pub name: &'static str,
     /// Whether audit events go to it unless `audit` says otherwise.
     pub default_audit: bool,
+    /// Whether it reads `cluster_metadata` (a change to the file rebuilds it).
+    pub cluster_metadata: bool,
     pub parse: ParseFn,
 }
 
@@ -207,63 +209,75 @@ pub static TYPES: &[NotifierType] = &[
     NotifierType {
         name: "webhook",
         default_audit: false,
+        cluster_metadata: false,
         parse: parse_as::<webhook::Settings>,
     },
     NotifierType {
         name: "aws_security_hub",
         default_audit: false,
+        cluster_metadata: false,
         parse: parse_as::<aws_security_hub::Settings>,
     },
     NotifierType {
         name: "email",
         default_audit: false,
+        cluster_metadata: false,
         parse: parse_as::<email::Settings>,
     },
     NotifierType {
         name: "google_scc",
         default_audit: false,
+        cluster_metadata: true,
         parse: parse_as::<google_scc::Settings>,
     },
     NotifierType {
         name: "jira",
         default_audit: false,
+        cluster_metadata: false,
         parse: parse_as::<jira::Settings>,
     },
     NotifierType {
         name: "microsoft_sentinel",
         // Central sends audit messages when the audit data collection rule is set.
         default_audit: true,
+        cluster_metadata: false,
         parse: parse_as::<microsoft_sentinel::Settings>,
     },
     NotifierType {
         name: "pagerduty",
         default_audit: false,
+        cluster_metadata: false,
         parse: parse_as::<pagerduty::Settings>,
     },
     NotifierType {
         name: "slack",
         default_audit: false,
+        cluster_metadata: false,
         parse: parse_as::<chat_webhook::SlackSettings>,
     },
     NotifierType {
         name: "splunk",
         default_audit: false,
+        cluster_metadata: false,
         parse: parse_as::<splunk::Settings>,
     },
     NotifierType {
         name: "sumologic",
         default_audit: false,
+        cluster_metadata: false,
         parse: parse_as::<sumologic::Settings>,
     },
     NotifierType {
         name: "syslog",
         // Central always sends audit messages to syslog.
         default_audit: true,
+        cluster_metadata: false,
         parse: parse_as::<syslog::Settings>,
     },
     NotifierType {
         name: "teams",
         default_audit: false,
+        cluster_metadata: false,
         parse: parse_as::<chat_webhook::TeamsSettings>,
     },
 ];
