@@ -21,6 +21,7 @@ use crate::destinations::{self, Destination};
 use crate::http;
 use crate::ledger::{self, Ledger};
 use crate::model::{decode, Event};
+use crate::routing::metadata::Metadata;
 use crate::source::tracker::{Limits, Ticket, Tp, Tracker};
 use crate::source::{self, KafkaConsumer, SourceContext};
 use crate::telemetry::{Health, Metrics};
@@ -121,6 +122,40 @@ pub async fn run(
         fatal: fatal.clone(),
         retrying: Retrying::default(),
     };
+    // With [central], the destinations read Central's metadata, kept
+    // current from here on (from the last saved read until the first).
+    let (live, destinations) = match &config.central {
+        None => (None, destinations),
+        Some(c) => {
+            let (snapshot, read_at) =
+                crate::central::metadata::saved(&config.state_dir).unwrap_or_default();
+            let live = Metadata::live(snapshot);
+            let mut errs = crate::config::Errors::default();
+            let client = crate::central::Client::build(c, Some(metrics.clone()), &mut errs);
+            let destinations = destinations::build_tables(&config.destinations, Some(&live))
+                .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
+            let client = client.ok_or_else(|| anyhow::anyhow!("invalid configuration:\n{errs}"))?;
+            let mut refresher = crate::central::metadata::Refresher::new(
+                c,
+                Arc::new(client),
+                live.clone(),
+                config.state_dir.clone(),
+                metrics.clone(),
+                read_at,
+            );
+            // Read once before consuming, within the timeout; a failure
+            // keeps the saved metadata (stale) and the refresher retries.
+            let ok = match refresher.refresh_once().await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "Central's metadata: first read failed; starting with the last saved one (stale)");
+                    false
+                }
+            };
+            tokio::spawn(refresher.run(abandon.clone(), ok));
+            (Some(live), destinations)
+        }
+    };
     let routes: Vec<Arc<Route>> = destinations
         .into_iter()
         .map(|d| Arc::new(start_route(d, &shared, false)))
@@ -165,6 +200,7 @@ pub async fn run(
         config_path,
         reload_tx,
         metrics.clone(),
+        live.clone(),
     ));
 
     let max_alert_age = k.max_alert_age.map(|d| d.0);
@@ -383,6 +419,7 @@ async fn reload_on_sighup(
     path: std::path::PathBuf,
     to_dispatcher: tokio::sync::mpsc::Sender<(Config, Vec<Destination>)>,
     metrics: Arc<Metrics>,
+    live: Option<Arc<Metadata>>,
 ) {
     while hangup.recv().await.is_some() {
         tracing::info!(config = %path.display(), "SIGHUP received: reloading");
@@ -390,8 +427,9 @@ async fn reload_on_sighup(
         let mut states = vec![sd_notify::NotifyState::Reloading];
         states.extend(sd_notify::NotifyState::monotonic_usec_now().ok());
         sd_notify_state(&states);
-        let p = path.clone();
-        match tokio::task::spawn_blocking(move || destinations::load(&p)).await {
+        let (p, live) = (path.clone(), live.clone());
+        match tokio::task::spawn_blocking(move || destinations::load_with(&p, live.as_ref())).await
+        {
             Ok(Ok(loaded)) => {
                 if to_dispatcher.send(loaded).await.is_err() {
                     return;

@@ -13,6 +13,7 @@ use crate::config::{self, field, join, Config, DestinationTables, Errors};
 use crate::delivery::policy::{Policy, RawPolicy, RETIRED};
 use crate::notifiers::{self, BuildContext, Notifier};
 use crate::routing::clusters::ClusterMetadata;
+use crate::routing::metadata::{Metadata, Snapshot};
 use crate::routing::namespaces::NamespaceMetadata;
 use crate::routing::{RawRule, Rule};
 
@@ -54,47 +55,32 @@ struct Head {
     ui_endpoint: String,
 }
 
-/// The metadata files destinations share, and their fingerprints.
-struct Metadata {
-    namespaces: Arc<NamespaceMetadata>,
-    clusters: Arc<ClusterMetadata>,
+/// The metadata destinations share, and the fingerprints of its files.
+struct Shared {
+    metadata: Arc<Metadata>,
     namespaces_fingerprint: u64,
     clusters_fingerprint: u64,
 }
 
 /// Every destination of `config`, or every problem found, by field path.
 pub fn build(config: &Config) -> Result<Vec<Destination>, Errors> {
-    build_tables(&config.destinations)
+    build_tables(&config.destinations, None)
 }
 
 /// Every destination of `tables`, or every problem found, by field path.
-pub fn build_tables(tables: &DestinationTables) -> Result<Vec<Destination>, Errors> {
+/// `live` is Central's metadata (`[central]`), which replaces the files.
+pub fn build_tables(
+    tables: &DestinationTables,
+    live: Option<&Arc<Metadata>>,
+) -> Result<Vec<Destination>, Errors> {
     let mut errs = Errors::default();
-    let (namespaces, namespaces_fingerprint) = match &tables.namespace_metadata {
-        None => (Arc::new(NamespaceMetadata::default()), 0),
-        Some(p) => match NamespaceMetadata::load(p) {
-            Ok(m) => (Arc::new(m), config::file_fingerprint(p)),
-            Err(e) => {
-                errs.push("namespace_metadata", e);
-                (Arc::new(NamespaceMetadata::default()), 0)
-            }
+    let shared = match live {
+        Some(m) => Shared {
+            metadata: m.clone(),
+            namespaces_fingerprint: 0,
+            clusters_fingerprint: 0,
         },
-    };
-    let (clusters, clusters_fingerprint) = match &tables.cluster_metadata {
-        None => (Arc::new(ClusterMetadata::default()), 0),
-        Some(p) => match ClusterMetadata::load(p) {
-            Ok(m) => (Arc::new(m), config::file_fingerprint(p)),
-            Err(e) => {
-                errs.push("cluster_metadata", e);
-                (Arc::new(ClusterMetadata::default()), 0)
-            }
-        },
-    };
-    let metadata = Metadata {
-        namespaces,
-        clusters,
-        namespaces_fingerprint,
-        clusters_fingerprint,
+        None => files(tables, &mut errs),
     };
     let mut out: Vec<Destination> = Vec::new();
     let mut names = HashSet::new();
@@ -107,12 +93,12 @@ pub fn build_tables(tables: &DestinationTables) -> Result<Vec<Destination>, Erro
             .and_then(notifiers::lookup)
             .is_some_and(|t| t.cluster_metadata);
         let files = if reads_clusters {
-            metadata.namespaces_fingerprint ^ metadata.clusters_fingerprint.rotate_left(32)
+            shared.namespaces_fingerprint ^ shared.clusters_fingerprint.rotate_left(32)
         } else {
-            metadata.namespaces_fingerprint
+            shared.namespaces_fingerprint
         };
         let fingerprint = config::destination_fingerprint(item, files);
-        out.extend(one(item, &path, &metadata, fingerprint, &mut errs));
+        out.extend(one(item, &path, &shared.metadata, fingerprint, &mut errs));
         if let Some(name) = item.get("name").and_then(toml::Value::as_str) {
             if !names.insert(name.to_string()) {
                 errs.push(
@@ -129,9 +115,50 @@ pub fn build_tables(tables: &DestinationTables) -> Result<Vec<Destination>, Erro
     }
 }
 
+/// The metadata files, read as they are now.
+fn files(tables: &DestinationTables, errs: &mut Errors) -> Shared {
+    let (namespaces, namespaces_fingerprint) = match &tables.namespace_metadata {
+        None => (NamespaceMetadata::default(), 0),
+        Some(p) => match NamespaceMetadata::load(p) {
+            Ok(m) => (m, config::file_fingerprint(p)),
+            Err(e) => {
+                errs.push("namespace_metadata", e);
+                (NamespaceMetadata::default(), 0)
+            }
+        },
+    };
+    let (clusters, clusters_fingerprint) = match &tables.cluster_metadata {
+        None => (ClusterMetadata::default(), 0),
+        Some(p) => match ClusterMetadata::load(p) {
+            Ok(m) => (m, config::file_fingerprint(p)),
+            Err(e) => {
+                errs.push("cluster_metadata", e);
+                (ClusterMetadata::default(), 0)
+            }
+        },
+    };
+    Shared {
+        metadata: Metadata::fixed(Snapshot {
+            namespaces,
+            clusters,
+        }),
+        namespaces_fingerprint,
+        clusters_fingerprint,
+    }
+}
+
 /// Reads and validates the file, then builds its destinations: what `run`,
 /// `check-config` and every command that needs destinations call.
 pub fn load(path: &Path) -> Result<(Config, Vec<Destination>), Errors> {
+    load_with(path, None)
+}
+
+/// [`load`] with Central's live metadata (a running herald's reload). With
+/// `[central]` and no `live`, the metadata last saved in `state_dir` is used.
+pub fn load_with(
+    path: &Path,
+    live: Option<&Arc<Metadata>>,
+) -> Result<(Config, Vec<Destination>), Errors> {
     let (config, tables) = Config::load_with_destinations(path);
     let mut errs = Errors::default();
     if let Err(e) = &config {
@@ -146,7 +173,19 @@ pub fn load(path: &Path) -> Result<(Config, Vec<Destination>), Errors> {
     {
         crate::tls::server_config(cert, key, "ingest", &mut errs);
     }
-    let destinations = build_tables(&tables).map_err(|e| errs.list.extend(e.list));
+    let central = config.as_ref().ok().and_then(|c| {
+        let central = c.central.as_ref()?;
+        crate::central::Client::build(central, None, &mut errs);
+        Some(live.cloned().unwrap_or_else(|| {
+            Metadata::fixed(
+                crate::central::metadata::saved(&c.state_dir)
+                    .map(|(s, _)| s)
+                    .unwrap_or_default(),
+            )
+        }))
+    });
+    let destinations =
+        build_tables(&tables, central.as_ref()).map_err(|e| errs.list.extend(e.list));
     match (config, destinations) {
         (Ok(c), Ok(d)) if errs.is_empty() => Ok((c, d)),
         _ => Err(errs),
@@ -156,7 +195,7 @@ pub fn load(path: &Path) -> Result<(Config, Vec<Destination>), Errors> {
 fn one(
     item: &toml::Value,
     path: &str,
-    metadata: &Metadata,
+    metadata: &Arc<Metadata>,
     fingerprint: u64,
     errs: &mut Errors,
 ) -> Option<Destination> {
@@ -209,8 +248,7 @@ fn one(
         timeout: policy.timeout,
         ui_endpoint: head.value.ui_endpoint.clone(),
         audit: rule.audit,
-        namespaces: metadata.namespaces.clone(),
-        clusters: metadata.clusters.clone(),
+        metadata: metadata.clone(),
     };
     let (notifier, type_ignored) = (entry.parse)(item.clone(), path, &ctx, errs)?;
 

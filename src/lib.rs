@@ -6,6 +6,7 @@
 //! then send). Offsets are committed as deliveries become final.
 
 pub mod app;
+pub mod central;
 pub mod cli;
 pub mod config;
 pub mod deadletter;

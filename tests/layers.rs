@@ -17,7 +17,7 @@ const LAYERS: &[&[&str]] = &[
     // One module per destination type and the registry table.
     &["notifiers"],
     // State: the ledger, dead letters, the Kafka consumer and its tracker.
-    &["ledger", "deadletter", "source"],
+    &["ledger", "deadletter", "source", "central"],
     // Lanes, the delivery state machine, the sweeper.
     &["delivery"],
     // Joins a destination's table to its rule, policy and notifier.

@@ -1,6 +1,7 @@
 //! Configuration: one TOML file, `HERALD__SECTION__KEY` environment overrides,
 //! `${VAR}` substitution and `*_file` secrets. Every error names its field.
 
+pub mod central;
 pub mod ingest;
 mod load;
 mod types;
@@ -79,6 +80,8 @@ pub struct Config {
     pub static_fingerprint: u64,
     /// `POST /v1/ingest`, when the `[ingest]` section is present.
     pub ingest: Option<ingest::IngestConfig>,
+    /// Central's API (`[central]`): namespace and cluster metadata.
+    pub central: Option<central::CentralConfig>,
     /// The `[[destinations]]` tables; `crate::destinations` builds them.
     pub destinations: DestinationTables,
 }
@@ -517,6 +520,13 @@ impl Config {
                 .and_then(|raw| raw.validate(kafka.as_ref(), &mut errs))
         });
 
+        let central = root
+            .remove("central")
+            .and_then(|v| section::<central::CentralConfig>(v, "central", &mut errs));
+        if let Some(c) = &central {
+            c.validate(&mut errs);
+        }
+
         let namespace_metadata = root
             .remove("namespace_metadata")
             .and_then(|v| field::<PathBuf>(v, "namespace_metadata", &mut errs))
@@ -543,6 +553,22 @@ impl Config {
         for key in root.keys() {
             errs.push(key, "unknown key");
         }
+        if central.is_some() {
+            for (set, key) in [
+                (
+                    destinations.namespace_metadata.is_some(),
+                    "namespace_metadata",
+                ),
+                (destinations.cluster_metadata.is_some(), "cluster_metadata"),
+            ] {
+                if set {
+                    errs.push(
+                        key,
+                        "give either this file or [central] (which reads the same from Central's API), not both",
+                    );
+                }
+            }
+        }
 
         let tables = destinations.clone();
         let config = match (kafka, http, admin, log, ledger) {
@@ -557,6 +583,7 @@ impl Config {
                     ledger,
                     static_fingerprint,
                     ingest,
+                    central,
                     destinations,
                 })
             }

@@ -708,7 +708,7 @@ async fn a_pool_refuses_a_target_it_may_not_send_to_and_parks_what_finds_no_room
             key: "project".into(),
             kind,
             default_shown: "SEC".into(),
-            namespaces: Default::default(),
+            metadata: Default::default(),
         }),
         answers: Mutex::new(vec![Answer::Hang; 8].into()),
         ..Script::default()

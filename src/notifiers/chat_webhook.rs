@@ -179,7 +179,7 @@ impl WebhookSettings {
                 format: format_url,
             },
             default_shown: redact_url(default_url.expose()),
-            namespaces: ctx.namespaces.clone(),
+            metadata: ctx.metadata.clone(),
         });
         Some(Arc::new(ChatWebhook {
             flavor,

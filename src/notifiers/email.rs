@@ -220,7 +220,7 @@ impl super::Settings for Settings {
                     allowed: self.allowed_targets,
                 },
                 default_shown: self.default_target.clone(),
-                namespaces: ctx.namespaces.clone(),
+                metadata: ctx.metadata.clone(),
             }),
             default_target: self.default_target,
             ui_endpoint: ctx.ui_endpoint.clone(),

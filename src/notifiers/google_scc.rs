@@ -40,7 +40,7 @@ use super::{BuildContext, FailureReason, Notifier, RenderContext, SendError, Sen
 use crate::config::{join, redact_url, Errors, Secret};
 use crate::formats::scc;
 use crate::model::Event;
-use crate::routing::clusters::ClusterMetadata;
+use crate::routing::metadata::Metadata;
 
 const SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 const DEFAULT_ENDPOINT: &str = "https://securitycenter.googleapis.com";
@@ -477,7 +477,7 @@ pub struct GoogleScc {
     source_id: String,
     endpoint: String,
     ui_endpoint: String,
-    clusters: Arc<ClusterMetadata>,
+    metadata: Arc<Metadata>,
     client: reqwest::Client,
     auth: Auth,
     target: String,
@@ -537,7 +537,7 @@ impl super::Settings for Settings {
             target: redact_url(&endpoint),
             endpoint,
             ui_endpoint: ctx.ui_endpoint.clone(),
-            clusters: ctx.clusters.clone(),
+            metadata: ctx.metadata.clone(),
             client: client?,
             auth: Auth::new(source),
         }))
@@ -566,7 +566,10 @@ impl GoogleScc {
             return Err("Cloud SCC takes no audit messages".into());
         };
         let a = &a.fields;
-        let meta = self.clusters.get(a.cluster_id(), a.cluster_name());
+        let snapshot = self.metadata.snapshot();
+        let meta = self
+            .metadata
+            .provider(&snapshot, a.cluster_id(), a.cluster_name());
         scc::finding(a, &self.source_id, &self.ui_endpoint, meta, now)
     }
 
@@ -695,8 +698,8 @@ impl GoogleScc {
                 ),
             ));
         }
-        let clusters = if self.clusters.is_empty() {
-            "; cluster_metadata is not set or lists no cluster, so resourceName is UNSPECIFIED/<cluster name>"
+        let clusters = if self.metadata.snapshot().clusters.is_empty() {
+            "; no cluster metadata yet (cluster_metadata or [central]), so resourceName is UNSPECIFIED/<cluster name>"
         } else {
             ""
         };

@@ -250,7 +250,7 @@ impl super::Settings for Settings {
                     allowed: self.allowed_targets,
                 },
                 default_shown: self.default_target.clone(),
-                namespaces: ctx.namespaces.clone(),
+                metadata: ctx.metadata.clone(),
             }),
             auto_mapping,
             mapping: RwLock::new(mapping),

@@ -45,8 +45,7 @@ use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
 
 use crate::config::{field, Errors};
-use crate::routing::clusters::ClusterMetadata;
-use crate::routing::namespaces::NamespaceMetadata;
+use crate::routing::metadata::Metadata;
 
 use crate::model::Event;
 
@@ -168,10 +167,9 @@ pub struct BuildContext {
     /// Whether audit events go to this destination.
     pub audit: bool,
     /// Namespace labels and annotations (syslog `nslabels`, the namespace
-    /// step of annotation routing).
-    pub namespaces: std::sync::Arc<NamespaceMetadata>,
-    /// Where each cluster runs (Google SCC's `resourceName`).
-    pub clusters: std::sync::Arc<ClusterMetadata>,
+    /// step of annotation routing) and where each cluster runs (Google SCC's
+    /// `resourceName`).
+    pub metadata: std::sync::Arc<Metadata>,
 }
 
 /// A type's own settings: deserialised from the destination's table and built
@@ -311,8 +309,7 @@ pub(crate) fn parse_one(text: &str) -> Result<Arc<dyn Notifier>, Vec<String>> {
             .unwrap_or_default()
             .to_string(),
         audit: entry.default_audit,
-        namespaces: Default::default(),
-        clusters: Default::default(),
+        metadata: Default::default(),
     };
     let mut errs = Errors::default();
     match (entry.parse)(item, "destinations[0]", &ctx, &mut errs) {

@@ -236,7 +236,7 @@ enum Transport {
 
 pub struct Syslog {
     addr: String,
-    namespaces: Arc<crate::routing::namespaces::NamespaceMetadata>,
+    metadata: Arc<crate::routing::metadata::Metadata>,
     settings: cef::Settings,
     transport: Transport,
     connect_timeout: Duration,
@@ -361,7 +361,7 @@ impl super::Settings for Settings {
         };
         Some(Arc::new(Syslog {
             addr: host_port,
-            namespaces: ctx.namespaces.clone(),
+            metadata: ctx.metadata.clone(),
             settings: cef::Settings {
                 facility,
                 hostname: self.hostname,
@@ -536,9 +536,10 @@ impl Syslog {
                 } else {
                     cluster_id
                 };
-                let labels = self
-                    .namespaces
-                    .labels(cluster_id, f.cluster_name(), f.namespace());
+                let snapshot = self.metadata.snapshot();
+                let labels =
+                    self.metadata
+                        .labels(&snapshot, cluster_id, f.cluster_name(), f.namespace());
                 cef::alert_record(a, &self.settings, labels)
             }
             Event::Audit(a) => cef::audit_record(a, &self.settings),

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use crate::config::{join, redact_url, Errors};
 use crate::model::Event;
 use crate::routing::annotations::{self, Step};
-use crate::routing::namespaces::NamespaceMetadata;
+use crate::routing::metadata::Metadata;
 
 /// Where one delivery goes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
@@ -253,7 +253,7 @@ pub struct Annotation {
     /// The default target as `explain` shows it.
     pub default_shown: String,
     /// Namespace annotations, for the namespace step.
-    pub namespaces: Arc<NamespaceMetadata>,
+    pub metadata: Arc<Metadata>,
 }
 
 /// The annotation step's decision for one event.
@@ -268,8 +268,9 @@ impl Annotation {
     /// Central's lookup (deployment annotation, deployment label, namespace
     /// annotation, default), then the value's checks.
     pub fn resolve(&self, event: &Event) -> Resolution {
-        let ns: &dyn annotations::NamespaceAnnotations = &*self.namespaces;
-        let (value, step) = annotations::resolve_event(event, &self.key, "", Some(ns));
+        let snapshot = self.metadata.snapshot();
+        let ns = self.metadata.annotations(&snapshot);
+        let (value, step) = annotations::resolve_event(event, &self.key, "", Some(&ns));
         if step == Step::Default {
             return Resolution {
                 step,

@@ -136,7 +136,7 @@ impl super::Settings for Settings {
                 format: http::with_scheme,
             },
             default_shown: redact_url(url.expose()),
-            namespaces: ctx.namespaces.clone(),
+            metadata: ctx.metadata.clone(),
         });
         Some(Arc::new(Webhook {
             clients: clients?,

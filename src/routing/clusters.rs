@@ -1,8 +1,8 @@
-//! The cluster-metadata file: where each secured cluster runs (its
-//! `providerMetadata`: GKE project, region and name; other clouds), which
-//! alerts do not carry. Google SCC's `resourceName` is built from it.
-//!
-//! The file is Central's own answer to `GET /v1/clusters`, saved as it comes:
+//! Where each secured cluster runs (its `providerMetadata`: GKE project,
+//! region and name; other clouds), which alerts do not carry. Google SCC's
+//! `resourceName` is built from it. From Central's `GET /v1/clusters`
+//! (`[central]`), or offline from the cluster-metadata file, Central's own
+//! answer saved as it comes:
 //!
 //! ```sh
 //! curl -H "Authorization: Bearer $ROX_API_TOKEN" https://central/v1/clusters > clusters.json
@@ -20,7 +20,8 @@ use crate::model::ProviderMetadata;
 
 #[derive(Deserialize)]
 struct File {
-    clusters: Vec<Entry>,
+    #[serde(default)]
+    clusters: Option<Vec<Entry>>,
 }
 
 #[derive(Deserialize)]
@@ -55,11 +56,17 @@ impl ClusterMetadata {
     }
 
     pub fn parse(text: &str) -> Result<ClusterMetadata, String> {
-        let file: File = serde_json::from_str(text).map_err(|e| {
+        // A struct also reads from a JSON array: only an object is an answer.
+        let object = if text.trim_start().starts_with('{') {
+            text
+        } else {
+            "no object"
+        };
+        let file: File = serde_json::from_str(object).map_err(|e| {
             format!("not the JSON of Central's GET /v1/clusters ({{\"clusters\": [...]}}): {e}")
         })?;
         let mut out = ClusterMetadata::default();
-        for e in file.clusters {
+        for e in file.clusters.unwrap_or_default() {
             let meta = Arc::new(e.status.provider_metadata);
             if !e.id.is_empty() {
                 out.by_id.insert(e.id, meta.clone());
@@ -81,6 +88,11 @@ impl ClusterMetadata {
 
     pub fn is_empty(&self) -> bool {
         self.by_id.is_empty() && self.by_name.is_empty()
+    }
+
+    /// Clusters known (by id, or by name when Central gave no id).
+    pub fn len(&self) -> usize {
+        self.by_id.len().max(self.by_name.len())
     }
 }
 

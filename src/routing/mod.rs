@@ -7,6 +7,7 @@
 
 pub mod annotations;
 pub mod clusters;
+pub mod metadata;
 pub mod namespaces;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};

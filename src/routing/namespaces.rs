@@ -1,7 +1,7 @@
-//! The namespace-metadata file: labels and annotations of Kubernetes
-//! namespaces, which alerts do not carry. Central reads them from its own
-//! store; herald from this file (syslog `nslabels`, and the namespace step of
-//! annotation routing).
+//! Labels and annotations of Kubernetes namespaces, which alerts do not
+//! carry (syslog `nslabels`, and the namespace step of annotation routing):
+//! from Central's `GET /v1/namespaces` (`[central]`), or offline from the
+//! namespace-metadata file:
 //!
 //! ```toml
 //! [[namespaces]]
@@ -71,6 +71,80 @@ impl NamespaceMetadata {
         Ok(NamespaceMetadata { by_key })
     }
 
+    /// Central's answer to `GET /v1/namespaces` (`{"namespaces": [{"metadata":
+    /// {...}}]}`), each namespace found by cluster id and by cluster name.
+    pub fn from_central(text: &str) -> Result<NamespaceMetadata, String> {
+        #[derive(Deserialize)]
+        struct List {
+            #[serde(default)]
+            namespaces: Option<Vec<Item>>,
+        }
+        #[derive(Deserialize)]
+        struct Item {
+            #[serde(default)]
+            metadata: Option<Meta>,
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Meta {
+            #[serde(default)]
+            name: String,
+            #[serde(default)]
+            cluster_id: String,
+            #[serde(default)]
+            cluster_name: String,
+            #[serde(default)]
+            labels: Option<StringMap>,
+            #[serde(default)]
+            annotations: Option<StringMap>,
+        }
+        // A struct also reads from a JSON array: only an object is an answer.
+        let object = if text.trim_start().starts_with('{') {
+            text
+        } else {
+            "no object"
+        };
+        let list: List = serde_json::from_str(object).map_err(|e| {
+            format!("not the JSON of Central's GET /v1/namespaces ({{\"namespaces\": [...]}}): {e}")
+        })?;
+        let mut by_key = HashMap::new();
+        for m in list
+            .namespaces
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|i| i.metadata)
+        {
+            if m.name.is_empty() {
+                continue;
+            }
+            for cluster in [&m.cluster_id, &m.cluster_name] {
+                if cluster.is_empty() {
+                    continue;
+                }
+                let ns = Namespace {
+                    labels: m.labels.clone().unwrap_or_default(),
+                    annotations: m.annotations.clone().unwrap_or_default(),
+                };
+                by_key.insert((cluster.clone(), m.name.clone()), ns);
+            }
+        }
+        Ok(NamespaceMetadata { by_key })
+    }
+
+    /// Whether the namespace is known (by cluster id or name).
+    pub fn contains(&self, cluster: &str, namespace: &str) -> bool {
+        self.entry(cluster, "", namespace).is_some()
+    }
+
+    /// Namespaces known, each counted under its cluster id and name.
+    pub fn len(&self) -> usize {
+        self.by_key.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_key.is_empty()
+    }
+
     /// The namespace's labels, looked up by cluster id, then cluster name.
     pub fn labels(
         &self,
@@ -118,5 +192,29 @@ mod tests {
         assert_eq!(m.annotation("c-id", "pay", "owner"), Some("x"));
         std::fs::write(&p, "[[namespaces]]\ncluster = \"c\"\nnmae = \"x\"\n").unwrap();
         assert!(NamespaceMetadata::load(&p).unwrap_err().contains("nmae"));
+    }
+
+    #[test]
+    fn reads_centrals_namespace_list() {
+        let m = NamespaceMetadata::from_central(
+            r#"{"namespaces":[
+              {"metadata":{"id":"n1","name":"pay","clusterId":"c1","clusterName":"prod","labels":{"team":"pay"},
+                "annotations":{"owner":"x"},"creationTime":"2026-01-01T00:00:00Z","priority":"3"},"numDeployments":4},
+              {"metadata":{"id":"n2","name":"web","clusterId":"c2","clusterName":"","labels":null}},
+              {"metadata":{"name":"","clusterId":"c3"}},
+              {}
+            ]}"#,
+        )
+        .unwrap();
+        assert_eq!(m.labels("c1", "", "pay").unwrap()["team"], "pay");
+        assert_eq!(m.labels("zz", "prod", "pay").unwrap()["team"], "pay");
+        assert_eq!(m.annotation("c1", "pay", "owner"), Some("x"));
+        assert!(m.labels("c2", "", "web").unwrap().is_empty());
+        assert!(m.contains("c2", "web") && !m.contains("c2", "pay"));
+        assert_eq!(m.len(), 3);
+        assert!(NamespaceMetadata::from_central("{}").unwrap().is_empty());
+        assert!(NamespaceMetadata::from_central("[]")
+            .unwrap_err()
+            .starts_with("not the JSON of Central's GET /v1/namespaces"));
     }
 }

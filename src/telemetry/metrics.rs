@@ -44,6 +44,10 @@ pub struct Metrics {
     pub ingest_requests: IntCounterVec,
     pub config_reload_successful: IntGauge,
     pub config_reload_success_time: prometheus::Gauge,
+    pub central_requests: IntCounterVec,
+    pub central_metadata_stale: IntGauge,
+    pub central_metadata_age: prometheus::Gauge,
+    pub central_metadata_entries: IntGaugeVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -333,6 +337,36 @@ impl Metrics {
             ),
             config_reload_successful,
             config_reload_success_time,
+            central_requests: counter(
+                &r,
+                "herald_central_requests_total",
+                "Calls to Central's API by call (namespaces, clusters, …) and outcome (ok, unauthorized, forbidden, error).",
+                &["call", "outcome"],
+            ),
+            central_metadata_stale: {
+                let g = IntGauge::new(
+                    "herald_central_metadata_stale",
+                    "1 while the last read of Central's namespace and cluster metadata failed (the previous one stays in use).",
+                )
+                .expect("valid metric");
+                r.register(Box::new(g.clone())).expect("unique metric");
+                g
+            },
+            central_metadata_age: {
+                let g = prometheus::Gauge::new(
+                    "herald_central_metadata_age_seconds",
+                    "Age of the namespace and cluster metadata in use, read from Central (0: none read yet).",
+                )
+                .expect("valid metric");
+                r.register(Box::new(g.clone())).expect("unique metric");
+                g
+            },
+            central_metadata_entries: gauge(
+                &r,
+                "herald_central_metadata_entries",
+                "Namespaces and clusters in the metadata read from Central.",
+                &["kind"],
+            ),
             registry: r,
         };
         m.build_info

@@ -1,0 +1,208 @@
+//! What destinations look up and alerts do not carry: namespaces' labels and
+//! annotations (syslog `nslabels`, the namespace step of annotation routing)
+//! and clusters' provider metadata (Google SCC's `resourceName`).
+//!
+//! Fixed, from the `namespace_metadata` and `cluster_metadata` files, or
+//! live: Central's API, which `crate::central` loads at start and refreshes
+//! in the background, swapping a new [`Snapshot`] in. A lookup takes the
+//! snapshot of the moment; a live lookup that finds no such namespace or
+//! cluster asks for an early refresh ([`Metadata::next_miss`]).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use super::annotations::NamespaceAnnotations;
+use super::clusters::ClusterMetadata;
+use super::namespaces::NamespaceMetadata;
+use crate::model::ProviderMetadata;
+
+/// Namespaces and clusters as known at one moment.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub namespaces: NamespaceMetadata,
+    pub clusters: ClusterMetadata,
+}
+
+/// The metadata destinations share (one per process when live).
+#[derive(Debug, Default)]
+pub struct Metadata {
+    current: RwLock<Arc<Snapshot>>,
+    live: bool,
+    miss: tokio::sync::Notify,
+}
+
+impl Metadata {
+    /// Metadata that never changes (the files, or none).
+    pub fn fixed(snapshot: Snapshot) -> Arc<Metadata> {
+        Arc::new(Metadata {
+            current: RwLock::new(Arc::new(snapshot)),
+            live: false,
+            miss: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// Metadata kept current by a refresher, starting from `snapshot` (the
+    /// last one saved, or an empty one).
+    pub fn live(snapshot: Snapshot) -> Arc<Metadata> {
+        Arc::new(Metadata {
+            current: RwLock::new(Arc::new(snapshot)),
+            live: true,
+            miss: tokio::sync::Notify::new(),
+        })
+    }
+
+    pub fn is_live(&self) -> bool {
+        self.live
+    }
+
+    /// The snapshot of the moment.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Swaps `snapshot` in; lookups from now on see it.
+    pub fn replace(&self, snapshot: Snapshot) {
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(snapshot);
+    }
+
+    /// A lookup found no such namespace or cluster: a live refresher hears
+    /// of it (it decides how often that may cost a refresh).
+    pub fn missed(&self) {
+        if self.live {
+            self.miss.notify_one();
+        }
+    }
+
+    /// Resolves once a lookup has missed since the last call.
+    pub async fn next_miss(&self) {
+        self.miss.notified().await
+    }
+
+    /// The namespace's labels, by cluster id, then cluster name.
+    pub fn labels<'s>(
+        &self,
+        snapshot: &'s Snapshot,
+        cluster_id: &str,
+        cluster_name: &str,
+        namespace: &str,
+    ) -> Option<&'s BTreeMap<String, String>> {
+        let found = snapshot
+            .namespaces
+            .labels(cluster_id, cluster_name, namespace);
+        if found.is_none() && !namespace.is_empty() {
+            self.missed();
+        }
+        found
+    }
+
+    /// The cluster's provider metadata, by id, then name.
+    pub fn provider<'s>(
+        &self,
+        snapshot: &'s Snapshot,
+        cluster_id: &str,
+        cluster_name: &str,
+    ) -> Option<&'s ProviderMetadata> {
+        let found = snapshot.clusters.get(cluster_id, cluster_name);
+        if found.is_none() && !(cluster_id.is_empty() && cluster_name.is_empty()) {
+            self.missed();
+        }
+        found
+    }
+
+    /// The namespace step's view of `snapshot`: misses reach the refresher.
+    pub fn annotations<'s>(&'s self, snapshot: &'s Snapshot) -> Annotations<'s> {
+        Annotations {
+            metadata: self,
+            snapshot,
+        }
+    }
+}
+
+/// Namespace annotations from one snapshot, for the annotation resolver.
+pub struct Annotations<'s> {
+    metadata: &'s Metadata,
+    snapshot: &'s Snapshot,
+}
+
+impl NamespaceAnnotations for Annotations<'_> {
+    fn annotation(&self, cluster_id: &str, namespace: &str, key: &str) -> Option<&str> {
+        if !self.snapshot.namespaces.contains(cluster_id, namespace) {
+            self.metadata.missed();
+            return None;
+        }
+        self.snapshot
+            .namespaces
+            .annotation(cluster_id, namespace, key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot() -> Snapshot {
+        Snapshot {
+            namespaces: NamespaceMetadata::from_central(
+                r#"{"namespaces":[{"metadata":{"id":"n1","name":"pay","clusterId":"c1","clusterName":"prod",
+                    "labels":{"team":"pay"},"annotations":{"example.com/slack":"https://hooks.slack.com/x"}}}]}"#,
+            )
+            .unwrap(),
+            clusters: ClusterMetadata::parse(r#"{"clusters":[{"id":"c1","name":"prod"}]}"#).unwrap(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_live_lookup_that_finds_nothing_asks_for_a_refresh() {
+        let m = Metadata::live(Snapshot::default());
+        let s = m.snapshot();
+        assert!(m.labels(&s, "c1", "prod", "pay").is_none());
+        // The miss was noted: the refresher's wait ends at once.
+        tokio::time::timeout(std::time::Duration::from_secs(1), m.next_miss())
+            .await
+            .expect("a miss is heard");
+        m.replace(snapshot());
+        let s = m.snapshot();
+        assert_eq!(m.labels(&s, "c1", "", "pay").unwrap()["team"], "pay");
+        assert_eq!(m.labels(&s, "", "prod", "pay").unwrap()["team"], "pay");
+        assert!(m.provider(&s, "c1", "").is_some());
+        let a = m.annotations(&s);
+        assert_eq!(
+            a.annotation("c1", "pay", "example.com/slack"),
+            Some("https://hooks.slack.com/x")
+        );
+        // A known namespace without the annotation is not a miss.
+        assert_eq!(a.annotation("c1", "pay", "other"), None);
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(50), m.next_miss())
+                .await
+                .is_err(),
+            "no miss since"
+        );
+        // An unknown one is; cluster-scoped lookups (no namespace) are not.
+        assert!(m.labels(&s, "c1", "prod", "").is_none());
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(50), m.next_miss())
+                .await
+                .is_err()
+        );
+        assert_eq!(a.annotation("c1", "web", "example.com/slack"), None);
+        tokio::time::timeout(std::time::Duration::from_secs(1), m.next_miss())
+            .await
+            .expect("a miss is heard");
+    }
+
+    #[tokio::test]
+    async fn fixed_metadata_never_asks() {
+        let m = Metadata::fixed(Snapshot::default());
+        let s = m.snapshot();
+        assert!(m.provider(&s, "c9", "x").is_none());
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(50), m.next_miss())
+                .await
+                .is_err()
+        );
+    }
+}
