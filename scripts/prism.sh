@@ -26,6 +26,10 @@
 #              Both PagerDuty mocks match the paths without the server's /v2
 #              base path: the endpoint is http://127.0.0.1:14011/enqueue (and
 #              /change/enqueue); /v2/enqueue gets Prism's 404.
+#   Central    PRISM_CENTRAL_PORT   (14014) serving Central's REST API v1
+#              (tests/contracts/stackrox/*.swagger.json, Apache-2.0, merged
+#              into one document in the run dir at start): namespaces,
+#              clusters, alerts. No security scheme: tokens are not checked.
 #
 # Prism runs WITHOUT --errors: a request that breaks the contract still gets
 # an answer (422/400/401, see below), and every violation is reported in the
@@ -60,6 +64,7 @@
 #   PRISM_PAGERDUTY_PORT   PagerDuty mock port (default 14011)
 #   PRISM_JIRA_FOUND_PORT  "issue found" Jira mock port (default 14012)
 #   PRISM_PAGERDUTY_SHARED_PORT  shared-spec PagerDuty mock port (default 14013)
+#   PRISM_CENTRAL_PORT     Central API mock port (default 14014)
 #   PRISM_SHARED_SPECS     dir holding the optional shared
 #                          pagerduty-events-v2.json (default <repo>/../shared/specs)
 #   PRISM_START_TIMEOUT    seconds to wait for the mocks (default 60)
@@ -89,9 +94,12 @@ JIRA_PORT=${PRISM_JIRA_PORT:-14010}
 PD_PORT=${PRISM_PAGERDUTY_PORT:-14011}
 FOUND_PORT=${PRISM_JIRA_FOUND_PORT:-14012}
 PD_SHARED_PORT=${PRISM_PAGERDUTY_SHARED_PORT:-14013}
+CENTRAL_PORT=${PRISM_CENTRAL_PORT:-14014}
 JIRA_SPEC="$REPO_DIR/tests/contracts/jira-v2.json"
 FOUND_SPEC="$PRISM_RUN/jira-v2-found.json"
 PD_SPEC="$REPO_DIR/tests/contracts/pagerduty-events-v2.json"
+STACKROX_SPECS="$REPO_DIR/tests/contracts/stackrox"
+CENTRAL_SPEC="$PRISM_RUN/stackrox-central.json"
 SHARED_SPECS=${PRISM_SHARED_SPECS:-$(cd "$REPO_DIR/.." && pwd)/shared/specs}
 PD_SHARED_SPEC="$SHARED_SPECS/pagerduty-events-v2.json"
 START_TIMEOUT=${PRISM_START_TIMEOUT:-60}
@@ -100,13 +108,13 @@ NODE=${PRISM_NODE:-node}
 
 # name -> port / spec / probe (a GET that must get an HTTP answer from Prism;
 # any status will do, Prism answers unknown routes with 404/405 itself).
-MOCKS=(jira jira-found pagerduty pagerduty-shared)
+MOCKS=(jira jira-found pagerduty pagerduty-shared central)
 declare -A PORT=([jira]=$JIRA_PORT [jira-found]=$FOUND_PORT [pagerduty]=$PD_PORT
-  [pagerduty-shared]=$PD_SHARED_PORT)
+  [pagerduty-shared]=$PD_SHARED_PORT [central]=$CENTRAL_PORT)
 declare -A SPEC=([jira]=$JIRA_SPEC [jira-found]=$FOUND_SPEC [pagerduty]=$PD_SPEC
-  [pagerduty-shared]=$PD_SHARED_SPEC)
+  [pagerduty-shared]=$PD_SHARED_SPEC [central]=$CENTRAL_SPEC)
 declare -A PROBE=([jira]=/rest/api/2/serverInfo [jira-found]=/rest/api/2/serverInfo [pagerduty]=/enqueue
-  [pagerduty-shared]=/enqueue)
+  [pagerduty-shared]=/enqueue [central]=/v1/clusters)
 
 pid_file() { echo "$RUN_DIR/prism-$1.pid"; }
 log_file() { echo "$PRISM_RUN/$1.log"; }
@@ -209,6 +217,32 @@ make_found_spec() {
   ' "$JIRA_SPEC" "$FOUND_SPEC" || die "could not write $FOUND_SPEC from $JIRA_SPEC"
 }
 
+# Central's three API documents as one (paths and definitions do not overlap),
+# so one endpoint serves every call herald makes.
+make_central_spec() {
+  "$NODE" -e '
+    const fs = require("fs");
+    const [dir, dst] = process.argv.slice(1);
+    const files = ["alert_service", "cluster_service", "namespace_service"];
+    const out = { swagger: "2.0", info: { title: "StackRox Central API v1 (merged by scripts/prism.sh)", version: "bed4a7b" },
+      consumes: ["application/json"], produces: ["application/json"], paths: {}, definitions: {} };
+    for (const f of files) {
+      const d = JSON.parse(fs.readFileSync(`${dir}/${f}.swagger.json`, "utf8"));
+      for (const [k, v] of Object.entries(d.paths)) {
+        if (out.paths[k]) throw new Error(`${f}: path ${k} twice`);
+        out.paths[k] = v;
+      }
+      for (const [k, v] of Object.entries(d.definitions)) {
+        if (out.definitions[k] && JSON.stringify(out.definitions[k]) !== JSON.stringify(v))
+          throw new Error(`${f}: definition ${k} differs`);
+        out.definitions[k] = v;
+      }
+    }
+    fs.writeFileSync(dst + ".tmp", JSON.stringify(out));
+    fs.renameSync(dst + ".tmp", dst);
+  ' "$STACKROX_SPECS" "$CENTRAL_SPEC" || die "could not write $CENTRAL_SPEC from $STACKROX_SPECS"
+}
+
 # True iff all mocks $@ answer; dies if one of them exited.
 all_ready() {
   local m pending=0
@@ -247,6 +281,7 @@ start_prism() {
     rm -f "$(pid_file "$m")"
     port_open "$HOST" "${PORT[$m]}" && die "port ${PORT[$m]} ($m) is already in use by another process (not started by this script)"
     [[ $m == jira-found ]] && make_found_spec
+    [[ $m == central ]] && make_central_spec
     spawn "$m"
     started+=("$m")
     log "starting prism $PRISM_VERSION $m mock (pid $(<"$(pid_file "$m")")) on $HOST:${PORT[$m]}"
@@ -319,6 +354,10 @@ pagerduty_spec=$PD_SPEC
 pagerduty_log=$(log_file pagerduty)
 pagerduty_pid_file=$(pid_file pagerduty)
 pagerduty_pid=$ppid
+central_port=$CENTRAL_PORT
+central_url=http://$HOST:$CENTRAL_PORT
+central_spec=$CENTRAL_SPEC
+central_log=$(log_file central)
 violations_header=sl-violations
 prism_version=$PRISM_VERSION
 prism_prefix=$PREFIX

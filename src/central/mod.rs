@@ -135,7 +135,7 @@ impl Client {
         };
         let client = http::client(tls, cfg.timeout.0, "central", errs)?;
         Some(Client {
-            shown: redact_url(base.as_str()),
+            shown: redact_url(base.as_str().trim_end_matches('/')),
             base,
             http: client,
             token: TokenFile {
@@ -183,7 +183,7 @@ impl Client {
             url.query_pairs_mut()
                 .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
         }
-        let what = format!("Central's {call} ({} {path})", self.shown);
+        let what = format!("Central's {call} (GET {}{path})", self.shown);
         let failed = |e: reqwest::Error| {
             let why = if e.is_timeout() {
                 "timed out".to_string()
@@ -243,6 +243,56 @@ impl Client {
             ))),
         }
     }
+}
+
+/// One API call herald makes, with the permission it needs.
+pub struct Check {
+    pub call: &'static str,
+    pub path: &'static str,
+    /// The permission set's resource that must be readable.
+    pub resource: &'static str,
+    pub result: Result<(), CallError>,
+}
+
+impl Check {
+    /// The line `check-config --online` prints.
+    pub fn line(&self) -> String {
+        match &self.result {
+            Ok(()) => format!(
+                "central: ok: GET {} (read access to {})",
+                self.path, self.resource
+            ),
+            Err(CallError::Forbidden(m)) => format!(
+                "central: failed: {m}; grant the token's role read access to {}",
+                self.resource
+            ),
+            Err(e) => format!("central: failed: {e}"),
+        }
+    }
+}
+
+/// Tries each call herald makes (one item each), so a token's missing
+/// permission is found before it matters.
+pub async fn checks(client: &Client) -> Vec<Check> {
+    let mut out = Vec::new();
+    for (call, path, resource, query) in [
+        (
+            "namespaces",
+            "/v1/namespaces",
+            "Namespace",
+            vec![("query.pagination.limit", "1".to_string())],
+        ),
+        ("clusters", "/v1/clusters", "Cluster", vec![]),
+    ] {
+        let result = client.get(call, path, &query).await.map(|_| ());
+        out.push(Check {
+            call,
+            path,
+            resource,
+            result,
+        });
+    }
+    out
 }
 
 #[cfg(test)]

@@ -148,6 +148,17 @@ pub fn main() -> ExitCode {
                 if online {
                     return report(block_on(async move {
                         let mut failed = 0;
+                        if let Some(central) = &c.central {
+                            let mut errs = crate::config::Errors::default();
+                            if let Some(client) =
+                                crate::central::Client::build(central, None, &mut errs)
+                            {
+                                for check in crate::central::checks(&client).await {
+                                    failed += usize::from(check.result.is_err());
+                                    println!("{}", check.line());
+                                }
+                            }
+                        }
                         for d in &dests {
                             match d.notifier.preflight().await {
                                 Ok(what) => println!("{}: ok: {what}", d.name),
@@ -159,7 +170,7 @@ pub fn main() -> ExitCode {
                         }
                         anyhow::ensure!(
                             failed == 0,
-                            "{failed} destination(s) failed their start-up checks"
+                            "{failed} check(s) failed (destinations' start-up checks, Central's API)"
                         );
                         Ok(())
                     }));

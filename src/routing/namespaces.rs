@@ -49,6 +49,9 @@ struct Namespace {
 #[derive(Debug, Default)]
 pub struct NamespaceMetadata {
     by_key: HashMap<(String, String), Namespace>,
+    /// Namespaces listed (each is found under two keys when Central names
+    /// its cluster by id and by name).
+    listed: usize,
 }
 
 impl NamespaceMetadata {
@@ -57,6 +60,7 @@ impl NamespaceMetadata {
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let file: File =
             toml::from_str(&text).map_err(|e| format!("{}: {}", path.display(), e.message()))?;
+        let listed = file.namespaces.len();
         let by_key = file
             .namespaces
             .into_iter()
@@ -68,7 +72,7 @@ impl NamespaceMetadata {
                 ((e.cluster, e.name), ns)
             })
             .collect();
-        Ok(NamespaceMetadata { by_key })
+        Ok(NamespaceMetadata { by_key, listed })
     }
 
     /// Central's answer to `GET /v1/namespaces` (`{"namespaces": [{"metadata":
@@ -107,7 +111,7 @@ impl NamespaceMetadata {
         let list: List = serde_json::from_str(object).map_err(|e| {
             format!("not the JSON of Central's GET /v1/namespaces ({{\"namespaces\": [...]}}): {e}")
         })?;
-        let mut by_key = HashMap::new();
+        let (mut by_key, mut listed) = (HashMap::new(), 0);
         for m in list
             .namespaces
             .unwrap_or_default()
@@ -117,6 +121,7 @@ impl NamespaceMetadata {
             if m.name.is_empty() {
                 continue;
             }
+            listed += 1;
             for cluster in [&m.cluster_id, &m.cluster_name] {
                 if cluster.is_empty() {
                     continue;
@@ -128,7 +133,7 @@ impl NamespaceMetadata {
                 by_key.insert((cluster.clone(), m.name.clone()), ns);
             }
         }
-        Ok(NamespaceMetadata { by_key })
+        Ok(NamespaceMetadata { by_key, listed })
     }
 
     /// Whether the namespace is known (by cluster id or name).
@@ -136,9 +141,9 @@ impl NamespaceMetadata {
         self.entry(cluster, "", namespace).is_some()
     }
 
-    /// Namespaces known, each counted under its cluster id and name.
+    /// Namespaces listed.
     pub fn len(&self) -> usize {
-        self.by_key.len()
+        self.listed
     }
 
     pub fn is_empty(&self) -> bool {
@@ -211,7 +216,7 @@ mod tests {
         assert_eq!(m.annotation("c1", "pay", "owner"), Some("x"));
         assert!(m.labels("c2", "", "web").unwrap().is_empty());
         assert!(m.contains("c2", "web") && !m.contains("c2", "pay"));
-        assert_eq!(m.len(), 3);
+        assert_eq!(m.len(), 2);
         assert!(NamespaceMetadata::from_central("{}").unwrap().is_empty());
         assert!(NamespaceMetadata::from_central("[]")
             .unwrap_err()

@@ -11,14 +11,14 @@ use serde_json::json;
 use crate::kit::jira::{Jira, Options, Shape};
 use crate::kit::{self, Herald};
 
-fn jira_dest(name: &str, j: &Jira, extra: &str) -> String {
+pub(crate) fn jira_dest(name: &str, j: &Jira, extra: &str) -> String {
     format!(
         "[[destinations]]\nname = \"{name}\"\nid = \"3c1e0f64-6d2b-4f7a-9d0e-5a8b7c6d5e4f\"\ntype = \"jira\"\nurl = \"{}\"\nusername = \"bot\"\npassword = \"jira-token-1\"\nissue_type = \"task\"\ndefault_target = \"SEC\"\nannotation_key = \"jira-project\"\nui_endpoint = \"https://central.example.com\"\nidempotency_label_prefix = \"herald-\"\n{extra}\n",
         j.url()
     )
 }
 
-fn alert(id: &str, severity: &str, namespace: &str, annotations: &str) -> String {
+pub(crate) fn alert(id: &str, severity: &str, namespace: &str, annotations: &str) -> String {
     format!(
         r#"{{"id":"{id}","policy":{{"name":"P {id}","severity":"{severity}","notifiers":["3c1e0f64-6d2b-4f7a-9d0e-5a8b7c6d5e4f"]}},"clusterId":"c1","clusterName":"prod","namespace":"{namespace}","deployment":{{"name":"d-{id}","namespace":"{namespace}","clusterId":"c1","clusterName":"prod"{annotations}}},"time":"2024-05-01T12:00:00Z"}}"#
     )

@@ -2,6 +2,7 @@
 //! `make test` through scripts/kafka.sh), real HTTP receivers, and the herald
 //! binary as a child process.
 
+mod central;
 mod chat;
 mod cli;
 mod delivery;

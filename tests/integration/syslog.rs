@@ -28,7 +28,7 @@ fn header_time(v: &serde_json::Value) -> String {
 
 /// The record the spec's rules give (§2.1), built here independently of
 /// herald's formatter; the embedded Go-JSON comes from the reviewed golden file.
-fn expected_alert(
+pub(crate) fn expected_alert(
     fixture: &str,
     host: &str,
     cef_order: bool,
@@ -78,7 +78,7 @@ fn expected_audit(host: &str, cef_order: bool, extra: &str) -> String {
     )
 }
 
-fn syslog_dest(name: &str, port: &str, host_marker: &str, extra: &str) -> String {
+pub(crate) fn syslog_dest(name: &str, port: &str, host_marker: &str, extra: &str) -> String {
     format!(
         "[[destinations]]\nname = \"{name}\"\nid = \"3c1e0f64-6d2b-4f7a-9d0e-5a8b7c6d5e4f\"\ntype = \"syslog\"\nhost = \"127.0.0.1\"\nport = {port}\nhostname = \"{host_marker}\"\nprocid = \"1\"\ndevice_version = \"4.7.0\"\n{extra}\n"
     )

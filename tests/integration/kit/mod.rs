@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod azure;
+pub mod central;
 pub mod google;
 pub mod hec;
 pub mod jira;
