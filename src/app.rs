@@ -124,8 +124,8 @@ pub async fn run(
     };
     // With [central], the destinations read Central's metadata, kept
     // current from here on (from the last saved read until the first).
-    let (live, destinations) = match &config.central {
-        None => (None, destinations),
+    let (live, destinations, reconciler) = match &config.central {
+        None => (None, destinations, None),
         Some(c) => {
             let (snapshot, read_at) =
                 crate::central::metadata::saved(&config.state_dir).unwrap_or_default();
@@ -134,10 +134,11 @@ pub async fn run(
             let client = crate::central::Client::build(c, Some(metrics.clone()), &mut errs);
             let destinations = destinations::build_tables(&config.destinations, Some(&live))
                 .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
-            let client = client.ok_or_else(|| anyhow::anyhow!("invalid configuration:\n{errs}"))?;
+            let client =
+                Arc::new(client.ok_or_else(|| anyhow::anyhow!("invalid configuration:\n{errs}"))?);
             let mut refresher = crate::central::metadata::Refresher::new(
                 c,
-                Arc::new(client),
+                client.clone(),
                 live.clone(),
                 config.state_dir.clone(),
                 metrics.clone(),
@@ -153,7 +154,18 @@ pub async fn run(
                 }
             };
             tokio::spawn(refresher.run(abandon.clone(), ok));
-            (Some(live), destinations)
+            let reconciler = match &c.reconcile {
+                None => None,
+                Some(r) => Some(crate::central::reconcile::Reconciler::new(
+                    r,
+                    c.page_size,
+                    client.clone(),
+                    source::producer(k)?,
+                    config.state_dir.clone(),
+                    metrics.clone(),
+                )),
+            };
+            (Some(live), destinations, reconciler)
         }
     };
     let routes: Vec<Arc<Route>> = destinations
@@ -205,7 +217,16 @@ pub async fn run(
 
     let max_alert_age = k.max_alert_age.map(|d| d.0);
     let grace = config.shutdown_grace;
+    // Reconciliation runs while herald consumes, and stops with it.
+    let (carried, reconciling) = match reconciler {
+        None => (None, None),
+        Some((r, carried)) => (
+            Some(carried),
+            Some(tokio::spawn(r.run(stop_consuming.clone()))),
+        ),
+    };
     let mut dispatcher = Dispatcher {
+        carried,
         consumer: current.clone(),
         tracker: tracker.clone(),
         metrics: metrics.clone(),
@@ -225,6 +246,10 @@ pub async fn run(
     dispatcher.consume(&stop_consuming).await;
     // Consuming also ends on a fatal error: stop the commit loop too.
     stop_consuming.cancel();
+    if let Some(r) = reconciling {
+        // It saves its progress as it stops.
+        let _ = tokio::time::timeout(Duration::from_secs(5), r).await;
+    }
 
     // Graceful stop: drain what is in flight within the grace period, then
     // abandon the rest (uncommitted, so it is consumed again) and commit.
@@ -525,6 +550,8 @@ type NewConsumer =
     Box<dyn Fn(&crate::config::KafkaConfig) -> anyhow::Result<KafkaConsumer> + Send + Sync>;
 
 struct Dispatcher {
+    /// What the topic carried, for reconciliation with Central.
+    carried: Option<Arc<crate::central::reconcile::Carried>>,
     consumer: CurrentConsumer,
     tracker: Arc<Tracker>,
     metrics: Arc<Metrics>,
@@ -876,6 +903,10 @@ impl Dispatcher {
                 return;
             }
         };
+        if let (Some(carried), Event::Alert(a)) = (&self.carried, &event) {
+            let time = a.fields.time.map_or(0, |t| t.0.timestamp_millis());
+            carried.observe(&a.fields.id, a.fields.state, time);
+        }
         if let (Some(max_age), Event::Alert(a)) = (self.max_alert_age, &event) {
             if let Some(t) = a.fields.time {
                 // A time in the future is not old (and not "new for ever":

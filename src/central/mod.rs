@@ -6,6 +6,7 @@
 //! carry the token.
 
 pub mod metadata;
+pub mod reconcile;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -271,11 +272,11 @@ impl Check {
     }
 }
 
-/// Tries each call herald makes (one item each), so a token's missing
-/// permission is found before it matters.
-pub async fn checks(client: &Client) -> Vec<Check> {
+/// Tries each call herald makes (one item each; the alerts only with
+/// `reconcile`), so a token's missing permission is found before it matters.
+pub async fn checks(client: &Client, reconcile: bool) -> Vec<Check> {
     let mut out = Vec::new();
-    for (call, path, resource, query) in [
+    let calls = [
         (
             "namespaces",
             "/v1/namespaces",
@@ -283,7 +284,17 @@ pub async fn checks(client: &Client) -> Vec<Check> {
             vec![("query.pagination.limit", "1".to_string())],
         ),
         ("clusters", "/v1/clusters", "Cluster", vec![]),
-    ] {
+        (
+            "alerts",
+            "/v1/alerts",
+            "Alert",
+            vec![("pagination.limit", "1".to_string())],
+        ),
+    ];
+    for (call, path, resource, query) in calls {
+        if call == "alerts" && !reconcile {
+            continue;
+        }
         let result = client.get(call, path, &query).await.map(|_| ());
         out.push(Check {
             call,

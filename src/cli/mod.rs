@@ -153,7 +153,10 @@ pub fn main() -> ExitCode {
                             if let Some(client) =
                                 crate::central::Client::build(central, None, &mut errs)
                             {
-                                for check in crate::central::checks(&client).await {
+                                for check in
+                                    crate::central::checks(&client, central.reconcile.is_some())
+                                        .await
+                                {
                                     failed += usize::from(check.result.is_err());
                                     println!("{}", check.line());
                                 }

@@ -34,6 +34,50 @@ pub struct CentralConfig {
     /// Items per page of a paged API call.
     #[serde(default = "default_page_size")]
     pub page_size: u32,
+    /// `[central.reconcile]`: what Central has and the topic did not carry.
+    #[serde(default)]
+    pub reconcile: Option<ReconcileConfig>,
+}
+
+/// `[central.reconcile]`: on an interval, herald lists the alerts Central
+/// changed and produces to the input topic each one the topic has not
+/// carried (a new alert, or a resolution).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ReconcileConfig {
+    #[serde(default = "default_reconcile_interval")]
+    pub interval: Dur,
+    /// The input topic to produce to (default: `[ingest] topic`, else the
+    /// first of `kafka.topics`); it must be one herald reads.
+    #[serde(default)]
+    pub topic: Option<String>,
+    /// A first start looks back this far, and no further.
+    #[serde(default = "default_max_alert_age")]
+    pub max_alert_age: Dur,
+    /// The most alerts one poll looks at; the rest wait for the next.
+    #[serde(default = "default_max_alerts_per_poll")]
+    pub max_alerts_per_poll: u32,
+    /// The most API calls per second.
+    #[serde(default = "default_max_requests_per_second")]
+    pub max_requests_per_second: u32,
+    /// The most alerts remembered as carried by the topic.
+    #[serde(default = "default_max_tracked")]
+    pub max_tracked: u32,
+}
+
+fn default_reconcile_interval() -> Dur {
+    Dur(Duration::from_secs(60))
+}
+fn default_max_alert_age() -> Dur {
+    Dur(Duration::from_secs(24 * 3600))
+}
+fn default_max_alerts_per_poll() -> u32 {
+    10_000
+}
+fn default_max_requests_per_second() -> u32 {
+    20
+}
+fn default_max_tracked() -> u32 {
+    200_000
 }
 
 fn default_timeout() -> Dur {
@@ -66,6 +110,23 @@ impl CentralConfig {
         }
         if !(1..=10_000).contains(&self.page_size) {
             errs.push("central.page_size", "must be between 1 and 10000");
+        }
+        if let Some(r) = &self.reconcile {
+            if r.interval.0 < Duration::from_secs(1) {
+                errs.push("central.reconcile.interval", "must be at least 1s");
+            }
+            if r.max_alert_age.0 < Duration::from_secs(60) {
+                errs.push("central.reconcile.max_alert_age", "must be at least 1m");
+            }
+            for (v, key) in [
+                (r.max_alerts_per_poll, "max_alerts_per_poll"),
+                (r.max_requests_per_second, "max_requests_per_second"),
+                (r.max_tracked, "max_tracked"),
+            ] {
+                if v == 0 {
+                    errs.push(&format!("central.reconcile.{key}"), "must be at least 1");
+                }
+            }
         }
         if let Err(e) = std::fs::metadata(&self.api_token_file) {
             errs.push(

@@ -526,6 +526,22 @@ impl Config {
         if let Some(c) = &central {
             c.validate(&mut errs);
         }
+        // Reconciled alerts go to a topic herald reads.
+        let mut central = central;
+        if let Some(r) = central.as_mut().and_then(|c| c.reconcile.as_mut()) {
+            let default = ingest
+                .as_ref()
+                .map(|i| i.topic.clone())
+                .or_else(|| kafka.as_ref().and_then(|k| k.topics.first().cloned()));
+            let topic = r.topic.clone().or(default).unwrap_or_default();
+            if kafka.as_ref().is_some_and(|k| !k.topics.contains(&topic)) {
+                errs.push(
+                    "central.reconcile.topic",
+                    format!("{topic:?} is not one of kafka.topics: herald would never read what it produces"),
+                );
+            }
+            r.topic = Some(topic);
+        }
 
         let namespace_metadata = root
             .remove("namespace_metadata")

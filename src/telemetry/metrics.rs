@@ -48,6 +48,9 @@ pub struct Metrics {
     pub central_metadata_stale: IntGauge,
     pub central_metadata_age: prometheus::Gauge,
     pub central_metadata_entries: IntGaugeVec,
+    pub reconcile_found: IntCounterVec,
+    pub reconcile_polls: IntCounterVec,
+    pub reconcile_watermark: prometheus::Gauge,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -367,6 +370,27 @@ impl Metrics {
                 "Namespaces and clusters in the metadata read from Central.",
                 &["kind"],
             ),
+            reconcile_found: counter(
+                &r,
+                "herald_reconcile_found_total",
+                "Alerts reconciliation with Central produced to the topic: missing (never carried, or a newer violation) and resolved.",
+                &["kind"],
+            ),
+            reconcile_polls: counter(
+                &r,
+                "herald_reconcile_polls_total",
+                "Reconciliation polls of Central by outcome (ok, error).",
+                &["outcome"],
+            ),
+            reconcile_watermark: {
+                let g = prometheus::Gauge::new(
+                    "herald_reconcile_watermark_seconds",
+                    "Violation time up to which Central's alerts are reconciled (Unix seconds; 0: not yet).",
+                )
+                .expect("valid metric");
+                r.register(Box::new(g.clone())).expect("unique metric");
+                g
+            },
             registry: r,
         };
         m.build_info

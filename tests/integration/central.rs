@@ -338,10 +338,26 @@ async fn every_call_keeps_to_centrals_api_and_check_config_names_missing_permiss
     let cfg = format!(
         "{}{}",
         s.config("", &jira_dest("jira", &j, "")),
-        central_section(prism.get("central_url"), &token_file, "")
+        central_section(
+            prism.get("central_url"),
+            &token_file,
+            "[central.reconcile]\ninterval = \"1s\""
+        )
     );
     let mut herald = Herald::start(&cfg);
     herald.wait_ready(Duration::from_secs(30)).await;
+    // Reconciliation's calls too: the list, and each alert fetched whole.
+    assert!(
+        kit::eventually(Duration::from_secs(30), || async {
+            herald
+                .metric(r#"herald_central_requests_total{call="alert",outcome="ok"}"#)
+                .await
+                >= 1.0
+        })
+        .await,
+        "{}",
+        herald.log()
+    );
     assert_eq!(
         herald
             .metric(r#"herald_central_requests_total{call="namespaces",outcome="ok"}"#)
@@ -358,10 +374,15 @@ async fn every_call_keeps_to_centrals_api_and_check_config_names_missing_permiss
     );
     let text = std::fs::read_to_string(&log).unwrap();
     let seen = &text[from.min(text.len())..];
-    assert!(
-        seen.contains("/v1/namespaces") && seen.contains("/v1/clusters"),
-        "{seen}"
-    );
+    // Prism logs each request as "get <path>" (without the query).
+    for path in [
+        "get /v1/namespaces ",
+        "get /v1/clusters ",
+        "get /v1/alerts ",
+        "get /v1/alerts/",
+    ] {
+        assert!(seen.contains(path), "{path}: {seen}");
+    }
     let violations: Vec<&str> = seen
         .lines()
         .filter(|l| l.contains("Violation") && l.contains("request"))
@@ -373,7 +394,7 @@ async fn every_call_keeps_to_centrals_api_and_check_config_names_missing_permiss
     // permission a refused one needs.
     let central = Central::start(TOKEN).await;
     populate(&central);
-    central.forbid(&["clusters"]);
+    central.forbid(&["clusters", "alerts"]);
     let path = dir.path().join("herald.toml");
     let cfg = cfg
         .replace(prism.get("central_url"), &central.url())
@@ -394,6 +415,11 @@ async fn every_call_keeps_to_centrals_api_and_check_config_names_missing_permiss
             "central: ok: GET /v1/namespaces (read access to Namespace)".to_string(),
             format!(
                 "central: failed: Central's clusters (GET {}/v1/clusters): the API token in {} lacks a permission this call needs (403): access for this user is not authorized: not authorized; grant the token's role read access to Cluster",
+                central.url(),
+                token_file.display()
+            ),
+            format!(
+                "central: failed: Central's alerts (GET {}/v1/alerts): the API token in {} lacks a permission this call needs (403): access for this user is not authorized: not authorized; grant the token's role read access to Alert",
                 central.url(),
                 token_file.display()
             ),

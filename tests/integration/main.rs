@@ -15,6 +15,7 @@ mod ingest;
 mod jira;
 mod kit;
 mod prometheus;
+mod reconcile;
 mod reload;
 mod scc;
 mod security_hub;

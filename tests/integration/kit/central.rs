@@ -6,9 +6,15 @@
 //!   `query.pagination.offset` (integers, or 400), in a stable order;
 //! - a query parameter the API does not declare, or any other path or
 //!   method, is refused (400 / 404 / 405);
+//! - `GET /v1/alerts` takes `query` in Central's search syntax, of which it
+//!   knows `Violation Time:tr/<from ms>-<to ms>` (from ≤ time < to) and
+//!   `Violation State:<STATE>[,<STATE>]`, joined by `+` (anything else: 400),
+//!   pages with `pagination.limit`/`offset` and sorts by `Violation Time`
+//!   only (400 for another field); it answers `storage.ListAlert`s;
+//!   `GET /v1/alerts/{id}` the whole alert, or 404;
 //! - while "down", every call answers 503.
 //!
-//! It records each call (path, query, whether the token was right).
+//! It records each call (path, query, whether the token was right, when).
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -26,6 +32,7 @@ struct Inner {
     down: bool,
     namespaces: Vec<Value>,
     clusters: Vec<Value>,
+    alerts: BTreeMap<String, Value>,
     calls: Vec<Call>,
 }
 
@@ -35,6 +42,7 @@ pub struct Call {
     pub path: String,
     pub query: BTreeMap<String, String>,
     pub authorized: bool,
+    pub at: std::time::Instant,
 }
 
 #[derive(Clone)]
@@ -85,7 +93,7 @@ impl Central {
         self.inner.lock().unwrap().token = token.to_string();
     }
 
-    /// Calls (`namespaces`, `clusters`) the token may not make.
+    /// Calls (`namespaces`, `clusters`, `alerts`, `alert`) the token may not make.
     pub fn forbid(&self, calls: &[&str]) {
         self.inner.lock().unwrap().forbidden = calls.iter().map(|c| c.to_string()).collect();
     }
@@ -100,6 +108,12 @@ impl Central {
 
     pub fn set_clusters(&self, list: Vec<Value>) {
         self.inner.lock().unwrap().clusters = list;
+    }
+
+    /// Adds or replaces an alert (`storage.Alert` JSON with `id`).
+    pub fn put_alert(&self, alert: Value) {
+        let id = alert["id"].as_str().unwrap().to_string();
+        self.inner.lock().unwrap().alerts.insert(id, alert);
     }
 
     pub fn calls(&self) -> Vec<Call> {
@@ -138,6 +152,13 @@ fn declared(call: &str) -> &'static [&'static str] {
     match call {
         "namespaces" => PAGED,
         "clusters" => &["query"],
+        "alerts" => &[
+            "query",
+            "pagination.limit",
+            "pagination.offset",
+            "pagination.sortOption.field",
+            "pagination.sortOption.reversed",
+        ],
         _ => &[],
     }
 }
@@ -161,6 +182,7 @@ async fn handle(
         path: uri.path().to_string(),
         query: query.clone(),
         authorized,
+        at: std::time::Instant::now(),
     });
     if inner.down {
         return error(StatusCode::SERVICE_UNAVAILABLE, 14, "unavailable");
@@ -168,6 +190,13 @@ async fn handle(
     let call = match uri.path() {
         "/v1/namespaces" => "namespaces",
         "/v1/clusters" => "clusters",
+        "/v1/alerts" => "alerts",
+        p if p.starts_with("/v1/alerts/")
+            && p.len() > "/v1/alerts/".len()
+            && !p[11..].contains('/') =>
+        {
+            "alert"
+        }
         _ => return error(StatusCode::NOT_FOUND, 5, "Not Found"),
     };
     if method != Method::GET {
@@ -217,6 +246,61 @@ async fn handle(
             let page: Vec<Value> = all.get(offset.min(all.len())..end).unwrap_or(&[]).to_vec();
             json!({ "namespaces": page })
         }
+        "alerts" => {
+            let (limit, offset) = match (number("pagination.limit"), number("pagination.offset")) {
+                (Ok(l), Ok(o)) => (l, o.unwrap_or(0)),
+                (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, 3, &e),
+            };
+            if let Some(f) = query.get("pagination.sortOption.field") {
+                if f != "Violation Time" {
+                    return error(StatusCode::BAD_REQUEST, 3, &format!("cannot sort by {f:?}"));
+                }
+            }
+            let reversed = match query
+                .get("pagination.sortOption.reversed")
+                .map(String::as_str)
+            {
+                None | Some("false") => false,
+                Some("true") => true,
+                Some(v) => {
+                    return error(StatusCode::BAD_REQUEST, 3, &format!("not a boolean: {v:?}"))
+                }
+            };
+            let filter = match Filter::parse(query.get("query").map_or("", String::as_str)) {
+                Ok(f) => f,
+                Err(e) => return error(StatusCode::BAD_REQUEST, 3, &e),
+            };
+            let mut found: Vec<&Value> = inner
+                .alerts
+                .values()
+                .filter(|a| filter.matches(a))
+                .collect();
+            found.sort_by_key(|a| (time_ms(a), a["id"].as_str().unwrap_or("").to_string()));
+            if reversed {
+                found.reverse();
+            }
+            let end = limit.map_or(found.len(), |l| (offset + l).min(found.len()));
+            let page: Vec<Value> = found
+                .get(offset.min(found.len())..end)
+                .unwrap_or(&[])
+                .iter()
+                .map(|a| list_alert(a))
+                .collect();
+            json!({ "alerts": page })
+        }
+        "alert" => {
+            let id = &uri.path()["/v1/alerts/".len()..];
+            match inner.alerts.get(id) {
+                Some(a) => a.clone(),
+                None => {
+                    return error(
+                        StatusCode::NOT_FOUND,
+                        5,
+                        &format!("alert with id '{id}' does not exist"),
+                    )
+                }
+            }
+        }
         _ => json!({ "clusters": inner.clusters, "clusterIdToRetentionInfo": {} }),
     };
     (
@@ -225,4 +309,74 @@ async fn handle(
         body.to_string(),
     )
         .into_response()
+}
+
+fn time_ms(a: &Value) -> i64 {
+    a["time"]
+        .as_str()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map_or(0, |t| t.timestamp_millis())
+}
+
+/// `storage.ListAlert` of a whole alert.
+fn list_alert(a: &Value) -> Value {
+    json!({
+        "id": a["id"],
+        "lifecycleStage": a.get("lifecycleStage").cloned().unwrap_or(json!("DEPLOY")),
+        "time": a["time"],
+        "policy": {"id": a["policy"]["id"], "name": a["policy"]["name"], "severity": a["policy"]["severity"]},
+        "state": a.get("state").cloned().unwrap_or(json!("ACTIVE")),
+        "enforcementCount": 0,
+        "commonEntityInfo": {"clusterName": a["clusterName"], "namespace": a["namespace"], "clusterId": a["clusterId"]},
+    })
+}
+
+/// The part of Central's search syntax the stand-in knows.
+#[derive(Default)]
+struct Filter {
+    time: Option<(i64, i64)>,
+    states: Option<Vec<String>>,
+}
+
+impl Filter {
+    fn parse(q: &str) -> Result<Filter, String> {
+        let mut f = Filter::default();
+        for part in q.split('+').filter(|p| !p.is_empty()) {
+            let (field, value) = part
+                .split_once(':')
+                .ok_or_else(|| format!("{part:?}: not Field:value"))?;
+            match field {
+                "Violation Time" => {
+                    let range = value
+                        .strip_prefix("tr/")
+                        .and_then(|r| r.split_once('-'))
+                        .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
+                        .ok_or_else(|| format!("{value:?}: not tr/<from ms>-<to ms>"))?;
+                    f.time = Some(range);
+                }
+                "Violation State" => {
+                    let states: Vec<String> =
+                        value.split(',').map(|s| s.to_ascii_uppercase()).collect();
+                    if let Some(s) = states.iter().find(|s| {
+                        !["ACTIVE", "SNOOZED", "RESOLVED", "ATTEMPTED"].contains(&s.as_str())
+                    }) {
+                        return Err(format!("unknown state {s:?}"));
+                    }
+                    f.states = Some(states);
+                }
+                other => return Err(format!("field {other:?} is not supported here")),
+            }
+        }
+        Ok(f)
+    }
+
+    fn matches(&self, a: &Value) -> bool {
+        let t = time_ms(a);
+        let state = a.get("state").and_then(Value::as_str).unwrap_or("ACTIVE");
+        self.time.is_none_or(|(from, to)| from <= t && t < to)
+            && self
+                .states
+                .as_ref()
+                .is_none_or(|s| s.iter().any(|x| x == state))
+    }
 }
