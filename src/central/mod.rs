@@ -186,12 +186,16 @@ impl Client {
         }
         let what = format!("Central's {call} (GET {}{path})", self.shown);
         let failed = |e: reqwest::Error| {
-            let why = if e.is_timeout() {
+            // The chain says why (refused, a certificate not trusted, …);
+            // without the URL, which the message already names.
+            let (timeout, connect) = (e.is_timeout(), e.is_connect());
+            let chain = crate::notifiers::error_chain(&e.without_url());
+            let why = if timeout {
                 "timed out".to_string()
-            } else if e.is_connect() {
-                "connection failed".to_string()
+            } else if connect {
+                format!("connection failed: {chain}")
             } else {
-                crate::notifiers::error_chain(&e.without_url())
+                chain
             };
             CallError::Failed(format!("{what}: {why}"))
         };

@@ -427,3 +427,61 @@ async fn every_call_keeps_to_centrals_api_and_check_config_names_missing_permiss
     );
     assert!(!stdout.contains(TOKEN));
 }
+
+/// Central over HTTPS: verified against the system roots and `ca_file`; an
+/// unverified server never gets the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_to_central_is_verified_and_the_token_goes_only_to_a_verified_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = kit::tls::certs(dir.path());
+    let central = Central::start_tls(TOKEN, &certs).await;
+    populate(&central);
+    let s = kit::Stack::new("central-tls", 1).await;
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, TOKEN).unwrap();
+    let j = Jira::start(
+        Shape::ServerDc,
+        &["Highest", "High", "Medium", "Low", "Lowest"],
+        true,
+    )
+    .await;
+    let base = s.config("", &jira_dest("jira", &j, ""));
+    let mut herald = Herald::start(&format!(
+        "{base}{}",
+        central_section(&central.url(), &token_file, "")
+    ));
+    herald.wait_ready(Duration::from_secs(30)).await;
+    assert_eq!(herald.metric("herald_central_metadata_stale").await, 1.0);
+    assert!(
+        herald
+            .log()
+            .contains("Central's metadata: first read failed")
+            && herald.log().contains("certificate"),
+        "{}",
+        herald.log()
+    );
+    assert!(
+        central.calls().is_empty(),
+        "no request reached an unverified server"
+    );
+    herald.signal(libc::SIGTERM);
+    assert!(herald.wait_exit(Duration::from_secs(20)).is_some());
+    herald.rewrite_config(&format!(
+        "{base}{}",
+        central_section(
+            &central.url(),
+            &token_file,
+            &format!("ca_file = \"{}\"", certs.ca.display())
+        )
+    ));
+    herald.spawn();
+    herald.wait_ready(Duration::from_secs(30)).await;
+    assert_eq!(herald.metric("herald_central_metadata_stale").await, 0.0);
+    assert_eq!(
+        herald
+            .metric(r#"herald_central_metadata_entries{kind="namespaces"}"#)
+            .await,
+        5.0
+    );
+    assert!(central.calls().iter().all(|c| c.authorized));
+}

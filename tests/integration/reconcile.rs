@@ -243,6 +243,32 @@ async fn what_the_topic_missed_is_produced_once_and_a_resolution_reaches_only_th
             "{kind}"
         );
     }
+
+    // Central is down while an alert it failed to post appears: polls fail,
+    // the watermark stays, and once Central is back the alert is produced.
+    central.set_down(true);
+    central.put_alert(alert("r-late", "ACTIVE", now_ms()));
+    assert!(
+        kit::eventually(Duration::from_secs(30), || async {
+            herald
+                .metric(r#"herald_reconcile_polls_total{outcome="error"}"#)
+                .await
+                >= 3.0
+        })
+        .await
+    );
+    assert_eq!(wh.delivered().len(), 2);
+    central.set_down(false);
+    wh.wait_delivered(3, Duration::from_secs(30)).await;
+    let before = herald.metric(r#"herald_reconcile_polls_total{outcome="ok"}"#).await;
+    polls(&herald, before + 2.0).await;
+    assert_eq!(webhook_ids(&wh), vec!["r-both", "r-late", "r-missing"]);
+    assert_eq!(
+        herald
+            .metric(r#"herald_reconcile_found_total{kind="missing"}"#)
+            .await,
+        2.0
+    );
     // Every call carried the token, which appears nowhere herald writes.
     assert!(central.calls().iter().all(|c| c.authorized));
     assert!(!herald.log().contains(TOKEN));

@@ -49,6 +49,7 @@ pub struct Call {
 pub struct Central {
     inner: Arc<Mutex<Inner>>,
     pub addr: std::net::SocketAddr,
+    scheme: &'static str,
 }
 
 /// A namespace as `GET /v1/namespaces` lists it.
@@ -72,6 +73,15 @@ pub fn namespace(
 
 impl Central {
     pub async fn start(token: &str) -> Central {
+        Central::serve(token, None).await
+    }
+
+    /// Over HTTPS with the given server certificate, as Central serves.
+    pub async fn start_tls(token: &str, certs: &super::tls::Certs) -> Central {
+        Central::serve(token, Some(super::tls::acceptor(certs))).await
+    }
+
+    async fn serve(token: &str, tls: Option<tokio_rustls::TlsAcceptor>) -> Central {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let c = Central {
             inner: Arc::new(Mutex::new(Inner {
@@ -79,14 +89,28 @@ impl Central {
                 ..Inner::default()
             })),
             addr: listener.local_addr().unwrap(),
+            scheme: if tls.is_some() { "https" } else { "http" },
         };
         let app = Router::new().fallback(handle).with_state(c.clone());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        tokio::spawn(async move {
+            match tls {
+                None => axum::serve(listener, app).await.unwrap(),
+                Some(acceptor) => axum::serve(
+                    super::tls::TlsListener {
+                        tcp: listener,
+                        acceptor,
+                    },
+                    app,
+                )
+                .await
+                .unwrap(),
+            }
+        });
         c
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     pub fn set_token(&self, token: &str) {
