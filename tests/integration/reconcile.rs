@@ -260,7 +260,9 @@ async fn what_the_topic_missed_is_produced_once_and_a_resolution_reaches_only_th
     assert_eq!(wh.delivered().len(), 2);
     central.set_down(false);
     wh.wait_delivered(3, Duration::from_secs(30)).await;
-    let before = herald.metric(r#"herald_reconcile_polls_total{outcome="ok"}"#).await;
+    let before = herald
+        .metric(r#"herald_reconcile_polls_total{outcome="ok"}"#)
+        .await;
     polls(&herald, before + 2.0).await;
     assert_eq!(webhook_ids(&wh), vec!["r-both", "r-late", "r-missing"]);
     assert_eq!(

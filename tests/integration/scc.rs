@@ -614,3 +614,75 @@ async fn without_a_credentials_file_the_metadata_server_gives_the_token() {
         &g.bearers().into_iter().collect::<Vec<_>>(),
     );
 }
+
+/// `resourceName` from Central's cluster metadata (`[central]`): a cluster
+/// Central did not list at start is read again on the first alert from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resource_names_come_from_centrals_cluster_metadata() {
+    let (g, s, cfg, dir, _) = with_key("scc-central", "").await;
+    let central = crate::kit::central::Central::start("scc-central-token").await;
+    let gke = |id: &str, name: &str, project: &str, cluster: &str| {
+        serde_json::json!({"id": id, "name": name, "status": {"providerMetadata": {
+            "region": "us-central1", "google": {"project": project, "clusterName": cluster},
+            "cluster": {"type": "GKE", "name": cluster}}}})
+    };
+    central.set_clusters(vec![gke("c-gke", "prod", "acme-prod", "gke-prod")]);
+    let token_file = dir.path().join("central-token");
+    std::fs::write(&token_file, "scc-central-token").unwrap();
+    let without_file = cfg
+        .lines()
+        .filter(|l| !l.starts_with("cluster_metadata"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut herald = Herald::start(&format!(
+        "{without_file}\n[central]\nendpoint = \"{}\"\napi_token_file = \"{}\"\nmetadata_refresh_on_miss = \"1s\"\n",
+        central.url(),
+        token_file.display()
+    ));
+    herald.wait_ready(Duration::from_secs(30)).await;
+    let p = kit::producer();
+    let send = |id: String, alert: String| {
+        let (p, topic) = (p.clone(), s.topic.clone());
+        async move { kit::produce(&p, &topic, Some(&id), alert.as_bytes()).await }
+    };
+    let id = uuid(40);
+    send(id.clone(), deployment_alert(&id, "ACTIVE")).await;
+    let f = wait_finding(&g, &name_of(&id), "ACTIVE").await;
+    assert_eq!(
+        f["resourceName"],
+        "//container.googleapis.com/projects/acme-prod/locations/us-central1/clusters/gke-prod"
+    );
+    // A cluster Central lists only now: the first alert finds it unknown
+    // (Central's own rule then) and asks for a read; the next finds it.
+    central.set_clusters(vec![
+        gke("c-gke", "prod", "acme-prod", "gke-prod"),
+        gke("c-new", "new", "acme-new", "gke-new"),
+    ]);
+    let in_new = |id: &str| {
+        deployment_alert(id, "ACTIVE")
+            .replace("c-gke", "c-new")
+            .replace("\"prod\"", "\"new\"")
+    };
+    let first = uuid(41);
+    send(first.clone(), in_new(&first)).await;
+    let f = wait_finding(&g, &name_of(&first), "ACTIVE").await;
+    assert_eq!(f["resourceName"], "UNSPECIFIED/new");
+    // The new read is in use once its counts are.
+    assert!(
+        kit::eventually(Duration::from_secs(15), || async {
+            herald
+                .metric(r#"herald_central_metadata_entries{kind="clusters"}"#)
+                .await
+                == 2.0
+        })
+        .await
+    );
+    let second = uuid(42);
+    send(second.clone(), in_new(&second)).await;
+    let f = wait_finding(&g, &name_of(&second), "ACTIVE").await;
+    assert_eq!(
+        f["resourceName"],
+        "//container.googleapis.com/projects/acme-new/locations/us-central1/clusters/gke-new"
+    );
+    drop(herald);
+}
