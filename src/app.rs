@@ -127,8 +127,14 @@ pub async fn run(
     let (live, destinations, reconciler) = match &config.central {
         None => (None, destinations, None),
         Some(c) => {
+            let dir = config.state_dir.clone();
             let (snapshot, read_at) =
-                crate::central::metadata::saved(&config.state_dir).unwrap_or_default();
+                tokio::task::spawn_blocking(move || crate::central::metadata::saved(&dir))
+                    .await?
+                    .unwrap_or_default();
+            if c.skip_tls_verify {
+                tracing::warn!("[central] skip_tls_verify = true: Central's certificate is not checked; the API token goes to whoever answers");
+            }
             let live = Metadata::live(snapshot);
             let mut errs = crate::config::Errors::default();
             let client = crate::central::Client::build(c, Some(metrics.clone()), &mut errs);
@@ -146,7 +152,7 @@ pub async fn run(
             );
             // Read once before consuming, within the timeout; a failure
             // keeps the saved metadata (stale) and the refresher retries.
-            let ok = match refresher.refresh_once().await {
+            let ok = match refresher.refresh_once(true).await {
                 Ok(()) => true,
                 Err(e) => {
                     tracing::warn!(error = %e, "Central's metadata: first read failed; starting with the last saved one (stale)");
@@ -156,14 +162,19 @@ pub async fn run(
             tokio::spawn(refresher.run(abandon.clone(), ok));
             let reconciler = match &c.reconcile {
                 None => None,
-                Some(r) => Some(crate::central::reconcile::Reconciler::new(
-                    r,
-                    c.page_size,
-                    client.clone(),
-                    source::producer(k)?,
-                    config.state_dir.clone(),
-                    metrics.clone(),
-                )),
+                Some(r) => {
+                    let (r, page, max_bytes) = (r.clone(), c.page_size, k.max_message_bytes);
+                    let (client, producer) = (client.clone(), source::producer(k)?);
+                    let (dir, metrics) = (config.state_dir.clone(), metrics.clone());
+                    Some(
+                        tokio::task::spawn_blocking(move || {
+                            crate::central::reconcile::Reconciler::new(
+                                &r, page, max_bytes, client, producer, dir, metrics,
+                            )
+                        })
+                        .await?,
+                    )
+                }
             };
             (Some(live), destinations, reconciler)
         }

@@ -24,6 +24,8 @@ pub const SAVED: &str = "central-metadata.json";
 
 /// The most pages of namespaces one read follows.
 const MAX_PAGES: usize = 1000;
+/// The most bytes one read takes in, over all its pages.
+const MAX_READ_BYTES: usize = 256 << 20;
 
 /// What one read of Central gives: both answers as Central wrote them.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,6 +46,7 @@ impl Read {
 /// Reads every namespace (paged) and every cluster.
 pub async fn read(client: &Client, page_size: u32) -> Result<Read, CallError> {
     let mut namespaces = Vec::new();
+    let mut total = 0usize;
     for page in 0..MAX_PAGES {
         let body = client
             .get(
@@ -58,6 +61,13 @@ pub async fn read(client: &Client, page_size: u32) -> Result<Read, CallError> {
                 ],
             )
             .await?;
+        total += body.len();
+        if total > MAX_READ_BYTES {
+            return Err(CallError::Failed(format!(
+                "Central's namespaces: more than {} MiB in one read",
+                MAX_READ_BYTES >> 20
+            )));
+        }
         let items = items(&body, "namespaces")?;
         let full = items.len() >= page_size as usize;
         namespaces.extend(items);
@@ -120,24 +130,15 @@ pub fn saved(state_dir: &Path) -> Option<(Snapshot, i64)> {
     }
 }
 
-/// Saves `read` (write to a temporary file, then rename).
+/// Saves `read` in `state_dir` (blocking).
 fn save(state_dir: &Path, read: &Read, at_ms: i64) -> std::io::Result<()> {
-    use std::io::Write;
     let text = json!({
         "read_at_ms": at_ms,
         "namespaces": read.namespaces,
         "clusters": read.clusters,
     })
     .to_string();
-    let tmp = state_dir.join(format!("{SAVED}.tmp"));
-    let mut f = crate::files::private_write(&tmp)?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, state_dir.join(SAVED))
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+    crate::files::replace(&state_dir.join(SAVED), text.as_bytes())
 }
 
 /// Keeps `metadata` current until `stop`.
@@ -175,7 +176,8 @@ impl Refresher {
     }
 
     /// One read; on success the metadata is replaced and saved.
-    pub async fn refresh_once(&mut self) -> Result<(), CallError> {
+    /// `scheduled`: on the interval (or at start), not for a miss.
+    pub async fn refresh_once(&mut self, scheduled: bool) -> Result<(), CallError> {
         let result = read(&self.client, self.page_size).await.and_then(|r| {
             r.snapshot()
                 .map(|s| (r, s))
@@ -184,8 +186,8 @@ impl Refresher {
         match result {
             Ok((read, snapshot)) => {
                 let (ns, cl) = (snapshot.namespaces.len(), snapshot.clusters.len());
-                self.metadata.replace(snapshot);
-                self.read_at_ms = now_ms();
+                self.metadata.replace(snapshot, scheduled);
+                self.read_at_ms = super::now_ms();
                 self.metrics.central_metadata_stale.set(0);
                 let m = &self.metrics.central_metadata_entries;
                 m.with_label_values(&["namespaces"]).set(ns as i64);
@@ -209,7 +211,7 @@ impl Refresher {
         let age = if self.read_at_ms == 0 {
             0.0
         } else {
-            (now_ms() - self.read_at_ms).max(0) as f64 / 1000.0
+            (super::now_ms() - self.read_at_ms).max(0) as f64 / 1000.0
         };
         self.metrics.central_metadata_age.set(age);
     }
@@ -227,6 +229,7 @@ impl Refresher {
                 } else {
                     self.refresh
                 };
+            let mut scheduled = true;
             loop {
                 self.set_age();
                 tokio::select! {
@@ -235,6 +238,7 @@ impl Refresher {
                     _ = tokio::time::sleep(Duration::from_secs(5)) => continue,
                     _ = self.metadata.next_miss() => {
                         // At most one read per on_miss for misses.
+                        scheduled = false;
                         tokio::select! {
                             _ = stop.cancelled() => return,
                             _ = tokio::time::sleep_until((last + self.on_miss).min(next)) => break,
@@ -242,7 +246,7 @@ impl Refresher {
                     }
                 }
             }
-            match self.refresh_once().await {
+            match self.refresh_once(scheduled).await {
                 Ok(()) => {
                     if failing {
                         tracing::info!(

@@ -21,6 +21,8 @@ use crate::telemetry::metrics::Metrics;
 
 /// The most a response body may hold (a page of namespaces is far less).
 const MAX_BODY: usize = 64 << 20;
+/// The most an API token file may hold.
+const MAX_TOKEN: u64 = 64 << 10;
 
 /// Why a call failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +31,8 @@ pub enum CallError {
     Unauthorized(String),
     /// 403: the token's role lacks a permission.
     Forbidden(String),
+    /// 404: no such object.
+    NotFound(String),
     /// Anything else: unreachable, timed out, 5xx, an answer that does not read.
     Failed(String),
 }
@@ -36,9 +40,10 @@ pub enum CallError {
 impl std::fmt::Display for CallError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            CallError::Unauthorized(m) | CallError::Forbidden(m) | CallError::Failed(m) => {
-                f.write_str(m)
-            }
+            CallError::Unauthorized(m)
+            | CallError::Forbidden(m)
+            | CallError::NotFound(m)
+            | CallError::Failed(m) => f.write_str(m),
         }
     }
 }
@@ -48,6 +53,7 @@ impl CallError {
         match self {
             CallError::Unauthorized(_) => "unauthorized",
             CallError::Forbidden(_) => "forbidden",
+            CallError::NotFound(_) => "not_found",
             CallError::Failed(_) => "error",
         }
     }
@@ -74,6 +80,12 @@ impl TokenFile {
                 return Ok(t.clone());
             }
         }
+        if meta.len() > MAX_TOKEN {
+            return Err(CallError::Failed(format!(
+                "the API token file {} is larger than {MAX_TOKEN} bytes",
+                self.path.display()
+            )));
+        }
         let text = tokio::fs::read_to_string(&self.path)
             .await
             .map_err(unreadable)?;
@@ -88,6 +100,12 @@ impl TokenFile {
         *self.cached.lock().unwrap_or_else(|p| p.into_inner()) =
             Some((stamp.0, stamp.1, token.clone()));
         Ok(token)
+    }
+
+    /// Forgets the token read: the next call reads the file again (after a
+    /// 401, whatever the file's time stamp says).
+    fn forget(&self) {
+        *self.cached.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 }
 
@@ -109,6 +127,17 @@ pub fn base_url(endpoint: &str) -> Result<Url, String> {
     let url = Url::parse(&full).map_err(|e| format!("not a valid URL ({e})"))?;
     if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() {
         return Err("must be an https:// address of Central".into());
+    }
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(a)) => a.is_loopback(),
+        Some(url::Host::Ipv6(a)) => a.is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => false,
+    };
+    if url.scheme() == "http" && !loopback {
+        return Err(
+            "must be https:// (the API token would travel in clear); http:// only to a loopback address".into(),
+        );
     }
     if url.query().is_some() || !url.username().is_empty() || url.password().is_some() {
         return Err("must not carry a query or credentials (the token is api_token_file)".into());
@@ -231,14 +260,21 @@ impl Client {
         };
         match status {
             s if s.is_success() => Ok(body),
-            StatusCode::UNAUTHORIZED => Err(CallError::Unauthorized(format!(
+            StatusCode::UNAUTHORIZED => Err({
+                self.token.forget();
+                CallError::Unauthorized(format!(
                 "{what}: Central refused the API token in {} (401: wrong, expired or revoked){}",
                 self.token.path.display(),
                 message()
-            ))),
+            ))
+            }),
             StatusCode::FORBIDDEN => Err(CallError::Forbidden(format!(
                 "{what}: the API token in {} lacks a permission this call needs (403){}",
                 self.token.path.display(),
+                message()
+            ))),
+            StatusCode::NOT_FOUND => Err(CallError::NotFound(format!(
+                "{what}: HTTP 404{}",
                 message()
             ))),
             s => Err(CallError::Failed(format!(
@@ -248,6 +284,11 @@ impl Client {
             ))),
         }
     }
+}
+
+/// The wall clock in ms (what Central's times are compared with).
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
 }
 
 /// One API call herald makes, with the permission it needs.
@@ -327,6 +368,8 @@ mod tests {
         assert!(base_url("https://u:p@c.example").is_err());
         assert!(base_url("https://c.example/?token=x").is_err());
         assert!(base_url("ftp://c.example").is_err());
+        assert!(base_url("http://central.example").is_err());
+        assert!(base_url("http://127.0.0.1:8080").is_ok());
     }
 
     #[tokio::test]

@@ -6,19 +6,25 @@
 //! resolutions, which Central sends only to its own resolvable notifiers.
 //!
 //! Every `interval`:
-//! 1. the alerts whose violation time is past the watermark (less a minute,
-//!    for Central's late writes), paged and sorted by violation time; each
-//!    one the topic has not carried — a new ACTIVE or ATTEMPTED alert, a newer
-//!    violation, a RESOLVED state — is fetched whole (`GET /v1/alerts/{id}`)
-//!    and produced, keyed by alert id, with the header `herald-reconciled`;
-//! 2. the resolved alerts among those carried as open whose violation time
-//!    is before that window, produced as their RESOLVED state.
+//! 1. the open (ACTIVE, ATTEMPTED) alerts violated since the watermark, less
+//!    `lookback` (alerts Central stores late, clocks apart), keyset-paged by
+//!    violation time; each one the topic has not carried, or carried with an
+//!    older violation, is fetched whole (`GET /v1/alerts/{id}`) and produced,
+//!    keyed by alert id, with the header `herald-reconciled`;
+//! 2. the state in Central of up to `max_resolution_checks_per_poll` alerts
+//!    carried as open, checked longest ago first: a resolution is produced
+//!    (its body is what was fetched), an alert Central no longer has is
+//!    forgotten.
 //!
-//! The watermark advances only past what the broker acknowledged, and is
-//! saved in `state_dir` with what the topic carried (alert id → state and
-//! violation time, at most `max_tracked`, none older than `max_alert_age`).
-//! A first start looks back `max_alert_age` and no further. Each poll looks at
-//! `max_alerts_per_poll` alerts at most, at `max_requests_per_second`.
+//! The watermark follows Central's own violation times, advances only past
+//! what the broker acknowledged, and is saved in `state_dir` with what the
+//! topic carried (alert id → state, violation time, last check; at most
+//! `max_tracked`; closed alerts older than `max_alert_age` are forgotten,
+//! open ones stay until resolved). A first start looks back `max_alert_age`
+//! and no further. Each poll looks at `max_alerts_per_poll` alerts at most,
+//! at `max_requests_per_second`. An alert that does not read, or is larger
+//! than the producer takes, is passed over and counted
+//! (`herald_reconcile_skipped_total`), never retried for ever.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -41,8 +47,6 @@ use crate::telemetry::metrics::Metrics;
 pub const SAVED: &str = "central-reconcile.json";
 /// The header that marks a reconciled record.
 pub const HEADER: &str = "herald-reconciled";
-/// Each poll lists again this much before its watermark.
-const LOOKBACK_MS: i64 = 60_000;
 /// Central's sort field for alerts.
 const SORT: &str = "Violation Time";
 
@@ -53,6 +57,9 @@ struct Seen {
     state: i32,
     /// Violation time (ms).
     time_ms: i64,
+    /// When its state in Central was last checked (ms; 0: never).
+    #[serde(default)]
+    checked_ms: i64,
 }
 
 impl Seen {
@@ -61,75 +68,107 @@ impl Seen {
     }
 }
 
+#[derive(Debug, Default)]
+struct Table {
+    by_id: HashMap<String, Seen>,
+    dirty: bool,
+}
+
 /// What the topic carried, by alert id: the dispatcher reports every alert
-/// it reads; the reconciler what it produced.
+/// it reads; the reconciler what it produced. At most `cap` alerts (twice
+/// `max_tracked`: the poll prunes it back).
 #[derive(Debug, Default)]
 pub struct Carried {
-    inner: Mutex<(HashMap<String, Seen>, bool)>,
+    inner: Mutex<Table>,
+    cap: usize,
 }
 
 impl Carried {
-    fn lock(&self) -> std::sync::MutexGuard<'_, (HashMap<String, Seen>, bool)> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// An alert the topic carried. A resolution stays (Central never
     /// re-opens a resolved alert); otherwise the newest violation counts.
     pub fn observe(&self, id: &str, state: AlertState, time_ms: i64) {
-        if state == AlertState::Snoozed {
+        if state == AlertState::Snoozed || !plain_id(id) {
             return;
         }
         let mut g = self.lock();
-        let new = Seen {
-            state: state.number(),
-            time_ms,
+        let old = g.by_id.get(id).copied();
+        let keep = match old {
+            Some(old) if old.state == AlertState::Resolved.number() => old,
+            Some(old) if state != AlertState::Resolved && old.time_ms >= time_ms => old,
+            _ => Seen {
+                state: state.number(),
+                time_ms,
+                checked_ms: old.map_or(0, |o| o.checked_ms),
+            },
         };
-        let keep = match g.0.get(id) {
-            Some(old) if old.state == AlertState::Resolved.number() => *old,
-            Some(old) if state != AlertState::Resolved && old.time_ms >= time_ms => *old,
-            _ => new,
-        };
-        if g.0.get(id) != Some(&keep) {
-            g.0.insert(id.to_string(), keep);
-            g.1 = true;
+        if old == Some(keep) || (old.is_none() && self.cap > 0 && g.by_id.len() >= self.cap) {
+            return;
         }
+        g.by_id.insert(id.to_string(), keep);
+        g.dirty = true;
     }
 
     fn get(&self, id: &str) -> Option<Seen> {
-        self.lock().0.get(id).copied()
+        self.lock().by_id.get(id).copied()
     }
 
     pub fn len(&self) -> usize {
-        self.lock().0.len()
+        self.lock().by_id.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// The earliest violation time of an alert carried as open, if any
-    /// before `before`.
-    fn oldest_open_before(&self, before: i64) -> Option<i64> {
-        self.lock()
-            .0
-            .values()
-            .filter(|s| s.open() && s.time_ms < before)
-            .map(|s| s.time_ms)
-            .min()
+    /// Up to `n` alerts carried as open, those checked longest ago first.
+    fn to_check(&self, n: usize) -> Vec<String> {
+        let g = self.lock();
+        let mut open: Vec<(i64, &String)> = g
+            .by_id
+            .iter()
+            .filter(|(_, s)| s.open())
+            .map(|(id, s)| (s.checked_ms, id))
+            .collect();
+        if open.len() > n && n > 0 {
+            open.select_nth_unstable(n - 1);
+            open.truncate(n);
+        }
+        open.sort();
+        open.into_iter().take(n).map(|(_, id)| id.clone()).collect()
     }
 
-    /// Forgets alerts older than `floor`, then the oldest beyond `max`.
+    fn checked(&self, id: &str, at_ms: i64) {
+        let mut g = self.lock();
+        if let Some(s) = g.by_id.get_mut(id) {
+            s.checked_ms = at_ms;
+            g.dirty = true;
+        }
+    }
+
+    fn forget(&self, id: &str) {
+        let mut g = self.lock();
+        if g.by_id.remove(id).is_some() {
+            g.dirty = true;
+        }
+    }
+
+    /// Forgets closed alerts older than `floor` (open ones stay: their
+    /// resolution is still awaited), then the oldest beyond `max`.
     fn prune(&self, floor: i64, max: usize) {
         let mut g = self.lock();
-        let before = g.0.len();
-        g.0.retain(|_, s| s.time_ms >= floor);
-        if g.0.len() > max {
-            let mut times: Vec<i64> = g.0.values().map(|s| s.time_ms).collect();
-            let cut = g.0.len() - max;
+        let before = g.by_id.len();
+        g.by_id.retain(|_, s| s.open() || s.time_ms >= floor);
+        if g.by_id.len() > max {
+            let mut times: Vec<i64> = g.by_id.values().map(|s| s.time_ms).collect();
+            let cut = g.by_id.len() - max;
             times.select_nth_unstable(cut - 1);
             let limit = times[cut - 1];
-            let mut over = g.0.len() - max;
-            g.0.retain(|_, s| {
+            let mut over = cut;
+            g.by_id.retain(|_, s| {
                 if over > 0 && s.time_ms <= limit {
                     over -= 1;
                     false
@@ -138,9 +177,15 @@ impl Carried {
                 }
             });
         }
-        if g.0.len() != before {
-            g.1 = true;
+        if g.by_id.len() != before {
+            g.dirty = true;
         }
+    }
+
+    /// A copy to save, if anything changed since the last one.
+    fn changed(&self) -> Option<HashMap<String, Seen>> {
+        let mut g = self.lock();
+        std::mem::take(&mut g.dirty).then(|| g.by_id.clone())
     }
 }
 
@@ -154,6 +199,7 @@ struct Saved {
     carried: HashMap<String, Seen>,
 }
 
+/// The saved state (blocking).
 fn load(state_dir: &Path) -> Saved {
     let path = state_dir.join(SAVED);
     match std::fs::read(&path) {
@@ -170,30 +216,30 @@ fn load(state_dir: &Path) -> Saved {
     }
 }
 
-fn store(state_dir: &Path, saved: &Saved) -> std::io::Result<()> {
-    use std::io::Write;
-    let tmp = state_dir.join(format!("{SAVED}.tmp"));
-    let mut f = crate::files::private_write(&tmp)?;
-    f.write_all(&serde_json::to_vec(saved).map_err(std::io::Error::other)?)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, state_dir.join(SAVED))
-}
-
-/// One alert of `GET /v1/alerts` (`storage.ListAlert`): what reconciling needs.
-#[derive(Deserialize)]
+/// One alert of `GET /v1/alerts` (`storage.ListAlert`), read leniently: an
+/// item that does not read is passed over, not the whole page.
 struct Listed {
-    #[serde(default)]
     id: String,
-    #[serde(default)]
-    state: Option<AlertState>,
-    #[serde(default)]
-    time: Option<String>,
+    state: AlertState,
+    time_ms: i64,
 }
 
-fn ms_of(time: &Option<String>) -> Option<i64> {
-    time.as_deref()
-        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-        .map(|t| t.timestamp_millis())
+impl Listed {
+    fn read(v: &Value) -> Option<Listed> {
+        let id = v.get("id")?.as_str()?.to_string();
+        let state = match v.get("state") {
+            None | Some(Value::Null) => AlertState::Active,
+            Some(Value::String(s)) => AlertState::from_name(s)?,
+            Some(Value::Number(n)) => AlertState::from_number(n.as_i64()?)?,
+            Some(_) => return None,
+        };
+        let time_ms = v
+            .get("time")
+            .and_then(Value::as_str)
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.timestamp_millis())?;
+        plain_id(&id).then_some(Listed { id, state, time_ms })
+    }
 }
 
 /// What a poll did.
@@ -201,6 +247,7 @@ fn ms_of(time: &Option<String>) -> Option<i64> {
 pub struct Polled {
     pub listed: usize,
     pub missing: usize,
+    pub updated: usize,
     pub resolved: usize,
     /// Whether the whole window was looked at (not cut by the budget).
     pub complete: bool,
@@ -212,6 +259,8 @@ pub struct Reconciler {
     topic: String,
     cfg: ReconcileConfig,
     page_size: u32,
+    /// The largest record the producer takes.
+    max_bytes: usize,
     carried: Arc<Carried>,
     watermark_ms: i64,
     resume: bool,
@@ -223,8 +272,9 @@ pub struct Reconciler {
     pace: DefaultDirectRateLimiter,
 }
 
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+/// The second `ms` falls in, in ms (Central compares times to the second).
+fn second_of(ms: i64) -> i64 {
+    ms.div_euclid(1000) * 1000
 }
 
 /// Why a poll stopped early.
@@ -243,10 +293,12 @@ impl std::fmt::Display for Stop {
 }
 
 impl Reconciler {
-    /// The reconciler, with the watermark and what was carried as saved.
+    /// The reconciler, with the watermark and what was carried as saved
+    /// (blocking: it reads `state_dir`).
     pub fn new(
         cfg: &ReconcileConfig,
         page_size: u32,
+        max_bytes: usize,
         client: Arc<Client>,
         producer: FutureProducer,
         state_dir: PathBuf,
@@ -254,16 +306,24 @@ impl Reconciler {
     ) -> (Reconciler, Arc<Carried>) {
         let saved = load(&state_dir);
         let carried = Arc::new(Carried {
-            inner: Mutex::new((saved.carried, false)),
+            inner: Mutex::new(Table {
+                by_id: saved.carried,
+                dirty: false,
+            }),
+            cap: (cfg.max_tracked as usize).saturating_mul(2),
         });
         let rate = std::num::NonZeroU32::new(cfg.max_requests_per_second.max(1))
             .unwrap_or(std::num::NonZeroU32::MIN);
+        for reason in ["unreadable", "too_large"] {
+            metrics.reconcile_skipped.with_label_values(&[reason]);
+        }
         let r = Reconciler {
             client,
             producer,
             topic: cfg.topic.clone().unwrap_or_default(),
             cfg: cfg.clone(),
             page_size,
+            max_bytes,
             carried: carried.clone(),
             watermark_ms: saved.watermark_ms,
             resume: saved.resume,
@@ -283,62 +343,81 @@ impl Reconciler {
         call: &'static str,
         path: &str,
         query: &[(&str, String)],
-    ) -> Result<Vec<u8>, Stop> {
+    ) -> Result<Vec<u8>, CallError> {
         self.pace.until_ready().await;
-        self.client
-            .get(call, path, query)
-            .await
-            .map_err(Stop::Central)
+        self.client.get(call, path, query).await
     }
 
-    /// One page of `query`, sorted by violation time, oldest first.
-    async fn page(&self, query: &str, page: u32) -> Result<Vec<Listed>, Stop> {
+    /// One page of the open alerts violated in `[from, to)`, sorted by
+    /// violation time, oldest first.
+    async fn page(&self, from: i64, to: i64, offset: u64) -> Result<Vec<Value>, Stop> {
+        let query = format!("Violation State:ACTIVE,ATTEMPTED+Violation Time:tr/{from}-{to}");
         let body = self
             .get(
                 "alerts",
                 "/v1/alerts",
                 &[
-                    ("query", query.to_string()),
+                    ("query", query),
                     ("pagination.limit", self.page_size.to_string()),
-                    (
-                        "pagination.offset",
-                        (u64::from(page) * u64::from(self.page_size)).to_string(),
-                    ),
+                    ("pagination.offset", offset.to_string()),
                     ("pagination.sortOption.field", SORT.to_string()),
                     ("pagination.sortOption.reversed", "false".to_string()),
                 ],
             )
-            .await?;
-        #[derive(Deserialize)]
-        struct List {
-            #[serde(default)]
-            alerts: Option<Vec<Listed>>,
+            .await
+            .map_err(Stop::Central)?;
+        let v: Value = serde_json::from_slice(&body).map_err(|e| {
+            Stop::Central(CallError::Failed(format!(
+                "Central's alerts: the answer is not JSON: {e}"
+            )))
+        })?;
+        match v.get("alerts") {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Array(a)) => Ok(a.clone()),
+            Some(_) => Err(Stop::Central(CallError::Failed(
+                "Central's alerts: \"alerts\" is not a list".into(),
+            ))),
         }
-        serde_json::from_slice::<List>(&body)
-            .map(|l| l.alerts.unwrap_or_default())
-            .map_err(|e| {
-                Stop::Central(CallError::Failed(format!(
-                    "Central's alerts: the answer does not read: {e}"
-                )))
-            })
     }
 
-    /// Fetches alert `id` whole and produces it; returns once the broker
-    /// acknowledged it.
-    async fn produce(&self, id: &str) -> Result<(), Stop> {
-        let path = format!("/v1/alerts/{id}");
-        let body = self.get("alert", &path, &[]).await?;
+    /// Alert `id` whole, with its state and violation time; `None` when
+    /// Central no longer has it.
+    async fn fetch(&self, id: &str) -> Result<Option<(Value, Listed)>, Stop> {
+        let body = match self.get("alert", &format!("/v1/alerts/{id}"), &[]).await {
+            Ok(b) => b,
+            Err(CallError::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(Stop::Central(e)),
+        };
         let alert: Value = serde_json::from_slice(&body).map_err(|e| {
             Stop::Central(CallError::Failed(format!(
                 "Central's alert {id}: the answer is not JSON: {e}"
             )))
         })?;
-        if alert.get("id").and_then(Value::as_str) != Some(id) {
-            return Err(Stop::Central(CallError::Failed(format!(
-                "Central's alert {id}: the answer is another alert"
-            ))));
+        match Listed::read(&alert) {
+            Some(l) if l.id == id => Ok(Some((alert, l))),
+            _ => {
+                self.skipped("unreadable", id);
+                Ok(None)
+            }
         }
+    }
+
+    fn skipped(&self, reason: &str, id: &str) {
+        self.metrics
+            .reconcile_skipped
+            .with_label_values(&[reason])
+            .inc();
+        tracing::warn!(alert = id, reason, "reconciliation passed over an alert");
+    }
+
+    /// Produces `alert` keyed by `id`; returns once the broker acknowledged
+    /// it, or `false` if it is too large to produce (passed over).
+    async fn send(&self, id: &str, alert: Value) -> Result<bool, Stop> {
         let value = serde_json::json!({ "alert": alert }).to_string();
+        if value.len() > self.max_bytes {
+            self.skipped("too_large", id);
+            return Ok(false);
+        }
         let record = FutureRecord::to(&self.topic)
             .key(id)
             .payload(&value)
@@ -349,136 +428,197 @@ impl Reconciler {
         self.producer
             .send(record, Duration::from_secs(30))
             .await
-            .map(|_| ())
+            .map(|_| true)
             .map_err(|(e, _)| Stop::Broker(e.to_string()))
     }
 
-    /// Walks `query`'s pages; `wanted` says whether a listed alert must be
-    /// produced. Returns how many were listed and produced, the violation
-    /// time up to which every alert was handled, and whether the walk ended
-    /// (rather than the budget).
-    async fn walk(
+    /// Fetches `id` and produces it as Central has it now; records what
+    /// was produced as carried.
+    async fn reconcile_one(&self, id: &str, polled: &mut Polled) -> Result<(), Stop> {
+        let Some((alert, now)) = self.fetch(id).await? else {
+            return Ok(());
+        };
+        let before = self.carried.get(id);
+        if now.state == AlertState::Snoozed
+            || before.is_some_and(|b| {
+                b.state == AlertState::Resolved.number()
+                    || (now.state != AlertState::Resolved && b.time_ms >= now.time_ms)
+            })
+        {
+            return Ok(());
+        }
+        if self.send(id, alert).await? {
+            let kind = match (now.state, before) {
+                (AlertState::Resolved, _) => {
+                    polled.resolved += 1;
+                    "resolved"
+                }
+                (_, Some(_)) => {
+                    polled.updated += 1;
+                    "updated"
+                }
+                (_, None) => {
+                    polled.missing += 1;
+                    "missing"
+                }
+            };
+            self.metrics
+                .reconcile_found
+                .with_label_values(&[kind])
+                .inc();
+        }
+        self.carried.observe(id, now.state, now.time_ms);
+        Ok(())
+    }
+
+    /// Step 1: the open alerts violated in `[from, to)`, keyset-paged by
+    /// violation time (a page starts at the second of the last one seen,
+    /// passing over ids seen already this poll, so alerts that leave the
+    /// list meanwhile shift nothing out of sight). Returns the newest
+    /// violation time handled, whether the window ended, and why it stopped.
+    async fn changed(
         &self,
-        query: &str,
+        from: i64,
+        to: i64,
         budget: &mut usize,
         polled: &mut Polled,
-        resolutions_only: bool,
     ) -> (Option<i64>, bool, Option<Stop>) {
-        let mut done_to: Option<i64> = None;
-        let mut page = 0u32;
+        let mut seen = std::collections::HashSet::new();
+        let (mut cursor, mut offset) = (from, 0u64);
+        let mut newest: Option<i64> = None;
         loop {
-            let items = match self.page(query, page).await {
+            let items = match self.page(cursor, to, offset).await {
                 Ok(i) => i,
-                Err(e) => return (done_to, false, Some(e)),
+                Err(e) => return (newest, false, Some(e)),
             };
-            let last_page = items.len() < self.page_size as usize;
-            for a in items {
+            let full = items.len() >= self.page_size as usize;
+            let mut last: Option<i64> = None;
+            for v in &items {
+                let Some(a) = Listed::read(v) else {
+                    let id = v.get("id").and_then(Value::as_str).unwrap_or("");
+                    self.skipped("unreadable", &id.chars().take(64).collect::<String>());
+                    continue;
+                };
+                last = Some(a.time_ms);
+                if !seen.insert(a.id.clone()) {
+                    continue;
+                }
                 if *budget == 0 {
-                    return (done_to, false, None);
+                    return (newest, false, None);
                 }
                 *budget -= 1;
                 polled.listed += 1;
-                let state = a.state.unwrap_or(AlertState::Active);
-                let time = ms_of(&a.time).unwrap_or(0);
-                let seen = self.carried.get(&a.id);
-                let wanted = plain_id(&a.id)
-                    && match state {
-                        AlertState::Snoozed => false,
-                        AlertState::Resolved if resolutions_only => seen.is_some_and(|s| s.open()),
-                        AlertState::Resolved => {
-                            seen.is_none_or(|s| s.state != AlertState::Resolved.number())
-                        }
-                        _ if resolutions_only => false,
-                        _ => seen.is_none_or(|s| {
-                            s.state != AlertState::Resolved.number() && s.time_ms < time
-                        }),
-                    };
+                let wanted = match self.carried.get(&a.id) {
+                    None => true,
+                    Some(s) => s.open() && s.time_ms < a.time_ms,
+                };
                 if wanted {
-                    if let Err(e) = self.produce(&a.id).await {
-                        return (done_to, false, Some(e));
+                    if let Err(e) = self.reconcile_one(&a.id, polled).await {
+                        return (newest, false, Some(e));
                     }
-                    self.carried.observe(&a.id, state, time);
-                    let kind = if state == AlertState::Resolved {
-                        polled.resolved += 1;
-                        "resolved"
-                    } else {
-                        polled.missing += 1;
-                        "missing"
-                    };
-                    self.metrics
-                        .reconcile_found
-                        .with_label_values(&[kind])
-                        .inc();
                 }
-                done_to = Some(done_to.map_or(time, |d| d.max(time)));
-                if !resolutions_only {
-                    self.progress
-                        .fetch_max(time, std::sync::atomic::Ordering::Relaxed);
+                newest = Some(newest.map_or(a.time_ms, |n| n.max(a.time_ms)));
+                self.progress
+                    .fetch_max(a.time_ms, std::sync::atomic::Ordering::Relaxed);
+            }
+            if !full {
+                return (newest, true, None);
+            }
+            match last {
+                Some(t) if second_of(t) > second_of(cursor) => {
+                    cursor = second_of(t);
+                    offset = 0;
                 }
+                // A whole page within one second: page on by offset.
+                _ => offset += u64::from(self.page_size),
             }
-            if last_page {
-                return (done_to, true, None);
-            }
-            page += 1;
         }
     }
 
-    /// One poll: the changed alerts past the watermark, then older open
-    /// alerts' resolutions. The watermark and what was carried are saved.
+    /// Step 2: the state in Central of alerts carried as open, those checked
+    /// longest ago first; a resolution is produced.
+    async fn resolutions(&self, polled: &mut Polled) -> Option<Stop> {
+        let now = super::now_ms();
+        for id in self
+            .carried
+            .to_check(self.cfg.max_resolution_checks_per_poll as usize)
+        {
+            match self.fetch(&id).await {
+                Ok(None) => self.carried.forget(&id),
+                Ok(Some((alert, a))) => {
+                    self.carried.checked(&id, now);
+                    if a.state == AlertState::Resolved {
+                        match self.send(&id, alert).await {
+                            Ok(sent) => {
+                                if sent {
+                                    polled.resolved += 1;
+                                    self.metrics
+                                        .reconcile_found
+                                        .with_label_values(&["resolved"])
+                                        .inc();
+                                }
+                                self.carried.observe(&id, a.state, a.time_ms);
+                            }
+                            Err(e) => return Some(e),
+                        }
+                    }
+                }
+                Err(e) => return Some(e),
+            }
+        }
+        None
+    }
+
+    /// One poll: the open alerts changed past the watermark, then the state
+    /// of alerts carried as open. The watermark and what was carried are
+    /// saved.
     pub async fn poll(&mut self) -> Result<Polled, String> {
-        let now = now_ms();
-        let floor = now - self.cfg.max_alert_age.0.as_millis() as i64;
+        let now = super::now_ms();
+        let floor = now.saturating_sub(self.cfg.max_alert_age.0.as_millis() as i64);
+        let lookback = self.cfg.lookback.0.as_millis() as i64;
         let from = match (self.watermark_ms, self.resume) {
             (0, _) => floor,
             (w, true) => w.max(floor),
-            (w, false) => (w - LOOKBACK_MS).max(floor),
+            (w, false) => w.saturating_sub(lookback).max(floor),
         };
         self.progress
             .store(from, std::sync::atomic::Ordering::Relaxed);
         let mut budget = self.cfg.max_alerts_per_poll as usize;
         let mut polled = Polled::default();
-        let (done_to, ended, mut stop) = self
-            .walk(
-                &format!("Violation Time:tr/{from}-{now}"),
-                &mut budget,
-                &mut polled,
-                false,
-            )
+        // Up to a second past now: Central's clock may be ahead of ours.
+        let (newest, ended, mut stop) = self
+            .changed(from, now + 1000, &mut budget, &mut polled)
             .await;
         polled.complete = ended && stop.is_none();
+        let before = (self.watermark_ms, self.resume);
         if polled.complete {
-            // The whole window: the next poll starts a lookback before now.
-            self.watermark_ms = now;
+            // By Central's own times: the next poll lists again a lookback
+            // before the newest violation seen.
+            if let Some(t) = newest {
+                self.watermark_ms = self.watermark_ms.max(t);
+            }
             self.resume = false;
-        } else if let Some(to) = done_to {
-            // Cut short: the next poll resumes at the last violation time
-            // handled (its other alerts are listed again and passed over as
-            // carried). A budget spent within one millisecond moves on by one.
-            let to = if stop.is_none() && to <= from {
+        } else if let Some(t) = newest {
+            // Cut short: the next poll resumes at the second of the last
+            // alert handled (its others are passed over as carried). A
+            // budget spent within one second moves on to the next.
+            let t = if stop.is_none() && second_of(t) <= second_of(from) {
                 tracing::warn!(
-                    at = from,
-                    "more alerts of one violation time than max_alerts_per_poll; moving past it"
+                    at_ms = from,
+                    "more open alerts of one violation second than max_alerts_per_poll; moving past it"
                 );
-                from + 1
+                second_of(from) + 1000
             } else {
-                to
+                second_of(t)
             };
-            self.watermark_ms = self.watermark_ms.max(to);
+            self.watermark_ms = self.watermark_ms.max(t);
             self.resume = true;
         }
-        if stop.is_none() && budget > 0 {
-            if let Some(oldest) = self.carried.oldest_open_before(from) {
-                let q = format!(
-                    "Violation State:RESOLVED+Violation Time:tr/{}-{from}",
-                    oldest.max(floor)
-                );
-                let (_, ended, s) = self.walk(&q, &mut budget, &mut polled, true).await;
-                polled.complete &= ended && s.is_none();
-                stop = s;
-            }
+        if stop.is_none() {
+            stop = self.resolutions(&mut polled).await;
         }
         self.carried.prune(floor, self.cfg.max_tracked as usize);
-        self.save().await;
+        self.save((self.watermark_ms, self.resume) != before).await;
         self.metrics
             .reconcile_watermark
             .set(self.watermark_ms as f64 / 1000.0);
@@ -488,21 +628,36 @@ impl Reconciler {
         }
     }
 
-    async fn save(&self) {
-        let dirty = std::mem::take(&mut self.carried.lock().1);
+    /// Saves the watermark and what was carried, if either changed.
+    async fn save(&self, moved: bool) {
+        let carried = self.carried.changed();
+        if carried.is_none() && !moved {
+            return;
+        }
+        let changed = carried.is_some();
+        let carried = match carried {
+            Some(c) => c,
+            None => self.carried.lock().by_id.clone(),
+        };
         let saved = Saved {
             watermark_ms: self.watermark_ms,
             resume: self.resume,
-            carried: self.carried.lock().0.clone(),
+            carried,
         };
-        let dir = self.state_dir.clone();
-        match tokio::task::spawn_blocking(move || store(&dir, &saved)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                self.carried.lock().1 |= dirty;
-                tracing::warn!(error = %e, "cannot save the reconciliation state in state_dir");
+        let path = self.state_dir.join(SAVED);
+        let written = tokio::task::spawn_blocking(move || {
+            let bytes = serde_json::to_vec(&saved).map_err(std::io::Error::other)?;
+            crate::files::replace(&path, &bytes)
+        })
+        .await;
+        if !matches!(written, Ok(Ok(()))) {
+            if changed {
+                self.carried.lock().dirty = true;
             }
-            Err(e) => tracing::warn!(error = %e, "saving the reconciliation state failed"),
+            tracing::warn!(
+                error = %written.map_or_else(|e| e.to_string(), |r| r.err().map(|e| e.to_string()).unwrap_or_default()),
+                "cannot save the reconciliation state in state_dir"
+            );
         }
     }
 
@@ -521,11 +676,12 @@ impl Reconciler {
                 p = self.poll() => p,
                 _ = stop.cancelled() => {
                     let done = self.progress.load(std::sync::atomic::Ordering::Relaxed);
-                    if done > self.watermark_ms {
-                        self.watermark_ms = done;
+                    let moved = done > self.watermark_ms;
+                    if moved {
+                        self.watermark_ms = second_of(done);
                         self.resume = true;
                     }
-                    self.save().await;
+                    self.save(moved).await;
                     return;
                 }
             };
@@ -539,10 +695,11 @@ impl Reconciler {
                         tracing::info!("reconciliation with Central works again");
                     }
                     failing = false;
-                    if p.missing + p.resolved > 0 {
+                    if p.missing + p.updated + p.resolved > 0 {
                         tracing::info!(
                             listed = p.listed,
                             missing = p.missing,
+                            updated = p.updated,
                             resolved = p.resolved,
                             "reconciled with Central"
                         );
@@ -591,7 +748,10 @@ mod tests {
 
     #[test]
     fn what_was_carried_keeps_resolutions_and_the_newest_violation() {
-        let c = Carried::default();
+        let c = Carried {
+            cap: 14,
+            ..Carried::default()
+        };
         c.observe("a", AlertState::Active, 10);
         c.observe("a", AlertState::Active, 5);
         assert_eq!(c.get("a").unwrap().time_ms, 10);
@@ -600,17 +760,54 @@ mod tests {
         assert_eq!(c.get("a").unwrap().state, AlertState::Resolved.number());
         c.observe("b", AlertState::Attempted, 3);
         c.observe("s", AlertState::Snoozed, 3);
-        assert!(c.get("s").is_none());
-        assert_eq!(c.oldest_open_before(100), Some(3));
-        assert_eq!(c.oldest_open_before(3), None);
-        for i in 0..10 {
-            c.observe(&format!("x{i}"), AlertState::Active, 100 + i);
+        c.observe("../x", AlertState::Active, 3);
+        assert!(c.get("s").is_none() && c.get("../x").is_none());
+        for i in 0..20 {
+            c.observe(&format!("x{i:02}"), AlertState::Active, 100 + i);
         }
-        // Older than the floor, then the oldest beyond the bound.
-        c.prune(4, 5);
+        // At most `cap`: later ids are not recorded.
+        assert_eq!(c.len(), 14);
+        // Checked longest ago first; open alerts only.
+        c.checked("b", 50);
+        let first = c.to_check(3);
+        assert_eq!(first.len(), 3);
+        assert!(!first.contains(&"b".to_string()) && !first.contains(&"a".to_string()));
+        assert_eq!(c.to_check(100).last().unwrap(), "b");
+        // Closed alerts older than the floor go, open ones stay; then the
+        // oldest beyond the bound.
+        c.prune(50, 100);
+        assert!(c.get("a").is_none() && c.get("b").is_some());
+        c.prune(50, 5);
         assert_eq!(c.len(), 5);
-        assert!(c.get("b").is_none() && c.get("a").is_none());
-        assert!(c.get("x9").is_some() && c.get("x5").is_some() && c.get("x4").is_none());
+        assert!(c.get("b").is_none() && c.get("x11").is_some() && c.get("x06").is_none());
+        assert!(c.changed().is_some() && c.changed().is_none());
+    }
+
+    #[test]
+    fn listed_alerts_are_read_one_by_one() {
+        let ok =
+            serde_json::json!({"id": "a-1", "state": "RESOLVED", "time": "2026-12-08T01:00:00.5Z"});
+        let l = Listed::read(&ok).unwrap();
+        assert_eq!(
+            (l.id.as_str(), l.state, l.time_ms),
+            ("a-1", AlertState::Resolved, 1_796_691_600_500)
+        );
+        let absent_state = serde_json::json!({"id": "a-2", "time": "2026-12-08T01:00:00Z"});
+        assert_eq!(
+            Listed::read(&absent_state).unwrap().state,
+            AlertState::Active
+        );
+        for bad in [
+            serde_json::json!({"id": "a", "state": "NEW_STATE", "time": "2026-12-08T01:00:00Z"}),
+            serde_json::json!({"id": "a/b", "time": "2026-12-08T01:00:00Z"}),
+            serde_json::json!({"id": "a", "time": "yesterday"}),
+            serde_json::json!({"id": 7}),
+            serde_json::json!([]),
+        ] {
+            assert!(Listed::read(&bad).is_none(), "{bad}");
+        }
+        assert_eq!(second_of(1_999), 1_000);
+        assert_eq!(second_of(-1), -1_000);
     }
 
     #[test]

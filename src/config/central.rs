@@ -53,6 +53,14 @@ pub struct ReconcileConfig {
     /// A first start looks back this far, and no further.
     #[serde(default = "default_max_alert_age")]
     pub max_alert_age: Dur,
+    /// Each poll lists again this much before the newest violation time it
+    /// saw (alerts that Central stores late, clocks apart).
+    #[serde(default = "default_lookback")]
+    pub lookback: Dur,
+    /// The most alerts carried as open whose state is checked per poll
+    /// (a resolution in Central is found within open ÷ this polls).
+    #[serde(default = "default_resolution_checks")]
+    pub max_resolution_checks_per_poll: u32,
     /// The most alerts one poll looks at; the rest wait for the next.
     #[serde(default = "default_max_alerts_per_poll")]
     pub max_alerts_per_poll: u32,
@@ -69,6 +77,12 @@ fn default_reconcile_interval() -> Dur {
 }
 fn default_max_alert_age() -> Dur {
     Dur(Duration::from_secs(24 * 3600))
+}
+fn default_lookback() -> Dur {
+    Dur(Duration::from_secs(300))
+}
+fn default_resolution_checks() -> u32 {
+    200
 }
 fn default_max_alerts_per_poll() -> u32 {
     10_000
@@ -115,13 +129,25 @@ impl CentralConfig {
             if r.interval.0 < Duration::from_secs(1) {
                 errs.push("central.reconcile.interval", "must be at least 1s");
             }
-            if r.max_alert_age.0 < Duration::from_secs(60) {
-                errs.push("central.reconcile.max_alert_age", "must be at least 1m");
+            if r.max_alert_age.0 < Duration::from_secs(60)
+                || r.max_alert_age.0 > Duration::from_secs(366 * 86_400)
+            {
+                errs.push(
+                    "central.reconcile.max_alert_age",
+                    "must be between 1m and 366d",
+                );
+            }
+            if r.lookback.0 > Duration::from_secs(86_400) {
+                errs.push("central.reconcile.lookback", "must be at most 1d");
             }
             for (v, key) in [
                 (r.max_alerts_per_poll, "max_alerts_per_poll"),
                 (r.max_requests_per_second, "max_requests_per_second"),
                 (r.max_tracked, "max_tracked"),
+                (
+                    r.max_resolution_checks_per_poll,
+                    "max_resolution_checks_per_poll",
+                ),
             ] {
                 if v == 0 {
                     errs.push(&format!("central.reconcile.{key}"), "must be at least 1");

@@ -41,6 +41,16 @@ struct Status {
     provider_metadata: ProviderMetadata,
 }
 
+/// `text` if it is a JSON object, else text that fails to read as one (a
+/// struct would also read from a JSON array).
+pub(crate) fn object_only(text: &str) -> &str {
+    if text.trim_start().starts_with('{') {
+        text
+    } else {
+        "not an object"
+    }
+}
+
 /// Provider metadata by cluster id and by cluster name.
 #[derive(Debug, Default)]
 pub struct ClusterMetadata {
@@ -56,13 +66,7 @@ impl ClusterMetadata {
     }
 
     pub fn parse(text: &str) -> Result<ClusterMetadata, String> {
-        // A struct also reads from a JSON array: only an object is an answer.
-        let object = if text.trim_start().starts_with('{') {
-            text
-        } else {
-            "no object"
-        };
-        let file: File = serde_json::from_str(object).map_err(|e| {
+        let file: File = serde_json::from_str(object_only(text)).map_err(|e| {
             format!("not the JSON of Central's GET /v1/clusters ({{\"clusters\": [...]}}): {e}")
         })?;
         let mut out = ClusterMetadata::default();

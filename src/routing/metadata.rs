@@ -6,10 +6,12 @@
 //! live: Central's API, which `crate::central` loads at start and refreshes
 //! in the background, swapping a new [`Snapshot`] in. A lookup takes the
 //! snapshot of the moment; a live lookup that finds no such namespace or
-//! cluster asks for an early refresh ([`Metadata::next_miss`]).
+//! cluster asks for an early refresh ([`Metadata::next_miss`]), once per
+//! namespace or cluster until a scheduled refresh (one that stays unknown —
+//! outside the token's access scope, deleted — costs no more reads).
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
 
 use super::annotations::NamespaceAnnotations;
 use super::clusters::ClusterMetadata;
@@ -29,7 +31,12 @@ pub struct Metadata {
     current: RwLock<Arc<Snapshot>>,
     live: bool,
     miss: tokio::sync::Notify,
+    /// Keys that asked for a refresh since the last scheduled one.
+    missed: Mutex<HashSet<String>>,
 }
+
+/// The most keys remembered as missed.
+const MAX_MISSED: usize = 10_000;
 
 impl Metadata {
     /// Metadata that never changes (the files, or none).
@@ -38,6 +45,7 @@ impl Metadata {
             current: RwLock::new(Arc::new(snapshot)),
             live: false,
             miss: tokio::sync::Notify::new(),
+            missed: Mutex::default(),
         })
     }
 
@@ -48,6 +56,7 @@ impl Metadata {
             current: RwLock::new(Arc::new(snapshot)),
             live: true,
             miss: tokio::sync::Notify::new(),
+            missed: Mutex::default(),
         })
     }
 
@@ -63,15 +72,27 @@ impl Metadata {
             .clone()
     }
 
-    /// Swaps `snapshot` in; lookups from now on see it.
-    pub fn replace(&self, snapshot: Snapshot) {
+    /// Swaps `snapshot` in; lookups from now on see it. `scheduled`: a
+    /// refresh on the interval, after which every key may miss again.
+    pub fn replace(&self, snapshot: Snapshot, scheduled: bool) {
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(snapshot);
+        if scheduled {
+            self.missed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clear();
+        }
     }
 
-    /// A lookup found no such namespace or cluster: a live refresher hears
-    /// of it (it decides how often that may cost a refresh).
-    pub fn missed(&self) {
-        if self.live {
+    /// A lookup found no such namespace or cluster (`key`): a live
+    /// refresher hears of it the first time (it decides how often that may
+    /// cost a refresh).
+    pub fn missed(&self, key: String) {
+        if !self.live {
+            return;
+        }
+        let mut missed = self.missed.lock().unwrap_or_else(|p| p.into_inner());
+        if missed.len() < MAX_MISSED && missed.insert(key) {
             self.miss.notify_one();
         }
     }
@@ -93,7 +114,7 @@ impl Metadata {
             .namespaces
             .labels(cluster_id, cluster_name, namespace);
         if found.is_none() && !namespace.is_empty() {
-            self.missed();
+            self.missed(format!("ns\0{cluster_id}\0{cluster_name}\0{namespace}"));
         }
         found
     }
@@ -107,7 +128,7 @@ impl Metadata {
     ) -> Option<&'s ProviderMetadata> {
         let found = snapshot.clusters.get(cluster_id, cluster_name);
         if found.is_none() && !(cluster_id.is_empty() && cluster_name.is_empty()) {
-            self.missed();
+            self.missed(format!("cluster\0{cluster_id}\0{cluster_name}"));
         }
         found
     }
@@ -130,7 +151,8 @@ pub struct Annotations<'s> {
 impl NamespaceAnnotations for Annotations<'_> {
     fn annotation(&self, cluster_id: &str, namespace: &str, key: &str) -> Option<&str> {
         if !self.snapshot.namespaces.contains(cluster_id, namespace) {
-            self.metadata.missed();
+            self.metadata
+                .missed(format!("ns\0{cluster_id}\0\0{namespace}"));
             return None;
         }
         self.snapshot
@@ -163,7 +185,7 @@ mod tests {
         tokio::time::timeout(std::time::Duration::from_secs(1), m.next_miss())
             .await
             .expect("a miss is heard");
-        m.replace(snapshot());
+        m.replace(snapshot(), false);
         let s = m.snapshot();
         assert_eq!(m.labels(&s, "c1", "", "pay").unwrap()["team"], "pay");
         assert_eq!(m.labels(&s, "", "prod", "pay").unwrap()["team"], "pay");
@@ -192,6 +214,20 @@ mod tests {
         tokio::time::timeout(std::time::Duration::from_secs(1), m.next_miss())
             .await
             .expect("a miss is heard");
+        // The same unknown namespace again asks for nothing until a
+        // scheduled refresh.
+        assert_eq!(a.annotation("c1", "web", "example.com/slack"), None);
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(50), m.next_miss())
+                .await
+                .is_err()
+        );
+        m.replace(snapshot(), true);
+        let s = m.snapshot();
+        assert_eq!(m.annotations(&s).annotation("c1", "web", "x"), None);
+        tokio::time::timeout(std::time::Duration::from_secs(1), m.next_miss())
+            .await
+            .expect("a miss is heard again");
     }
 
     #[tokio::test]

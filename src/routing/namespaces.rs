@@ -102,13 +102,7 @@ impl NamespaceMetadata {
             #[serde(default)]
             annotations: Option<StringMap>,
         }
-        // A struct also reads from a JSON array: only an object is an answer.
-        let object = if text.trim_start().starts_with('{') {
-            text
-        } else {
-            "no object"
-        };
-        let list: List = serde_json::from_str(object).map_err(|e| {
+        let list: List = serde_json::from_str(super::clusters::object_only(text)).map_err(|e| {
             format!("not the JSON of Central's GET /v1/namespaces ({{\"namespaces\": [...]}}): {e}")
         })?;
         let (mut by_key, mut listed) = (HashMap::new(), 0);

@@ -50,6 +50,7 @@ pub struct Metrics {
     pub central_metadata_entries: IntGaugeVec,
     pub reconcile_found: IntCounterVec,
     pub reconcile_polls: IntCounterVec,
+    pub reconcile_skipped: IntCounterVec,
     pub reconcile_watermark: prometheus::Gauge,
 }
 
@@ -373,8 +374,14 @@ impl Metrics {
             reconcile_found: counter(
                 &r,
                 "herald_reconcile_found_total",
-                "Alerts reconciliation with Central produced to the topic: missing (never carried, or a newer violation) and resolved.",
+                "Alerts reconciliation with Central produced to the topic: missing (never carried), updated (a newer violation) and resolved.",
                 &["kind"],
+            ),
+            reconcile_skipped: counter(
+                &r,
+                "herald_reconcile_skipped_total",
+                "Alerts reconciliation passed over: unreadable in Central's answer, or too_large to produce.",
+                &["reason"],
             ),
             reconcile_polls: counter(
                 &r,

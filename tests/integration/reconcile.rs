@@ -347,14 +347,26 @@ async fn paging_over_ten_thousand_alerts_keeps_to_the_page_size_and_request_rate
     let (pd, wh) = (Receiver::start().await, Receiver::start().await);
     let s = kit::Stack::new("rec-paging", 1).await;
     let now = now_ms();
-    // Snoozed alerts are listed and never produced: only the paging is measured.
+    // 10,000 open alerts, four to a second, which the topic already
+    // carried (routed to no destination): listed, not fetched (but for one
+    // resolution check a poll).
+    let p = kit::producer();
+    let mut pending = Vec::new();
     for i in 0..10_000i64 {
-        central.put_alert(alert(
-            &format!("s-{i:05}"),
-            "SNOOZED",
-            now - 3_600_000 + i * 300,
-        ));
+        let mut a = alert(&format!("s-{i:05}"), "ACTIVE", now - 3_600_000 + i * 250);
+        a["policy"]["notifiers"] = json!(["nobody"]);
+        central.put_alert(a.clone());
+        let (p, topic, body) = (
+            p.clone(),
+            s.topic.clone(),
+            json!({ "alert": a }).to_string(),
+        );
+        pending.push(async move { kit::produce_to(&p, &topic, 0, body.as_bytes()).await });
+        if pending.len() == 500 {
+            futures::future::join_all(pending.drain(..)).await;
+        }
     }
+    futures::future::join_all(pending).await;
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, TOKEN).unwrap();
@@ -363,19 +375,42 @@ async fn paging_over_ten_thousand_alerts_keeps_to_the_page_size_and_request_rate
         &destinations(&pd, &wh),
         &central,
         &token_file,
-        "max_requests_per_second = 10\nmax_alerts_per_poll = 4000",
+        "max_requests_per_second = 10\nmax_alerts_per_poll = 4000\nmax_resolution_checks_per_poll = 1",
     )
-    .replace("timeout = \"3s\"", "timeout = \"3s\"\npage_size = 500");
+    .replace("timeout = \"3s\"", "timeout = \"3s\"\npage_size = 500")
+    .replace("interval = \"1s\"", "interval = \"15s\"");
     let mut herald = Herald::start(&cfg);
     herald.wait_ready(Duration::from_secs(30)).await;
-    // Three polls cover the 10,000 (4,000 at most each), then one more.
-    polls(&herald, 4.0).await;
-    let calls: Vec<_> = central
+    // The first poll waits an interval, while the topic is read.
+    assert!(
+        kit::eventually(Duration::from_secs(15), || async {
+            herald
+                .metric(r#"herald_alerts_skipped_total{reason="no_route"}"#)
+                .await
+                == 10_000.0
+        })
+        .await,
+        "{}",
+        herald.log()
+    );
+    assert!(central.calls().iter().all(|c| c.path != "/v1/alerts"));
+    // Three polls cover the 10,000 (4,000 at most each).
+    polls(&herald, 3.0).await;
+    let all: Vec<_> = central
         .calls()
         .into_iter()
-        .filter(|c| c.path == "/v1/alerts")
+        .filter(|c| c.path.starts_with("/v1/alerts"))
         .collect();
-    assert!(calls.len() >= 21, "{} pages", calls.len());
+    let polled = herald
+        .metric(r#"herald_reconcile_polls_total{outcome="ok"}"#)
+        .await;
+    let fetched = all.iter().filter(|c| c.path != "/v1/alerts").count();
+    assert!(
+        fetched as f64 <= polled + 1.0,
+        "{fetched} fetched in {polled} polls"
+    );
+    let calls: Vec<_> = all.iter().filter(|c| c.path == "/v1/alerts").collect();
+    assert!(calls.len() >= 20, "{} pages", calls.len());
     for c in &calls {
         assert_eq!(
             c.query.get("pagination.limit").map(String::as_str),
@@ -388,15 +423,24 @@ async fn paging_over_ten_thousand_alerts_keeps_to_the_page_size_and_request_rate
             Some("Violation Time")
         );
     }
-    // The watermark reached the time of the first poll.
-    assert!(herald.metric("herald_reconcile_watermark_seconds").await * 1000.0 >= now as f64);
+    // The watermark reached the newest alert.
+    assert_eq!(
+        herald.metric("herald_reconcile_watermark_seconds").await,
+        ((now - 3_600_000 + 9_999 * 250) as f64 / 1000.0)
+    );
     // No second holds more than 10 calls (one more at a window's edge).
-    for (i, c) in calls.iter().enumerate() {
-        let within = calls[i..]
+    for (i, c) in all.iter().enumerate() {
+        let within = all[i..]
             .iter()
             .take_while(|d| d.at.duration_since(c.at) < Duration::from_secs(1))
             .count();
         assert!(within <= 11, "{within} calls within a second from call {i}");
     }
+    assert_eq!(
+        herald
+            .metric(r#"herald_reconcile_found_total{kind="missing"}"#)
+            .await,
+        0.0
+    );
     assert_eq!(wh.delivered().len(), 0);
 }

@@ -7,10 +7,13 @@
 //! - a query parameter the API does not declare, or any other path or
 //!   method, is refused (400 / 404 / 405);
 //! - `GET /v1/alerts` takes `query` in Central's search syntax, of which it
-//!   knows `Violation Time:tr/<from ms>-<to ms>` (from ≤ time < to) and
-//!   `Violation State:<STATE>[,<STATE>]`, joined by `+` (anything else: 400),
-//!   pages with `pagination.limit`/`offset` and sorts by `Violation Time`
-//!   only (400 for another field); it answers `storage.ListAlert`s;
+//!   knows `Violation Time:tr/<from ms>-<to ms>` (compared, as Central does,
+//!   to the second: both ends cut to their second, from ≤ time < to) and
+//!   `Violation State:<STATE>[,<STATE>]`, joined by `+` (anything else: 400);
+//!   like Central it lists only ACTIVE and ATTEMPTED alerts unless the query
+//!   names a state; it pages with `pagination.limit`/`offset` and sorts by
+//!   `Violation Time` only (400 for another field), alerts of one time in no
+//!   promised order (here: ids descending); it answers `storage.ListAlert`s;
 //!   `GET /v1/alerts/{id}` the whole alert, or 404;
 //! - while "down", every call answers 503.
 //!
@@ -299,7 +302,12 @@ async fn handle(
                 .values()
                 .filter(|a| filter.matches(a))
                 .collect();
-            found.sort_by_key(|a| (time_ms(a), a["id"].as_str().unwrap_or("").to_string()));
+            found.sort_by_key(|a| {
+                (
+                    time_ms(a),
+                    std::cmp::Reverse(a["id"].as_str().unwrap_or("").to_string()),
+                )
+            });
             if reversed {
                 found.reverse();
             }
@@ -397,10 +405,13 @@ impl Filter {
     fn matches(&self, a: &Value) -> bool {
         let t = time_ms(a);
         let state = a.get("state").and_then(Value::as_str).unwrap_or("ACTIVE");
-        self.time.is_none_or(|(from, to)| from <= t && t < to)
-            && self
-                .states
-                .as_ref()
-                .is_none_or(|s| s.iter().any(|x| x == state))
+        let second = |ms: i64| ms.div_euclid(1000) * 1000;
+        let states = self
+            .states
+            .clone()
+            .unwrap_or_else(|| vec!["ACTIVE".into(), "ATTEMPTED".into()]);
+        self.time
+            .is_none_or(|(from, to)| second(from) <= t && t < second(to))
+            && states.iter().any(|x| x == state)
     }
 }
