@@ -177,13 +177,27 @@ impl Metrics {
             "herald_config_last_reload_successful",
             "0 when the last SIGHUP reload was refused (the previous config still runs).",
         );
-        let config_reload_success_time = prometheus::Gauge::new(
+        let scalar_gauge = |name: &str, help: &str| {
+            let g = prometheus::Gauge::new(name, help).expect("valid metric");
+            r.register(Box::new(g.clone())).expect("unique metric");
+            g
+        };
+        let config_reload_success_time = scalar_gauge(
             "herald_config_last_reload_success_timestamp_seconds",
             "When the running config was loaded (at start or by a successful reload).",
-        )
-        .expect("valid metric");
-        r.register(Box::new(config_reload_success_time.clone()))
-            .expect("unique metric");
+        );
+        let central_metadata_stale = plain_gauge(
+            "herald_central_metadata_stale",
+            "1 while the last read of Central's namespace and cluster metadata failed (the previous one stays in use).",
+        );
+        let central_metadata_age = scalar_gauge(
+            "herald_central_metadata_age_seconds",
+            "Age of the namespace and cluster metadata in use, read from Central (0: none read yet).",
+        );
+        let reconcile_watermark = scalar_gauge(
+            "herald_reconcile_watermark_seconds",
+            "Violation time up to which Central's alerts are reconciled (Unix seconds; 0: not yet).",
+        );
         let parked_oldest_age = prometheus::GaugeVec::new(
             Opts::new(
                 "herald_parked_oldest_age_seconds",
@@ -347,24 +361,8 @@ impl Metrics {
                 "Calls to Central's API by call (namespaces, clusters, …) and outcome (ok, unauthorized, forbidden, error).",
                 &["call", "outcome"],
             ),
-            central_metadata_stale: {
-                let g = IntGauge::new(
-                    "herald_central_metadata_stale",
-                    "1 while the last read of Central's namespace and cluster metadata failed (the previous one stays in use).",
-                )
-                .expect("valid metric");
-                r.register(Box::new(g.clone())).expect("unique metric");
-                g
-            },
-            central_metadata_age: {
-                let g = prometheus::Gauge::new(
-                    "herald_central_metadata_age_seconds",
-                    "Age of the namespace and cluster metadata in use, read from Central (0: none read yet).",
-                )
-                .expect("valid metric");
-                r.register(Box::new(g.clone())).expect("unique metric");
-                g
-            },
+            central_metadata_stale,
+            central_metadata_age,
             central_metadata_entries: gauge(
                 &r,
                 "herald_central_metadata_entries",
@@ -389,15 +387,7 @@ impl Metrics {
                 "Reconciliation polls of Central by outcome (ok, error).",
                 &["outcome"],
             ),
-            reconcile_watermark: {
-                let g = prometheus::Gauge::new(
-                    "herald_reconcile_watermark_seconds",
-                    "Violation time up to which Central's alerts are reconciled (Unix seconds; 0: not yet).",
-                )
-                .expect("valid metric");
-                r.register(Box::new(g.clone())).expect("unique metric");
-                g
-            },
+            reconcile_watermark,
             registry: r,
         };
         m.build_info

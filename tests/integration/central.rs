@@ -57,6 +57,23 @@ fn central_namespaces() -> Vec<Value> {
     ]
 }
 
+/// Jira, as these tests route to it.
+async fn jira() -> Jira {
+    Jira::start(
+        Shape::ServerDc,
+        &["Highest", "High", "Medium", "Low", "Lowest"],
+        true,
+    )
+    .await
+}
+
+/// An API token file in `dir`.
+pub(crate) fn token_file(dir: &std::path::Path, token: &str) -> std::path::PathBuf {
+    let p = dir.join("token");
+    std::fs::write(&p, token).unwrap();
+    p
+}
+
 fn issue_project(j: &Jira, id: &str) -> Option<String> {
     j.issues()
         .iter()
@@ -83,12 +100,7 @@ async fn namespace_labels_and_annotations_come_from_centrals_api() {
     let r = Rsyslog::shared();
     let central = Central::start(TOKEN).await;
     populate(&central);
-    let j = Jira::start(
-        Shape::ServerDc,
-        &["Highest", "High", "Medium", "Low", "Lowest"],
-        true,
-    )
-    .await;
+    let j = jira().await;
     let s = kit::Stack::new("central", 1).await;
     let host = kit::unique("h");
     let dir = tempfile::tempdir().unwrap();
@@ -190,16 +202,10 @@ async fn namespace_labels_and_annotations_come_from_centrals_api() {
 async fn a_refused_token_or_a_down_central_keeps_the_last_metadata_in_use() {
     let central = Central::start(TOKEN).await;
     populate(&central);
-    let j = Jira::start(
-        Shape::ServerDc,
-        &["Highest", "High", "Medium", "Low", "Lowest"],
-        true,
-    )
-    .await;
+    let j = jira().await;
     let s = kit::Stack::new("central-down", 1).await;
     let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, TOKEN).unwrap();
+    let token_file = token_file(dir.path(), TOKEN);
     let cfg = format!(
         "{}{}",
         s.config("", &jira_dest("jira", &j, "")),
@@ -327,14 +333,8 @@ async fn every_call_keeps_to_centrals_api_and_check_config_names_missing_permiss
         .unwrap_or(0);
     let s = kit::Stack::new("central-c", 1).await;
     let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, TOKEN).unwrap();
-    let j = Jira::start(
-        Shape::ServerDc,
-        &["Highest", "High", "Medium", "Low", "Lowest"],
-        true,
-    )
-    .await;
+    let token_file = token_file(dir.path(), TOKEN);
+    let j = jira().await;
     let cfg = format!(
         "{}{}",
         s.config("", &jira_dest("jira", &j, "")),
@@ -437,14 +437,8 @@ async fn tls_to_central_is_verified_and_the_token_goes_only_to_a_verified_server
     let central = Central::start_tls(TOKEN, &certs).await;
     populate(&central);
     let s = kit::Stack::new("central-tls", 1).await;
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, TOKEN).unwrap();
-    let j = Jira::start(
-        Shape::ServerDc,
-        &["Highest", "High", "Medium", "Low", "Lowest"],
-        true,
-    )
-    .await;
+    let token_file = token_file(dir.path(), TOKEN);
+    let j = jira().await;
     let base = s.config("", &jira_dest("jira", &j, ""));
     let mut herald = Herald::start(&format!(
         "{base}{}",

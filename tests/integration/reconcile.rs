@@ -162,8 +162,7 @@ async fn what_the_topic_missed_is_produced_once_and_a_resolution_reaches_only_th
     let ingested = json!({ "alert": alert("r-both", "ATTEMPTED", now - 240_000) }).to_string();
     kit::produce_to(&kit::producer(), &s.topic, 0, ingested.as_bytes()).await;
     let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, TOKEN).unwrap();
+    let token_file = crate::central::token_file(dir.path(), TOKEN);
     let mut herald = Herald::start(&config(
         &s,
         &destinations(&pd, &wh),
@@ -291,8 +290,7 @@ async fn a_restart_mid_poll_neither_loses_nor_repeats() {
         ));
     }
     let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, TOKEN).unwrap();
+    let token_file = crate::central::token_file(dir.path(), TOKEN);
     // 150 fetches and 8 pages at 40 calls a second: about 4 s per poll.
     let cfg = config(
         &s,
@@ -368,8 +366,7 @@ async fn paging_over_ten_thousand_alerts_keeps_to_the_page_size_and_request_rate
     }
     futures::future::join_all(pending).await;
     let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, TOKEN).unwrap();
+    let token_file = crate::central::token_file(dir.path(), TOKEN);
     let cfg = config(
         &s,
         &destinations(&pd, &wh),
