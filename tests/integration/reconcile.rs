@@ -135,6 +135,16 @@ fn webhook_ids(wh: &Receiver) -> Vec<String> {
     ids
 }
 
+/// The stand-in for Central, a PagerDuty and a webhook receiver, a stack.
+async fn setup(prefix: &str) -> (Central, Receiver, Receiver, kit::Stack) {
+    (
+        Central::start(TOKEN).await,
+        Receiver::start().await,
+        Receiver::start().await,
+        kit::Stack::new(prefix, 1).await,
+    )
+}
+
 async fn polls(h: &Herald, n: f64) {
     assert!(
         kit::eventually(Duration::from_secs(30), || async {
@@ -150,9 +160,7 @@ async fn polls(h: &Herald, n: f64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_the_topic_missed_is_produced_once_and_a_resolution_reaches_only_the_resolvable() {
-    let central = Central::start(TOKEN).await;
-    let (pd, wh) = (Receiver::start().await, Receiver::start().await);
-    let s = kit::Stack::new("rec", 1).await;
+    let (central, pd, wh, s) = setup("rec").await;
     let now = now_ms();
     central.put_alert(alert("r-missing", "ACTIVE", now - 300_000));
     central.put_alert(alert("r-both", "ATTEMPTED", now - 240_000));
@@ -277,9 +285,7 @@ async fn what_the_topic_missed_is_produced_once_and_a_resolution_reaches_only_th
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_mid_poll_neither_loses_nor_repeats() {
-    let central = Central::start(TOKEN).await;
-    let (pd, wh) = (Receiver::start().await, Receiver::start().await);
-    let s = kit::Stack::new("rec-restart", 1).await;
+    let (central, pd, wh, s) = setup("rec-restart").await;
     let now = now_ms();
     let n = 150;
     for i in 0..n {
@@ -341,9 +347,7 @@ async fn a_restart_mid_poll_neither_loses_nor_repeats() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paging_over_ten_thousand_alerts_keeps_to_the_page_size_and_request_rate() {
-    let central = Central::start(TOKEN).await;
-    let (pd, wh) = (Receiver::start().await, Receiver::start().await);
-    let s = kit::Stack::new("rec-paging", 1).await;
+    let (central, pd, wh, s) = setup("rec-paging").await;
     let now = now_ms();
     // 10,000 open alerts, four to a second, which the topic already
     // carried (routed to no destination): listed, not fetched (but for one

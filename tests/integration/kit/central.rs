@@ -95,20 +95,7 @@ impl Central {
             scheme: if tls.is_some() { "https" } else { "http" },
         };
         let app = Router::new().fallback(handle).with_state(c.clone());
-        tokio::spawn(async move {
-            match tls {
-                None => axum::serve(listener, app).await.unwrap(),
-                Some(acceptor) => axum::serve(
-                    super::tls::TlsListener {
-                        tcp: listener,
-                        acceptor,
-                    },
-                    app,
-                )
-                .await
-                .unwrap(),
-            }
-        });
+        super::tls::serve(listener, app, tls);
         c
     }
 

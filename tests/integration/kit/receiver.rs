@@ -88,20 +88,7 @@ impl Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let scheme = if tls.is_some() { "https" } else { "http" };
-        tokio::spawn(async move {
-            match tls {
-                None => axum::serve(listener, app).await.unwrap(),
-                Some(acceptor) => axum::serve(
-                    super::tls::TlsListener {
-                        tcp: listener,
-                        acceptor,
-                    },
-                    app,
-                )
-                .await
-                .unwrap(),
-            }
-        });
+        super::tls::serve(listener, app, tls);
         Receiver {
             inner,
             addr,

@@ -99,6 +99,24 @@ pub fn acceptor(certs: &Certs) -> TlsAcceptor {
     TlsAcceptor::from(Arc::new(config))
 }
 
+/// Serves `app` on `listener` in the background, over TLS with `tls`.
+pub fn serve(listener: TcpListener, app: axum::Router, tls: Option<TlsAcceptor>) {
+    tokio::spawn(async move {
+        match tls {
+            None => axum::serve(listener, app).await.unwrap(),
+            Some(acceptor) => axum::serve(
+                TlsListener {
+                    tcp: listener,
+                    acceptor,
+                },
+                app,
+            )
+            .await
+            .unwrap(),
+        }
+    });
+}
+
 /// An axum listener that completes the TLS handshake; failed handshakes are dropped.
 pub struct TlsListener {
     pub tcp: TcpListener,
