@@ -237,6 +237,7 @@ pub async fn run(
         ),
     };
     let mut dispatcher = Dispatcher {
+        key_warned: std::sync::Mutex::new(None),
         carried,
         consumer: current.clone(),
         tracker: tracker.clone(),
@@ -561,6 +562,8 @@ type NewConsumer =
     Box<dyn Fn(&crate::config::KafkaConfig) -> anyhow::Result<KafkaConsumer> + Send + Sync>;
 
 struct Dispatcher {
+    /// When a message key other than the alert id was last warned about.
+    key_warned: std::sync::Mutex<Option<Instant>>,
     /// What the topic carried, for reconciliation with Central.
     carried: Option<Arc<crate::central::reconcile::Carried>>,
     consumer: CurrentConsumer,
@@ -870,6 +873,31 @@ impl Dispatcher {
         }
     }
 
+    /// Counts an alert whose message key is not its id, and warns at most
+    /// every 10 minutes: its states may land on different partitions, out of
+    /// order, and (with several instances) in different hands. Ingest and
+    /// reconciliation key by alert id.
+    fn check_key(&self, origin: &Origin, id: &str) {
+        if origin.key.as_deref() == Some(id.as_bytes()) {
+            return;
+        }
+        self.metrics
+            .alert_key_mismatches
+            .with_label_values(&[&origin.topic])
+            .inc();
+        let mut last = self.key_warned.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(600)) {
+            *last = Some(Instant::now());
+            tracing::warn!(
+                topic = %origin.topic,
+                partition = origin.partition,
+                offset = origin.offset,
+                keyed = origin.key.is_some(),
+                "an alert's message key is not its alert id: the states of one alert may land on different partitions and arrive out of order; produce with the alert id as key (herald's ingest and reconciliation do); counted in herald_alert_key_mismatches_total"
+            );
+        }
+    }
+
     /// One message: decoded, routed, and handed to each destination's pool,
     /// none of which makes it wait. A replayed message goes to its one
     /// destination, through that destination's routing unless forced.
@@ -914,6 +942,9 @@ impl Dispatcher {
                 return;
             }
         };
+        if let (None, Event::Alert(a)) = (&replay, &event) {
+            self.check_key(&origin, &a.fields.id);
+        }
         if let (Some(carried), Event::Alert(a)) = (&self.carried, &event) {
             let time = a.fields.time.map_or(0, |t| t.0.timestamp_millis());
             carried.observe(&a.fields.id, a.fields.state, time);

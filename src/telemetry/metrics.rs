@@ -49,6 +49,7 @@ pub struct Metrics {
     pub central_metadata_age: prometheus::Gauge,
     pub central_metadata_entries: IntGaugeVec,
     pub reconcile_found: IntCounterVec,
+    pub alert_key_mismatches: IntCounterVec,
     pub reconcile_polls: IntCounterVec,
     pub reconcile_skipped: IntCounterVec,
     pub reconcile_watermark: prometheus::Gauge,
@@ -368,6 +369,12 @@ impl Metrics {
                 "herald_central_metadata_entries",
                 "Namespaces and clusters in the metadata read from Central.",
                 &["kind"],
+            ),
+            alert_key_mismatches: counter(
+                &r,
+                "herald_alert_key_mismatches_total",
+                "Alerts whose Kafka message key is not their alert id (or absent), by topic: the states of one alert may then land on different partitions.",
+                &["topic"],
             ),
             reconcile_found: counter(
                 &r,

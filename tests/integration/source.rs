@@ -435,3 +435,40 @@ async fn graceful_shutdown_drains_or_abandons_within_its_bound() {
     );
     s.rx.release();
 }
+
+/// Alerts keyed otherwise than by their id are counted and warned about
+/// (once), and still delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_not_keyed_by_their_id_are_counted_and_warned_about_once() {
+    let s = setup("keys").await;
+    let mut herald = Herald::start(&s.config("", ""));
+    herald.wait_ready(Duration::from_secs(30)).await;
+    let p = kit::producer();
+    let id = |n: &str| format!("key-{n}");
+    kit::produce(
+        &p,
+        &s.topic,
+        Some(&id("a")),
+        kit::alert(&id("a"), "").as_bytes(),
+    )
+    .await;
+    kit::produce(&p, &s.topic, None, kit::alert(&id("b"), "").as_bytes()).await;
+    kit::produce(
+        &p,
+        &s.topic,
+        Some("some-other-key"),
+        kit::alert(&id("c"), "").as_bytes(),
+    )
+    .await;
+    s.rx.wait_delivered(3, Duration::from_secs(30)).await;
+    let series = format!(
+        r#"herald_alert_key_mismatches_total{{topic="{}"}}"#,
+        s.topic
+    );
+    assert_eq!(herald.metric(&series).await, 2.0);
+    let warned = herald
+        .log()
+        .matches("an alert's message key is not its alert id")
+        .count();
+    assert_eq!(warned, 1, "{}", herald.log());
+}
