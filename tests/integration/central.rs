@@ -74,6 +74,18 @@ pub(crate) fn token_file(dir: &std::path::Path, token: &str) -> std::path::PathB
     p
 }
 
+/// Waits until `herald_central_metadata_stale` reads `v`.
+async fn stale_becomes(herald: &Herald, v: f64) {
+    assert!(
+        kit::eventually(Duration::from_secs(15), || async {
+            herald.metric("herald_central_metadata_stale").await == v
+        })
+        .await,
+        "{}",
+        herald.log()
+    );
+}
+
 fn issue_project(j: &Jira, id: &str) -> Option<String> {
     j.issues()
         .iter()
@@ -267,26 +279,14 @@ async fn a_refused_token_or_a_down_central_keeps_the_last_metadata_in_use() {
 
     // The new token is written to the file: read again at the next try.
     std::fs::write(&token_file, "rotated-token-2\n").unwrap();
-    assert!(
-        kit::eventually(Duration::from_secs(15), || async {
-            herald.metric("herald_central_metadata_stale").await == 0.0
-        })
-        .await,
-        "{}",
-        herald.log()
-    );
+    stale_becomes(&herald, 0.0).await;
 
     // Central goes down: stale again, delivering on; it comes back with a
     // new namespace, and the first alert from there (a miss) brings a read.
     central.set_down(true);
     send("a-3", "api").await;
     assert_eq!(project_of("a-3").await.as_deref(), Some("SEC"));
-    assert!(
-        kit::eventually(Duration::from_secs(15), || async {
-            herald.metric("herald_central_metadata_stale").await == 1.0
-        })
-        .await
-    );
+    stale_becomes(&herald, 1.0).await;
     send("a-4", "web").await;
     assert_eq!(project_of("a-4").await.as_deref(), Some("WEB"));
     populate(&central);
@@ -303,12 +303,7 @@ async fn a_refused_token_or_a_down_central_keeps_the_last_metadata_in_use() {
     let before = central.calls().len();
     central.set_down(false);
     // The failed read is tried again a second later (metadata_refresh_on_miss).
-    assert!(
-        kit::eventually(Duration::from_secs(15), || async {
-            herald.metric("herald_central_metadata_stale").await == 0.0
-        })
-        .await
-    );
+    stale_becomes(&herald, 0.0).await;
     send("a-5", "api").await;
     assert_eq!(project_of("a-5").await.as_deref(), Some("API"));
     // Every call since the new token carried it.

@@ -106,6 +106,17 @@ fn deployment_alert(id: &str, state: &str) -> String {
     )
 }
 
+/// Produces the deployment alert `id`, ACTIVE, keyed by its id.
+async fn send_active(p: &rdkafka::producer::FutureProducer, topic: &str, id: &str) {
+    kit::produce(
+        p,
+        topic,
+        Some(id),
+        deployment_alert(id, "ACTIVE").as_bytes(),
+    )
+    .await;
+}
+
 fn uuid(n: u32) -> String {
     format!("{n:08x}-1111-4222-8333-{:012x}", fastrand::u64(..1 << 48))
 }
@@ -393,13 +404,7 @@ async fn workload_identity_exchanges_impersonates_and_survives_revocation_and_ro
     } = wif("scc-wif", "subject-token-one", "subject-token-one", true).await;
     let p = kit::producer();
     let first = uuid(10);
-    kit::produce(
-        &p,
-        &s.topic,
-        Some(&first),
-        deployment_alert(&first, "ACTIVE").as_bytes(),
-    )
-    .await;
+    send_active(&p, &s.topic, &first).await;
     wait_finding(&g, &name_of(&first), "ACTIVE").await;
     assert_eq!(g.exchanges(), (1, 1), "one exchange, one impersonation");
     assert!(
@@ -417,13 +422,7 @@ async fn workload_identity_exchanges_impersonates_and_survives_revocation_and_ro
     g.fail_next(&[(429, Some("1")), (503, None)]);
     let ids: Vec<String> = (0..20).map(|i| uuid(100 + i)).collect();
     for id in &ids {
-        kit::produce(
-            &p,
-            &s.topic,
-            Some(id),
-            deployment_alert(id, "ACTIVE").as_bytes(),
-        )
-        .await;
+        send_active(&p, &s.topic, id).await;
     }
     for id in &ids {
         wait_finding(&g, &name_of(id), "ACTIVE").await;
@@ -474,13 +473,7 @@ async fn a_refused_subject_token_parks_until_it_is_fixed() {
     // The first exchange hangs (STS takes the connection and never
     // answers): after 20 s the credentials are dropped, not waited on.
     g.hang_exchanges(1);
-    kit::produce(
-        &p,
-        &s.topic,
-        Some(&id),
-        deployment_alert(&id, "ACTIVE").as_bytes(),
-    )
-    .await;
+    send_active(&p, &s.topic, &id).await;
     let timed_out = kit::eventually(Duration::from_secs(40), || async {
         herald
             .metric(r#"herald_delivery_failures_total{destination="scc",reason="timeout"}"#)
@@ -522,13 +515,7 @@ async fn kill_9_with_writes_in_flight_then_restart_loses_no_finding() {
     let ids: Vec<String> = (0..600).map(uuid).collect();
     let p = kit::producer();
     for id in &ids {
-        kit::produce(
-            &p,
-            &s.topic,
-            Some(id),
-            deployment_alert(id, "ACTIVE").as_bytes(),
-        )
-        .await;
+        send_active(&p, &s.topic, id).await;
     }
     let mut herald = Herald::start(&cfg);
     herald.wait_ready(Duration::from_secs(30)).await;
@@ -594,13 +581,7 @@ async fn without_a_credentials_file_the_metadata_server_gives_the_token() {
     herald.wait_ready(Duration::from_secs(30)).await;
     let p = kit::producer();
     let id = uuid(30);
-    kit::produce(
-        &p,
-        &s.topic,
-        Some(&id),
-        deployment_alert(&id, "ACTIVE").as_bytes(),
-    )
-    .await;
+    send_active(&p, &s.topic, &id).await;
     wait_finding(&g, &name_of(&id), "ACTIVE").await;
     assert!(
         g.bearers().iter().all(|b| b.starts_with("mds-token-")),
