@@ -42,6 +42,7 @@ struct Route {
 pub async fn run(
     config: Config,
     destinations: Vec<Destination>,
+    live: Option<destinations::Live>,
     config_path: std::path::PathBuf,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
@@ -101,8 +102,10 @@ pub async fn run(
         })
         .await??;
     }
+    // One producer for dead letters and reconciliation.
+    let producer = source::producer(k)?;
     let dead_letters = Arc::new(DeadLetters::new(
-        source::producer(k)?,
+        producer.clone(),
         k.dead_letter_topic.clone(),
         k.dead_letter_max_bytes,
         k.dead_letter_file.clone(),
@@ -122,24 +125,17 @@ pub async fn run(
         fatal: fatal.clone(),
         retrying: Retrying::default(),
     };
-    // With [central], the destinations read Central's metadata, kept
-    // current from here on (from the last saved read until the first).
-    let (live, destinations, reconciler) = match &config.central {
-        None => (None, destinations, None),
-        Some(c) => {
-            let dir = config.state_dir.clone();
-            let (snapshot, read_at) =
-                tokio::task::spawn_blocking(move || crate::central::metadata::saved(&dir))
-                    .await?
-                    .unwrap_or_default();
+    // With [central], the destinations read Central's metadata (loaded
+    // live, from the last saved read), kept current from here on.
+    let (live, reconciler) = match (&config.central, live) {
+        (None, _) => (None, None),
+        (Some(_), None) => anyhow::bail!("[central] without its metadata (load_for_run)"),
+        (Some(c), Some((live, read_at))) => {
             if c.skip_tls_verify {
                 tracing::warn!("[central] skip_tls_verify = true: Central's certificate is not checked; the API token goes to whoever answers");
             }
-            let live = Metadata::live(snapshot);
             let mut errs = crate::config::Errors::default();
             let client = crate::central::Client::build(c, Some(metrics.clone()), &mut errs);
-            let destinations = destinations::build_tables(&config.destinations, Some(&live))
-                .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
             let client =
                 Arc::new(client.ok_or_else(|| anyhow::anyhow!("invalid configuration:\n{errs}"))?);
             let mut refresher = crate::central::metadata::Refresher::new(
@@ -164,7 +160,7 @@ pub async fn run(
                 None => None,
                 Some(r) => {
                     let (r, page, max_bytes) = (r.clone(), c.page_size, k.max_message_bytes);
-                    let (client, producer) = (client.clone(), source::producer(k)?);
+                    let (client, producer) = (client.clone(), producer.clone());
                     let (dir, metrics) = (config.state_dir.clone(), metrics.clone());
                     Some(
                         tokio::task::spawn_blocking(move || {
@@ -176,7 +172,7 @@ pub async fn run(
                     )
                 }
             };
-            (Some(live), destinations, reconciler)
+            (Some(live), reconciler)
         }
     };
     let routes: Vec<Arc<Route>> = destinations

@@ -159,6 +159,24 @@ pub fn load_with(
     path: &Path,
     live: Option<&Arc<Metadata>>,
 ) -> Result<(Config, Vec<Destination>), Errors> {
+    load_inner(path, live, false).map(|(c, d, _)| (c, d))
+}
+
+/// Central's metadata a starting herald keeps current, as loaded from
+/// `state_dir`, and when that read was made (ms; 0: none saved).
+pub type Live = (Arc<Metadata>, i64);
+
+/// [`load`] for `herald run`: with `[central]`, the destinations read live
+/// metadata, starting from the last saved read, which the caller refreshes.
+pub fn load_for_run(path: &Path) -> Result<(Config, Vec<Destination>, Option<Live>), Errors> {
+    load_inner(path, None, true)
+}
+
+fn load_inner(
+    path: &Path,
+    live: Option<&Arc<Metadata>>,
+    start_live: bool,
+) -> Result<(Config, Vec<Destination>, Option<Live>), Errors> {
     let (config, tables) = Config::load_with_destinations(path);
     let mut errs = Errors::default();
     if let Err(e) = &config {
@@ -173,21 +191,25 @@ pub fn load_with(
     {
         crate::tls::server_config(cert, key, "ingest", &mut errs);
     }
+    let mut started: Option<Live> = None;
     let central = config.as_ref().ok().and_then(|c| {
         let central = c.central.as_ref()?;
         crate::central::Client::build(central, None, &mut errs);
         Some(live.cloned().unwrap_or_else(|| {
-            Metadata::fixed(
-                crate::central::metadata::saved(&c.state_dir)
-                    .map(|(s, _)| s)
-                    .unwrap_or_default(),
-            )
+            let (snapshot, read_at) =
+                crate::central::metadata::saved(&c.state_dir).unwrap_or_default();
+            if !start_live {
+                return Metadata::fixed(snapshot);
+            }
+            let m = Metadata::live(snapshot);
+            started = Some((m.clone(), read_at));
+            m
         }))
     });
     let destinations =
         build_tables(&tables, central.as_ref()).map_err(|e| errs.list.extend(e.list));
     match (config, destinations) {
-        (Ok(c), Ok(d)) if errs.is_empty() => Ok((c, d)),
+        (Ok(c), Ok(d)) if errs.is_empty() => Ok((c, d, started)),
         _ => Err(errs),
     }
 }

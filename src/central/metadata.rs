@@ -36,11 +36,15 @@ pub struct Read {
 
 impl Read {
     pub fn snapshot(&self) -> Result<Snapshot, String> {
-        Ok(Snapshot {
-            namespaces: NamespaceMetadata::from_central(&self.namespaces.to_string())?,
-            clusters: ClusterMetadata::parse(&self.clusters.to_string())?,
-        })
+        snapshot_of(&self.namespaces, &self.clusters)
     }
+}
+
+fn snapshot_of(namespaces: &Value, clusters: &Value) -> Result<Snapshot, String> {
+    Ok(Snapshot {
+        namespaces: NamespaceMetadata::from_central(namespaces)?,
+        clusters: ClusterMetadata::from_value(clusters)?,
+    })
 }
 
 /// Reads every namespace (paged) and every cluster.
@@ -88,12 +92,12 @@ pub async fn read(client: &Client, page_size: u32) -> Result<Read, CallError> {
 }
 
 /// The array `key` of a JSON answer (absent: empty, as protojson omits it).
-fn items(body: &[u8], key: &str) -> Result<Vec<Value>, CallError> {
-    let v: Value = serde_json::from_slice(body)
+pub(super) fn items(body: &[u8], key: &str) -> Result<Vec<Value>, CallError> {
+    let mut v: Value = serde_json::from_slice(body)
         .map_err(|e| CallError::Failed(format!("Central's {key}: the answer is not JSON: {e}")))?;
-    match v.get(key) {
+    match v.get_mut(key).map(Value::take) {
         None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(a)) => Ok(a.clone()),
+        Some(Value::Array(a)) => Ok(a),
         Some(_) => Err(CallError::Failed(format!(
             "Central's {key}: {key:?} is not a list"
         ))),
@@ -114,12 +118,9 @@ pub fn saved(state_dir: &Path) -> Option<(Snapshot, i64)> {
     let parsed = serde_json::from_str::<Value>(&text)
         .map_err(|e| e.to_string())
         .and_then(|v| {
-            let read = Read {
-                namespaces: v.get("namespaces").cloned().unwrap_or(Value::Null),
-                clusters: v.get("clusters").cloned().unwrap_or(Value::Null),
-            };
+            let part = |k: &str| v.get(k).unwrap_or(&Value::Null);
             let at = v.get("read_at_ms").and_then(Value::as_i64).unwrap_or(0);
-            read.snapshot().map(|s| (s, at))
+            snapshot_of(part("namespaces"), part("clusters")).map(|s| (s, at))
         });
     match parsed {
         Ok(s) => Some(s),
@@ -132,13 +133,19 @@ pub fn saved(state_dir: &Path) -> Option<(Snapshot, i64)> {
 
 /// Saves `read` in `state_dir` (blocking).
 fn save(state_dir: &Path, read: &Read, at_ms: i64) -> std::io::Result<()> {
-    let text = json!({
-        "read_at_ms": at_ms,
-        "namespaces": read.namespaces,
-        "clusters": read.clusters,
+    #[derive(serde::Serialize)]
+    struct Saved<'a> {
+        read_at_ms: i64,
+        namespaces: &'a Value,
+        clusters: &'a Value,
+    }
+    let bytes = serde_json::to_vec(&Saved {
+        read_at_ms: at_ms,
+        namespaces: &read.namespaces,
+        clusters: &read.clusters,
     })
-    .to_string();
-    crate::files::replace(&state_dir.join(SAVED), text.as_bytes())
+    .map_err(std::io::Error::other)?;
+    crate::files::replace(&state_dir.join(SAVED), &bytes)
 }
 
 /// Keeps `metadata` current until `stop`.

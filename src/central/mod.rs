@@ -8,7 +8,7 @@
 pub mod metadata;
 pub mod reconcile;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -181,10 +181,6 @@ impl Client {
         &self.shown
     }
 
-    pub fn token_file(&self) -> &Path {
-        &self.token.path
-    }
-
     /// `GET path?query` with the token; the body of a 200.
     pub async fn get(
         &self,
@@ -293,7 +289,6 @@ fn now_ms() -> i64 {
 
 /// One API call herald makes, with the permission it needs.
 pub struct Check {
-    pub call: &'static str,
     pub path: &'static str,
     /// The permission set's resource that must be readable.
     pub resource: &'static str,
@@ -342,7 +337,6 @@ pub async fn checks(client: &Client, reconcile: bool) -> Vec<Check> {
         }
         let result = client.get(call, path, &query).await.map(|_| ());
         out.push(Check {
-            call,
             path,
             resource,
             result,

@@ -116,12 +116,9 @@ impl Carried {
         self.lock().by_id.get(id).copied()
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.lock().by_id.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Up to `n` alerts carried as open, those checked longest ago first.
@@ -366,18 +363,7 @@ impl Reconciler {
             )
             .await
             .map_err(Stop::Central)?;
-        let v: Value = serde_json::from_slice(&body).map_err(|e| {
-            Stop::Central(CallError::Failed(format!(
-                "Central's alerts: the answer is not JSON: {e}"
-            )))
-        })?;
-        match v.get("alerts") {
-            None | Some(Value::Null) => Ok(Vec::new()),
-            Some(Value::Array(a)) => Ok(a.clone()),
-            Some(_) => Err(Stop::Central(CallError::Failed(
-                "Central's alerts: \"alerts\" is not a list".into(),
-            ))),
-        }
+        super::metadata::items(&body, "alerts").map_err(Stop::Central)
     }
 
     /// Alert `id` whole, with its state and violation time; `None` when
@@ -432,12 +418,23 @@ impl Reconciler {
             .map_err(|(e, _)| Stop::Broker(e.to_string()))
     }
 
-    /// Fetches `id` and produces it as Central has it now; records what
-    /// was produced as carried.
+    /// Fetches `id` and produces it as Central has it now.
     async fn reconcile_one(&self, id: &str, polled: &mut Polled) -> Result<(), Stop> {
-        let Some((alert, now)) = self.fetch(id).await? else {
-            return Ok(());
-        };
+        match self.fetch(id).await? {
+            Some((alert, now)) => self.produce(id, alert, &now, polled).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Produces `alert` (as `now` reads it) unless the topic carried it
+    /// already; counts it and records it as carried.
+    async fn produce(
+        &self,
+        id: &str,
+        alert: Value,
+        now: &Listed,
+        polled: &mut Polled,
+    ) -> Result<(), Stop> {
         let before = self.carried.get(id);
         if now.state == AlertState::Snoozed
             || before.is_some_and(|b| {
@@ -543,27 +540,23 @@ impl Reconciler {
             .carried
             .to_check(self.cfg.max_resolution_checks_per_poll as usize)
         {
-            match self.fetch(&id).await {
-                Ok(None) => self.carried.forget(&id),
+            let result = match self.fetch(&id).await {
+                Ok(None) => {
+                    self.carried.forget(&id);
+                    Ok(())
+                }
                 Ok(Some((alert, a))) => {
                     self.carried.checked(&id, now);
                     if a.state == AlertState::Resolved {
-                        match self.send(&id, alert).await {
-                            Ok(sent) => {
-                                if sent {
-                                    polled.resolved += 1;
-                                    self.metrics
-                                        .reconcile_found
-                                        .with_label_values(&["resolved"])
-                                        .inc();
-                                }
-                                self.carried.observe(&id, a.state, a.time_ms);
-                            }
-                            Err(e) => return Some(e),
-                        }
+                        self.produce(&id, alert, &a, polled).await
+                    } else {
+                        Ok(())
                     }
                 }
-                Err(e) => return Some(e),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = result {
+                return Some(e);
             }
         }
         None

@@ -247,7 +247,7 @@ pub fn main() -> ExitCode {
             dlq::print_parked(&cfg).await
         })),
         Command::Run { config } => {
-            let (cfg, dests) = match destinations::load(&config) {
+            let (cfg, dests, live) = match destinations::load_for_run(&config) {
                 Ok(c) => c,
                 Err(errs) => {
                     eprintln!("{}: invalid configuration", config.display());
@@ -275,7 +275,7 @@ pub fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let result = rt.block_on(app::run(cfg, dests, config));
+            let result = rt.block_on(app::run(cfg, dests, live, config));
             rt.shutdown_timeout(std::time::Duration::from_secs(2));
             match result {
                 Ok(()) => ExitCode::SUCCESS,

@@ -41,15 +41,7 @@ struct Status {
     provider_metadata: ProviderMetadata,
 }
 
-/// `text` if it is a JSON object, else text that fails to read as one (a
-/// struct would also read from a JSON array).
-pub(crate) fn object_only(text: &str) -> &str {
-    if text.trim_start().starts_with('{') {
-        text
-    } else {
-        "not an object"
-    }
-}
+const NOT_CLUSTERS: &str = "not the JSON of Central's GET /v1/clusters ({\"clusters\": [...]})";
 
 /// Provider metadata by cluster id and by cluster name.
 #[derive(Debug, Default)]
@@ -66,9 +58,18 @@ impl ClusterMetadata {
     }
 
     pub fn parse(text: &str) -> Result<ClusterMetadata, String> {
-        let file: File = serde_json::from_str(object_only(text)).map_err(|e| {
-            format!("not the JSON of Central's GET /v1/clusters ({{\"clusters\": [...]}}): {e}")
-        })?;
+        let v: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| format!("{NOT_CLUSTERS}: {e}"))?;
+        Self::from_value(&v)
+    }
+
+    /// [`ClusterMetadata::parse`] of an answer already read.
+    pub fn from_value(v: &serde_json::Value) -> Result<ClusterMetadata, String> {
+        // A struct also reads from a JSON array: only an object is an answer.
+        if !v.is_object() {
+            return Err(format!("{NOT_CLUSTERS}: not an object"));
+        }
+        let file = File::deserialize(v).map_err(|e| format!("{NOT_CLUSTERS}: {e}"))?;
         let mut out = ClusterMetadata::default();
         for e in file.clusters.unwrap_or_default() {
             let meta = Arc::new(e.status.provider_metadata);

@@ -39,29 +39,24 @@ pub struct Metadata {
 const MAX_MISSED: usize = 10_000;
 
 impl Metadata {
-    /// Metadata that never changes (the files, or none).
-    pub fn fixed(snapshot: Snapshot) -> Arc<Metadata> {
+    fn new(snapshot: Snapshot, live: bool) -> Arc<Metadata> {
         Arc::new(Metadata {
             current: RwLock::new(Arc::new(snapshot)),
-            live: false,
+            live,
             miss: tokio::sync::Notify::new(),
             missed: Mutex::default(),
         })
+    }
+
+    /// Metadata that never changes (the files, or none).
+    pub fn fixed(snapshot: Snapshot) -> Arc<Metadata> {
+        Metadata::new(snapshot, false)
     }
 
     /// Metadata kept current by a refresher, starting from `snapshot` (the
     /// last one saved, or an empty one).
     pub fn live(snapshot: Snapshot) -> Arc<Metadata> {
-        Arc::new(Metadata {
-            current: RwLock::new(Arc::new(snapshot)),
-            live: true,
-            miss: tokio::sync::Notify::new(),
-            missed: Mutex::default(),
-        })
-    }
-
-    pub fn is_live(&self) -> bool {
-        self.live
+        Metadata::new(snapshot, true)
     }
 
     /// The snapshot of the moment.
@@ -84,15 +79,15 @@ impl Metadata {
         }
     }
 
-    /// A lookup found no such namespace or cluster (`key`): a live
-    /// refresher hears of it the first time (it decides how often that may
-    /// cost a refresh).
-    pub fn missed(&self, key: String) {
+    /// A lookup found no such namespace or cluster (`key`, made only when
+    /// live): a live refresher hears of it the first time (it decides how
+    /// often that may cost a refresh).
+    fn missed(&self, key: impl FnOnce() -> String) {
         if !self.live {
             return;
         }
         let mut missed = self.missed.lock().unwrap_or_else(|p| p.into_inner());
-        if missed.len() < MAX_MISSED && missed.insert(key) {
+        if missed.len() < MAX_MISSED && missed.insert(key()) {
             self.miss.notify_one();
         }
     }
@@ -114,7 +109,7 @@ impl Metadata {
             .namespaces
             .labels(cluster_id, cluster_name, namespace);
         if found.is_none() && !namespace.is_empty() {
-            self.missed(format!("ns\0{cluster_id}\0{cluster_name}\0{namespace}"));
+            self.missed(|| format!("ns\0{cluster_id}\0{cluster_name}\0{namespace}"));
         }
         found
     }
@@ -128,7 +123,7 @@ impl Metadata {
     ) -> Option<&'s ProviderMetadata> {
         let found = snapshot.clusters.get(cluster_id, cluster_name);
         if found.is_none() && !(cluster_id.is_empty() && cluster_name.is_empty()) {
-            self.missed(format!("cluster\0{cluster_id}\0{cluster_name}"));
+            self.missed(|| format!("cluster\0{cluster_id}\0{cluster_name}"));
         }
         found
     }
@@ -150,14 +145,19 @@ pub struct Annotations<'s> {
 
 impl NamespaceAnnotations for Annotations<'_> {
     fn annotation(&self, cluster_id: &str, namespace: &str, key: &str) -> Option<&str> {
-        if !self.snapshot.namespaces.contains(cluster_id, namespace) {
-            self.metadata
-                .missed(format!("ns\0{cluster_id}\0\0{namespace}"));
-            return None;
-        }
-        self.snapshot
+        // One lookup: a known namespace without the key is not a miss.
+        match self
+            .snapshot
             .namespaces
-            .annotation(cluster_id, namespace, key)
+            .annotations_of(cluster_id, namespace)
+        {
+            Some(annotations) => annotations.get(key).map(String::as_str),
+            None => {
+                self.metadata
+                    .missed(|| format!("ns\0{cluster_id}\0\0{namespace}"));
+                None
+            }
+        }
     }
 }
 
@@ -167,10 +167,9 @@ mod tests {
 
     fn snapshot() -> Snapshot {
         Snapshot {
-            namespaces: NamespaceMetadata::from_central(
-                r#"{"namespaces":[{"metadata":{"id":"n1","name":"pay","clusterId":"c1","clusterName":"prod",
-                    "labels":{"team":"pay"},"annotations":{"example.com/slack":"https://hooks.slack.com/x"}}}]}"#,
-            )
+            namespaces: NamespaceMetadata::from_central(&serde_json::json!({"namespaces": [{"metadata": {
+                "id": "n1", "name": "pay", "clusterId": "c1", "clusterName": "prod",
+                "labels": {"team": "pay"}, "annotations": {"example.com/slack": "https://hooks.slack.com/x"}}}]}))
             .unwrap(),
             clusters: ClusterMetadata::parse(r#"{"clusters":[{"id":"c1","name":"prod"}]}"#).unwrap(),
         }

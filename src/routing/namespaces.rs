@@ -77,7 +77,7 @@ impl NamespaceMetadata {
 
     /// Central's answer to `GET /v1/namespaces` (`{"namespaces": [{"metadata":
     /// {...}}]}`), each namespace found by cluster id and by cluster name.
-    pub fn from_central(text: &str) -> Result<NamespaceMetadata, String> {
+    pub fn from_central(v: &serde_json::Value) -> Result<NamespaceMetadata, String> {
         #[derive(Deserialize)]
         struct List {
             #[serde(default)]
@@ -102,7 +102,13 @@ impl NamespaceMetadata {
             #[serde(default)]
             annotations: Option<StringMap>,
         }
-        let list: List = serde_json::from_str(super::clusters::object_only(text)).map_err(|e| {
+        // A struct also reads from a JSON array: only an object is an answer.
+        let object = if v.is_object() {
+            v
+        } else {
+            &serde_json::Value::Null
+        };
+        let list = List::deserialize(object).map_err(|e| {
             format!("not the JSON of Central's GET /v1/namespaces ({{\"namespaces\": [...]}}): {e}")
         })?;
         let (mut by_key, mut listed) = (HashMap::new(), 0);
@@ -130,9 +136,9 @@ impl NamespaceMetadata {
         Ok(NamespaceMetadata { by_key, listed })
     }
 
-    /// Whether the namespace is known (by cluster id or name).
-    pub fn contains(&self, cluster: &str, namespace: &str) -> bool {
-        self.entry(cluster, "", namespace).is_some()
+    /// The namespace's annotations, if it is known (by cluster id or name).
+    pub fn annotations_of(&self, cluster: &str, namespace: &str) -> Option<&StringMap> {
+        self.entry(cluster, "", namespace).map(|e| &e.annotations)
     }
 
     /// Namespaces listed.
@@ -165,8 +171,8 @@ impl NamespaceMetadata {
 
 impl NamespaceAnnotations for NamespaceMetadata {
     fn annotation(&self, cluster: &str, namespace: &str, key: &str) -> Option<&str> {
-        self.entry(cluster, "", namespace)
-            .and_then(|e| e.annotations.get(key))
+        self.annotations_of(cluster, namespace)
+            .and_then(|a| a.get(key))
             .map(String::as_str)
     }
 }
@@ -196,23 +202,26 @@ mod tests {
     #[test]
     fn reads_centrals_namespace_list() {
         let m = NamespaceMetadata::from_central(
-            r#"{"namespaces":[
+            &serde_json::from_str(r#"{"namespaces":[
               {"metadata":{"id":"n1","name":"pay","clusterId":"c1","clusterName":"prod","labels":{"team":"pay"},
                 "annotations":{"owner":"x"},"creationTime":"2026-01-01T00:00:00Z","priority":"3"},"numDeployments":4},
               {"metadata":{"id":"n2","name":"web","clusterId":"c2","clusterName":"","labels":null}},
               {"metadata":{"name":"","clusterId":"c3"}},
               {}
-            ]}"#,
+            ]}"#)
+            .unwrap(),
         )
         .unwrap();
         assert_eq!(m.labels("c1", "", "pay").unwrap()["team"], "pay");
         assert_eq!(m.labels("zz", "prod", "pay").unwrap()["team"], "pay");
         assert_eq!(m.annotation("c1", "pay", "owner"), Some("x"));
         assert!(m.labels("c2", "", "web").unwrap().is_empty());
-        assert!(m.contains("c2", "web") && !m.contains("c2", "pay"));
+        assert!(m.annotations_of("c2", "web").is_some() && m.annotations_of("c2", "pay").is_none());
         assert_eq!(m.len(), 2);
-        assert!(NamespaceMetadata::from_central("{}").unwrap().is_empty());
-        assert!(NamespaceMetadata::from_central("[]")
+        assert!(NamespaceMetadata::from_central(&serde_json::json!({}))
+            .unwrap()
+            .is_empty());
+        assert!(NamespaceMetadata::from_central(&serde_json::json!([]))
             .unwrap_err()
             .starts_with("not the JSON of Central's GET /v1/namespaces"));
     }
