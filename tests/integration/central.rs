@@ -474,3 +474,84 @@ async fn tls_to_central_is_verified_and_the_token_goes_only_to_a_verified_server
     );
     assert!(central.calls().iter().all(|c| c.authorized));
 }
+
+/// A Central that hangs, then throttles with an absurd Retry-After: herald
+/// starts within its timeout, delivers on with what it has, polls on, and
+/// reads again once Central answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_or_throttling_central_holds_nothing_up() {
+    let central = Central::start(TOKEN).await;
+    populate(&central);
+    central.set_hang(true);
+    let j = jira().await;
+    let s = kit::Stack::new("central-hang", 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = token_file(dir.path(), TOKEN);
+    let started = std::time::Instant::now();
+    let mut herald = Herald::start(&format!(
+        "{}{}",
+        s.config("", &jira_dest("jira", &j, "")),
+        central_section(
+            &central.url(),
+            &token_file,
+            "metadata_refresh_on_miss = \"1s\"\n[central.reconcile]\ninterval = \"1s\""
+        )
+    ));
+    herald.wait_ready(Duration::from_secs(30)).await;
+    // The first read gave up after `timeout` (3 s), not Central's hour.
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert_eq!(herald.metric("herald_central_metadata_stale").await, 1.0);
+    let p = kit::producer();
+    kit::produce_to(
+        &p,
+        &s.topic,
+        0,
+        alert("h-1", "LOW_SEVERITY", "web", "").as_bytes(),
+    )
+    .await;
+    assert!(
+        kit::eventually(Duration::from_secs(30), || async {
+            issue_project(&j, "h-1").as_deref() == Some("SEC")
+        })
+        .await,
+        "{}",
+        herald.log()
+    );
+    // 429 with Retry-After: 2^64-1: polls fail and go on, nothing waits
+    // for the header.
+    central.set_throttle(true);
+    central.set_hang(false);
+    assert!(
+        kit::eventually(Duration::from_secs(30), || async {
+            herald
+                .metric(r#"herald_reconcile_polls_total{outcome="error"}"#)
+                .await
+                >= 3.0
+        })
+        .await,
+        "{}",
+        herald.log()
+    );
+    assert_eq!(herald.metric("herald_central_metadata_stale").await, 1.0);
+    central.set_throttle(false);
+    stale_becomes(&herald, 0.0).await;
+    kit::produce_to(
+        &p,
+        &s.topic,
+        0,
+        alert("h-2", "LOW_SEVERITY", "web", "").as_bytes(),
+    )
+    .await;
+    assert!(
+        kit::eventually(Duration::from_secs(30), || async {
+            issue_project(&j, "h-2").as_deref() == Some("WEB")
+        })
+        .await,
+        "{}",
+        herald.log()
+    );
+    assert!(
+        herald.child.as_mut().unwrap().try_wait().unwrap().is_none(),
+        "still running"
+    );
+}

@@ -15,7 +15,9 @@
 //!   `Violation Time` only (400 for another field), alerts of one time in no
 //!   promised order (here: ids descending); it answers `storage.ListAlert`s;
 //!   `GET /v1/alerts/{id}` the whole alert, or 404;
-//! - while "down", every call answers 503.
+//! - while "down", every call answers 503; while "hanging", none is
+//!   answered; while "throttling", every call gets 429 with an absurd
+//!   `Retry-After`.
 //!
 //! It records each call (path, query, whether the token was right, when).
 
@@ -33,6 +35,10 @@ struct Inner {
     token: String,
     forbidden: HashSet<String>,
     down: bool,
+    /// Calls hang (never answered) while set.
+    hang: bool,
+    /// Calls get 429 with an absurd Retry-After while set.
+    throttle: bool,
     namespaces: Vec<Value>,
     clusters: Vec<Value>,
     alerts: BTreeMap<String, Value>,
@@ -112,6 +118,14 @@ impl Central {
         self.inner.lock().unwrap().forbidden = calls.iter().map(|c| c.to_string()).collect();
     }
 
+    pub fn set_hang(&self, hang: bool) {
+        self.inner.lock().unwrap().hang = hang;
+    }
+
+    pub fn set_throttle(&self, throttle: bool) {
+        self.inner.lock().unwrap().throttle = throttle;
+    }
+
     pub fn set_down(&self, down: bool) {
         self.inner.lock().unwrap().down = down;
     }
@@ -187,6 +201,9 @@ async fn handle(
         Ok(q) => q,
         Err(e) => return error(StatusCode::BAD_REQUEST, 3, &e),
     };
+    if c.inner.lock().unwrap().hang {
+        tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+    }
     let mut inner = c.inner.lock().unwrap();
     let authorized = headers
         .get("authorization")
@@ -200,6 +217,14 @@ async fn handle(
     });
     if inner.down {
         return error(StatusCode::SERVICE_UNAVAILABLE, 14, "unavailable");
+    }
+    if inner.throttle {
+        let mut r = error(StatusCode::TOO_MANY_REQUESTS, 8, "rate limited");
+        r.headers_mut().insert(
+            "retry-after",
+            axum::http::HeaderValue::from_static("18446744073709551615"),
+        );
+        return r;
     }
     let call = match uri.path() {
         "/v1/namespaces" => "namespaces",
